@@ -1,0 +1,262 @@
+"""Logto's "HTTP Email" connector endpoint.
+
+Logto shows our error body to its end user, sets no timeout and never retries, so every answer
+is short JSON, fast, and free of secrets: 200 only once the message is committed; 400/413/415
+for bad input (naming the field); 401 for a wrong Authorization header; 422 when no template
+can serve the message; 503 when the database cannot store it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+
+from django.conf import settings
+from django.core.validators import EmailValidator
+from django.db import InterfaceError, OperationalError
+from rest_framework import exceptions, serializers, status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.parsers import BaseParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from emails.services import NoTemplateError, message_accept
+
+MAX_ADDRESS_LENGTH = 254
+MAX_TYPE_LENGTH = 64
+MAX_IP_LENGTH = 64
+MAX_PAYLOAD_DEPTH = 8
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body is too large."
+    default_code = "too_large"
+
+
+class NotConfigured(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Email endpoint is not configured (LOGTO_AUTHORIZATION is unset)."
+    default_code = "not_configured"
+
+
+class LogtoJSONParser(BaseParser):
+    """JSON with a size cap, and without the NaN/Infinity extensions Postgres cannot store.
+
+    Raises PayloadTooLarge (413) or ParseError (400); never lets a decoder error escape.
+    """
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.EMAILS_MAX_BODY_BYTES
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge()
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise PayloadTooLarge()
+        try:
+            return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except _OutOfRange:
+            raise exceptions.ParseError("Request body has a number out of range.") from None
+        except (ValueError, RecursionError):
+            raise exceptions.ParseError("Request body is not valid JSON.") from None
+
+
+class _OutOfRange(ValueError):
+    pass
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _OutOfRange(text)
+    return value
+
+
+class LogtoAuthorization(BaseAuthentication):
+    """Compares the Authorization header, as bytes and in constant time, with each configured
+    LOGTO_AUTHORIZATION value (several during a rotation).
+
+    Without a configured value the endpoint fails closed (503), except with DJANGO_DEBUG on,
+    where it is open for local development.
+    """
+
+    def authenticate(self, request):
+        expected = settings.LOGTO_AUTHORIZATION
+        if not expected:
+            if settings.DEBUG:
+                return (None, None)
+            raise NotConfigured()
+        header = request.META.get("HTTP_AUTHORIZATION")
+        if header is None:
+            raise exceptions.NotAuthenticated("Authorization header is missing.")
+        given = _header_bytes(header)
+        matched = False
+        for value in expected:  # no early exit: every value is compared every time
+            matched |= hmac.compare_digest(given, value.encode("utf-8"))
+        if not matched:
+            raise exceptions.AuthenticationFailed("Authorization header is not valid.")
+        return (None, None)
+
+    def authenticate_header(self, request):
+        return "Bearer"
+
+
+def _header_bytes(header: str) -> bytes:
+    # WSGI hands headers over as latin-1-decoded text: encoding back gives the bytes sent.
+    try:
+        return header.encode("latin-1")
+    except UnicodeEncodeError:
+        return header.encode("utf-8", "surrogateescape")
+
+
+class StrictText(serializers.CharField):
+    """A string as sent: no coercion from numbers, no trimming, no control characters."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            raise serializers.ValidationError("must be a string")
+        if _has_control_characters(data):
+            raise serializers.ValidationError("must not contain control characters")
+        if not _is_encodable(data):
+            raise serializers.ValidationError("must be valid Unicode text")
+        return super().to_internal_value(data)
+
+
+class LogtoEmailSerializer(serializers.Serializer):
+    to = StrictText(max_length=MAX_ADDRESS_LENGTH)
+    type = StrictText(max_length=MAX_TYPE_LENGTH)
+    payload = serializers.JSONField()
+    ip = StrictText(max_length=MAX_IP_LENGTH, required=False, allow_null=True, allow_blank=True)
+
+    def validate_to(self, value):
+        # One bare address: EmailValidator refuses lists, display names and whitespace.
+        try:
+            EmailValidator()(value)
+        except Exception:
+            raise serializers.ValidationError("must be one email address") from None
+        return value
+
+    def validate_payload(self, value):
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        _check_payload_value(value, depth=0)
+        return value
+
+
+def _check_payload_value(value, *, depth: int) -> None:
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise serializers.ValidationError("is nested too deeply")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_payload_value(item, depth=depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_payload_value(item, depth=depth + 1)
+    elif isinstance(value, str):
+        _check_text(value)
+
+
+def _check_text(text: str) -> None:
+    limit = settings.EMAILS_MAX_VALUE_LENGTH
+    if len(text) > limit:
+        raise serializers.ValidationError(f"has a value longer than {limit} characters")
+    # Postgres can store neither NUL nor unpaired surrogates in JSON.
+    if "\x00" in text or not _is_encodable(text):
+        raise serializers.ValidationError("has a value that is not valid text")
+
+
+def _has_control_characters(text: str) -> bool:
+    return any(ord(char) < 32 or ord(char) == 127 for char in text)
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class LogtoEmailView(APIView):
+    authentication_classes = [LogtoAuthorization]
+    permission_classes = []
+    parser_classes = [LogtoJSONParser]
+
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            return _error(status.HTTP_400_BAD_REQUEST, "Request body must be a JSON object.")
+        serializer = LogtoEmailSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            message = message_accept(
+                to=data["to"], usage_type=data["type"], payload=data["payload"],
+                ip=data.get("ip") or "",
+            )
+        except NoTemplateError:
+            return _error(
+                status.HTTP_422_UNPROCESSABLE_ENTITY,
+                "No email template is available for this message.",
+            )
+        except (OperationalError, InterfaceError):
+            return _error(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "Email service is temporarily unavailable. Please try again.",
+            )
+        return Response({"id": str(message.pk), "status": message.status})
+
+
+def _error(status_code: int, message: str, **extra) -> Response:
+    return Response({"message": message, **extra}, status=status_code)
+
+
+def exception_handler(exc, context):
+    """DRF errors as ``{"message": ...}``: one short sentence, the field named when there is
+    one. Logto shows this body to its end user."""
+    if isinstance(exc, exceptions.ValidationError):
+        field, text = _first_error(exc.detail)
+        if field in (None, "non_field_errors"):
+            return _error(status.HTTP_400_BAD_REQUEST, _sentence(text))
+        return _error(status.HTTP_400_BAD_REQUEST, _sentence(f"'{field}' {text}"), field=field)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, exceptions.APIException):
+        response.data = {"message": _sentence(str(exc.detail))}
+    return response
+
+
+def _first_error(detail, field=None):
+    if isinstance(detail, dict):
+        key, value = next(iter(detail.items()))
+        return _first_error(value, key if field is None else field)
+    if isinstance(detail, list):
+        return _first_error(detail[0], field)
+    text = str(detail)
+    if text == "This field is required.":
+        text = "is required"
+    elif text == "This field may not be blank.":
+        text = "must not be empty"
+    elif text == "This field may not be null.":
+        text = "must not be null"
+    elif text.startswith("Ensure this field has no more than"):
+        text = text.replace("Ensure this field has", "must have").rstrip(".")
+    return field, text
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith(".") else text + "."

@@ -1,0 +1,50 @@
+"""System checks: bad settings are reported at start-up, not at the first request or send."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+
+@register(Tags.security)
+def check_logto_authorization(app_configs, **kwargs):
+    if settings.LOGTO_AUTHORIZATION or settings.DEBUG:
+        return []
+    return [
+        Error(
+            "LOGTO_AUTHORIZATION is not set, so /api/logto/email refuses every request.",
+            hint="Set it to the exact value typed into Logto's 'Authorization Header' field, "
+            "e.g. LOGTO_AUTHORIZATION='Bearer <random token>'.",
+            id="emails.E001",
+        )
+    ]
+
+
+@register()
+def check_email_provider(app_configs, **kwargs):
+    """anymail backends check their required settings when built: build one now."""
+    from django.core.mail import get_connection
+
+    try:
+        get_connection()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                f"EMAIL_PROVIDER={settings.EMAIL_PROVIDER} is missing settings: {exc}",
+                hint="Every ANYMAIL_<NAME> environment variable becomes ANYMAIL['<NAME>'].",
+                id="emails.E002",
+            )
+        ]
+    return []
+
+
+@register()
+def check_broker(app_configs, **kwargs):
+    if settings.CELERY_BROKER_URL or settings.DEBUG:
+        return []
+    return [
+        Warning(
+            "CELERY_BROKER_URL is not set: emails are sent inside Logto's request.",
+            hint="Set CELERY_BROKER_URL=redis://... and run `celery -A project worker`.",
+            id="emails.W001",
+        )
+    ]

@@ -1,0 +1,143 @@
+import uuid
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models
+from django.utils import timezone
+
+from emails.locales import MAX_TAG_LENGTH, normalize_locale
+
+
+class UsageType(models.TextChoices):
+    """Logto's nine email usage types, spelled exactly as Logto sends them."""
+
+    SIGN_IN = "SignIn", "Sign-in"
+    REGISTER = "Register", "Registration"
+    FORGOT_PASSWORD = "ForgotPassword", "Forgot password"
+    ORGANIZATION_INVITATION = "OrganizationInvitation", "Organization invitation"
+    GENERIC = "Generic", "Generic"
+    USER_PERMISSION_VALIDATION = "UserPermissionValidation", "User permission validation"
+    BIND_NEW_IDENTIFIER = "BindNewIdentifier", "Bind new identifier"
+    MFA_VERIFICATION = "MfaVerification", "MFA verification"
+    BIND_MFA = "BindMfa", "Bind MFA"
+
+
+def validate_locale(value: str) -> None:
+    try:
+        normalize_locale(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+def validate_sender(value: str) -> None:
+    """A single address, optionally with a display name: ``Acme <no-reply@acme.example>``."""
+    from email.utils import parseaddr
+
+    if any(char in value for char in "\r\n"):
+        raise ValidationError("must be on one line")
+    _, address = parseaddr(value)
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise ValidationError("must be an address, e.g. Acme <no-reply@acme.example>") from None
+
+
+class Template(models.Model):
+    usage_type = models.CharField(max_length=32, choices=UsageType.choices)
+    locale = models.CharField(
+        max_length=MAX_TAG_LENGTH,
+        validators=[validate_locale],
+        help_text="BCP 47 language tag, e.g. en, pt-BR, zh-Hant-TW. Case is normalised on save.",
+    )
+    subject = models.CharField(max_length=500)
+    html_body = models.TextField("HTML body")
+    text_body = models.TextField(
+        "plain-text body", blank=True, help_text="Leave blank to derive it from the HTML body."
+    )
+    enabled = models.BooleanField(default=True)
+    from_email = models.CharField(
+        "from", max_length=320, blank=True, validators=[validate_sender],
+        help_text="Blank: DEFAULT_FROM_EMAIL.",
+    )
+    reply_to = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["usage_type", "locale"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["usage_type", "locale"], name="emails_template_type_locale_uniq"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.usage_type} · {self.locale}"
+
+    def save(self, *args, **kwargs):
+        # Lookups compare normalised tags, so the stored tag must be normalised too.
+        self.locale = normalize_locale(self.locale)
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        from emails.rendering import TemplateRenderError, check_template_syntax
+
+        errors = {}
+        if self.locale:
+            try:
+                self.locale = normalize_locale(self.locale)
+            except ValueError as exc:
+                errors["locale"] = str(exc)
+        for field in ("subject", "html_body", "text_body"):
+            try:
+                check_template_syntax(getattr(self, field))
+            except TemplateRenderError as exc:
+                errors[field] = exc.describe()
+        if errors:
+            raise ValidationError(errors)
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+
+
+class Message(models.Model):
+    """One email Logto asked for. The record is the source of truth: it is committed before
+    Logto hears 200, and the worker moves it queued -> sending -> sent/failed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    to = models.CharField(max_length=254)
+    usage_type = models.CharField(max_length=64, help_text="The type as Logto sent it.")
+    payload = models.JSONField()
+    ip = models.CharField(max_length=64, blank=True)
+    status = models.CharField(
+        max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED
+    )
+    template = models.ForeignKey(
+        Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    template_usage_type = models.CharField(max_length=32, help_text="Usage type that served it.")
+    template_locale = models.CharField(max_length=MAX_TAG_LENGTH, help_text="Locale that served it.")
+    requested_locale = models.CharField(max_length=MAX_TAG_LENGTH, blank=True)
+    used_fallback = models.BooleanField(
+        default=False,
+        help_text="Served by another locale or by the Generic template instead of the one asked.",
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="emails_message_status_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.usage_type} to {self.to} ({self.status})"

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path, re_path
+
+from emails.api import LogtoEmailView
+
+urlpatterns = [
+    # Served with and without the trailing slash by the same view: never a redirect, which
+    # would make Logto's HTTP client drop the Authorization header.
+    re_path(r"^api/logto/email/?$", LogtoEmailView.as_view(), name="logto-email"),
+    path("admin/", admin.site.urls),
+]

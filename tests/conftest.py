@@ -1,0 +1,69 @@
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from tests.stubs import ProviderStub
+
+PAYLOADS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "payloads"
+AUTHORIZATION = "Bearer test-token"
+
+
+def load_payload(name: str) -> dict:
+    return json.loads((PAYLOADS_DIR / name).read_text())
+
+
+def all_payloads() -> list[str]:
+    return sorted(path.name for path in PAYLOADS_DIR.glob("*.json"))
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip with the reason when a real service is absent; under CI=true, fail instead."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return
+    except OSError as exc:
+        reason = f"{name} is not reachable at {host}:{port} ({exc})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
+def require_postgres() -> None:
+    if not settings.POSTGRES_AVAILABLE:
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+
+
+@pytest.fixture
+def api():
+    """A client that talks to the Logto endpoint the way Logto does."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=AUTHORIZATION)
+    return client
+
+
+@pytest.fixture
+def post_email(api):
+    def post(body, **extra):
+        return api.post("/api/logto/email", body, format="json", **extra)
+
+    return post
+
+
+@pytest.fixture
+def provider_stub():
+    stub = ProviderStub().start()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def postmark(settings, provider_stub):
+    """Deliver through anymail's real Postmark backend to the local stub."""
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "stub-token", "POSTMARK_API_URL": provider_stub.url}
+    return provider_stub

@@ -1,0 +1,96 @@
+"""A local HTTP server that speaks just enough of the providers' send APIs for anymail's real
+backends: Postmark (POST .../email), SendGrid (POST .../mail/send), Mailgun (POST
+.../<domain>/messages). It is the only stand-in in the tests, at the network edge.
+
+``fail_next(n, status, body, headers)`` makes the next ``n`` requests fail that way, so tests
+can play provider outages, rate limits and refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class StubRequest:
+    path: str
+    headers: dict
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+@dataclass
+class ProviderStub:
+    requests: list[StubRequest] = field(default_factory=list)
+    failures: deque = field(default_factory=deque)
+
+    def __post_init__(self):
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with stub._lock:
+                    stub.requests.append(StubRequest(self.path, dict(self.headers), body))
+                    failure = stub.failures.popleft() if stub.failures else None
+                status, payload, headers = failure or stub._success(self.path, body)
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/"
+
+    def start(self) -> ProviderStub:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail_next(self, count: int, status: int, payload=None, headers=None) -> None:
+        with self._lock:
+            self.failures.extend([(status, payload, headers)] * count)
+
+    def postmark_messages(self) -> list[dict]:
+        return [request.json() for request in self.requests if request.path.endswith("/email")]
+
+    @staticmethod
+    def _success(path: str, body: bytes):
+        if path.endswith("/email"):  # Postmark
+            to = json.loads(body).get("To", "")
+            return 200, {
+                "To": to,
+                "SubmittedAt": "2026-11-22T10:00:00.0000000-05:00",
+                "MessageID": str(uuid.uuid4()),
+                "ErrorCode": 0,
+                "Message": "OK",
+            }, None
+        if path.endswith("/mail/send"):  # SendGrid
+            return 202, None, None
+        if path.endswith("/messages"):  # Mailgun
+            return 200, {"id": f"<{uuid.uuid4()}@mg.example>", "message": "Queued."}, None
+        return 404, {"message": f"stub does not serve {path}"}, None

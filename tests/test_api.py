@@ -1,0 +1,359 @@
+import json
+import time
+
+import pytest
+from django.core import mail
+from django.db import connection
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+
+from emails.models import Message, MessageStatus, Template, UsageType
+from tests.conftest import all_payloads, load_payload
+from tests.factories import TemplateFactory
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/logto/email"
+
+
+@pytest.fixture
+def send(post_email, django_capture_on_commit_callbacks):
+    """POST like Logto and run what happens after commit (in-process delivery)."""
+
+    def send(body, **extra):
+        with django_capture_on_commit_callbacks(execute=True):
+            return post_email(body, **extra)
+
+    return send
+
+
+@pytest.mark.parametrize("name", all_payloads())
+def test_every_logto_body_is_delivered_in_its_language(name, send):
+    # Given only a template for the body's type and language (Generic bodies carry no locale)
+    Template.objects.all().delete()
+    body = load_payload(name)
+    locale = body["payload"].get("locale", "en")
+    TemplateFactory(usage_type=body["type"], locale=locale)
+
+    # When Logto posts it
+    response = send(body)
+
+    # Then it is accepted, and the email in that language carries the code or the link
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "queued"
+    message = Message.objects.get(pk=response.json()["id"])
+    assert message.status == MessageStatus.SENT
+    assert (message.template_locale, message.used_fallback) == (locale, False)
+    [email] = mail.outbox
+    assert email.to == [body["to"]]
+    assert email.subject.startswith(f"[{locale}] {body['type']}")
+    secret = body["payload"].get("code") or body["payload"]["link"]
+    assert secret in email.body
+    assert secret in email.alternatives[0][0]
+    assert email.extra_headers["Message-ID"] == message.provider_message_id
+
+
+def test_starter_templates_serve_every_type_in_english(send):
+    # A fresh database holds the English starter templates (data migration).
+    assert set(Template.objects.filter(locale="en").values_list("usage_type", flat=True)) == set(
+        UsageType.values
+    )
+    for name in all_payloads():
+        body = load_payload(name)
+        assert send(body).status_code == 200
+    assert len(mail.outbox) == len(all_payloads())
+    invitation = next(email for email in mail.outbox if email.to == ["bob@example.com"])
+    assert invitation.subject == "Jane Doe invited you to join Acme Corp EU"
+    assert "https://app.example.com/invitation/accept/inv_9f8e7d6c5b4a3" in invitation.body
+
+
+def test_french_request_falls_back_to_english_and_records_it(send):
+    response = send(load_payload("sign-in-fr.json"))
+    message = Message.objects.get(pk=response.json()["id"])
+    assert (message.template_locale, message.requested_locale) == ("en", "fr")
+    assert message.used_fallback is True
+    assert "482913" in mail.outbox[0].body
+
+
+def test_regional_locale_is_served_by_its_parent(send):
+    TemplateFactory(usage_type="SignIn", locale="zh")
+    body = {"to": "a@example.com", "type": "SignIn", "payload": {"code": "1", "locale": "zh-hant-tw"}}
+    message = Message.objects.get(pk=send(body).json()["id"])
+    assert message.template_locale == "zh"
+    assert mail.outbox[0].subject.startswith("[zh]")
+
+
+def test_ui_locales_are_tried_before_the_default(send):
+    TemplateFactory(usage_type="SignIn", locale="ko")
+    body = {
+        "to": "a@example.com", "type": "SignIn",
+        "payload": {"code": "1", "locale": "ja", "uiLocales": "ko-KR en"},
+    }
+    send(body)
+    assert mail.outbox[0].subject.startswith("[ko]")
+
+
+@pytest.mark.parametrize("usage_type", ["Test", "SomethingNewerLogto"])
+def test_unknown_type_is_served_by_generic(send, usage_type):
+    body = {"to": "a@example.com", "type": usage_type, "payload": {"code": "424242"}}
+    response = send(body)
+    assert response.status_code == 200
+    message = Message.objects.get(pk=response.json()["id"])
+    assert (message.usage_type, message.template_usage_type) == (usage_type, "Generic")
+    assert message.used_fallback is True
+    assert "424242" in mail.outbox[0].body
+
+
+def test_disabled_template_falls_back_to_generic(send):
+    Template.objects.filter(usage_type="SignIn").update(enabled=False)
+    response = send(load_payload("minimal-readme-example.json"))
+    assert Message.objects.get(pk=response.json()["id"]).template_usage_type == "Generic"
+
+
+def test_no_template_at_all_is_422_and_stores_nothing(send):
+    Template.objects.update(enabled=False)
+    response = send(load_payload("register-en.json"))
+    assert response.status_code == 422
+    assert response.json() == {"message": "No email template is available for this message."}
+    assert not Message.objects.exists()
+    assert mail.outbox == []
+
+
+@pytest.mark.parametrize("path", [URL, URL + "/"])
+def test_path_is_served_with_and_without_slash_never_redirected(api, path):
+    response = api.post(path, load_payload("register-en.json"), format="json")
+    assert response.status_code == 200
+    assert response.json()["status"] == "queued"
+
+
+# --- Authorization ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (None, 401),
+        ("", 401),
+        ("Bearer wrong-token", 401),
+        ("bearer test-token", 401),
+        ("Bearer test-token ", 401),
+        ("test-token", 401),
+        ("Bearer tést-token", 401),
+        ("Bearer test-token", 200),
+    ],
+)
+def test_authorization_header_must_match_exactly(client, header, status):
+    extra = {} if header is None else {"HTTP_AUTHORIZATION": header}
+    response = client.post(
+        URL, json.dumps(load_payload("register-en.json")), content_type="application/json", **extra
+    )
+    assert response.status_code == status
+    if status == 401:
+        assert response.json()["message"] in (
+            "Authorization header is missing.",
+            "Authorization header is not valid.",
+        )
+        assert Message.objects.count() == 0
+
+
+def test_rotation_accepts_every_listed_value(client, settings):
+    settings.LOGTO_AUTHORIZATION = ["Bearer old", "SampleToken"]
+    body = json.dumps(load_payload("register-en.json"))
+    for header, status in [("Bearer old", 200), ("SampleToken", 200), ("Bearer test-token", 401)]:
+        response = client.post(
+            URL, body, content_type="application/json", HTTP_AUTHORIZATION=header
+        )
+        assert response.status_code == status
+
+
+def test_non_ascii_configured_value_matches_its_utf8_bytes(client, settings):
+    settings.LOGTO_AUTHORIZATION = ["Bearer clé"]
+    wsgi_header = "Bearer clé".encode().decode("latin-1")  # what a WSGI server hands over
+    body = json.dumps(load_payload("register-en.json"))
+    ok = client.post(URL, body, content_type="application/json", HTTP_AUTHORIZATION=wsgi_header)
+    wrong = client.post(URL, body, content_type="application/json", HTTP_AUTHORIZATION="Bearer clé")
+    assert (ok.status_code, wrong.status_code) == (200, 401)
+
+
+def test_without_configured_value_the_endpoint_fails_closed(client, settings):
+    settings.LOGTO_AUTHORIZATION = []
+    response = client.post(
+        URL, json.dumps(load_payload("register-en.json")), content_type="application/json",
+        HTTP_AUTHORIZATION="anything",
+    )
+    assert response.status_code == 503
+    assert "LOGTO_AUTHORIZATION" in response.json()["message"]
+    assert not Message.objects.exists()
+
+
+def test_debug_without_configured_value_is_open_for_development(client, settings):
+    settings.LOGTO_AUTHORIZATION = []
+    settings.DEBUG = True
+    response = client.post(
+        URL, json.dumps(load_payload("register-en.json")), content_type="application/json"
+    )
+    assert response.status_code == 200
+
+
+# --- Bad input -------------------------------------------------------------------------
+
+
+def with_changes(**changes):
+    body = load_payload("sign-in-fr.json")
+    for key, value in changes.items():
+        if value is ...:
+            body.pop(key)
+        else:
+            body[key] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        (with_changes(to=...), "to", "'to' is required."),
+        (with_changes(to=""), "to", "'to' must not be empty."),
+        (with_changes(to="not-an-address"), "to", "'to' must be one email address."),
+        (with_changes(to="a@example.com,b@example.com"), "to", "'to' must be one email address."),
+        (with_changes(to="a@example.com b@example.com"), "to", "'to' must be one email address."),
+        (with_changes(to="Jane <a@example.com>"), "to", "'to' must be one email address."),
+        (with_changes(to="a@example.com\r\nBcc: x@evil.example"), "to",
+         "'to' must not contain control characters."),
+        (with_changes(to="a@example.com\n"), "to", "'to' must not contain control characters."),
+        (with_changes(to=["a@example.com"]), "to", "'to' must be a string."),
+        (with_changes(to="a" * 250 + "@example.com"), "to",
+         "'to' must have no more than 254 characters."),
+        (with_changes(type=...), "type", "'type' is required."),
+        (with_changes(type=""), "type", "'type' must not be empty."),
+        (with_changes(type=7), "type", "'type' must be a string."),
+        (with_changes(type="X" * 65), "type", "'type' must have no more than 64 characters."),
+        (with_changes(payload=...), "payload", "'payload' is required."),
+        (with_changes(payload="code=1"), "payload", "'payload' must be a JSON object."),
+        (with_changes(payload=[1]), "payload", "'payload' must be a JSON object."),
+        (with_changes(payload={"code": "x" * 5000}), "payload",
+         "'payload' has a value longer than 4096 characters."),
+        (with_changes(payload={"code": "1\u0000"}), "payload",
+         "'payload' has a value that is not valid text."),
+        (with_changes(payload={"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {}}}}}}}}}}),
+         "payload", "'payload' is nested too deeply."),
+        (with_changes(ip=12), "ip", "'ip' must be a string."),
+        (with_changes(ip="1" * 65), "ip", "'ip' must have no more than 64 characters."),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(post_email, body, field, message):
+    response = post_email(body)
+    assert response.status_code == 400
+    assert response.json() == {"message": message, "field": field}
+    assert not Message.objects.exists()
+
+
+def raw_post(api, body: bytes, content_type="application/json"):
+    return api.generic("POST", URL, body, content_type=content_type)
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "message"),
+    [
+        (b"{not json", 400, "Request body is not valid JSON."),
+        (b'{"to": "a@example.com", "type": "SignIn", "payload": {"n": NaN}}', 400,
+         "Request body is not valid JSON."),
+        (b'{"to": "a@example.com", "type": "SignIn", "payload": {"n": 1e999}}', 400,
+         "Request body has a number out of range."),
+        (b'{"to": "a@example.com", "type": "SignIn", "payload": {"s": "\\ud800"}}', 400,
+         "'payload' has a value that is not valid text."),
+        (b"\xff\xfe\x00garbage", 400, "Request body is not valid JSON."),
+        (b"[" * 5000 + b"]" * 5000, 400, None),
+        (b"[1, 2]", 400, "Request body must be a JSON object."),
+        (b"null", 400, "Request body must be a JSON object."),
+        (b"", 400, "'to' is required."),
+    ],
+)
+def test_malformed_bodies_are_400(api, raw, status, message):
+    response = raw_post(api, raw)
+    assert response.status_code == status
+    if message:
+        assert response.json()["message"] == message
+    assert not Message.objects.exists()
+
+
+def test_body_over_the_cap_is_413(api, settings):
+    body = json.dumps(with_changes(payload={f"k{i}": "v" * 4000 for i in range(20)})).encode()
+    assert len(body) > settings.EMAILS_MAX_BODY_BYTES
+    response = raw_post(api, body)
+    assert response.status_code == 413
+    assert response.json() == {"message": "Request body is too large."}
+
+
+def test_non_json_content_type_is_415(api):
+    response = raw_post(api, b"to=a@example.com", content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 415
+    assert "Unsupported media type" in response.json()["message"]
+
+
+def test_get_is_not_allowed(api):
+    assert api.get(URL).status_code == 405
+
+
+@hypothesis_settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+        lambda children: st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["to", "type", "payload", "ip", "code", "locale",
+                                           "uiLocales", "x"]) | st.text(max_size=5),
+                          children, max_size=5),
+        max_leaves=20,
+    )
+)
+def test_no_input_of_any_shape_is_a_500(api, body):
+    raw = json.dumps(body, allow_nan=True).encode()
+    response = raw_post(api, raw)
+    assert response.status_code in (200, 400, 422), response.content
+    assert "message" in response.json() or response.json()["status"] == "queued"
+
+
+# --- Answers that do not depend on input -----------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_down_is_503_not_200(api, settings):
+    # Given the database cannot be reached (a real failed connection, not a mock)
+    body = load_payload("register-en.json")
+    original = dict(connection.settings_dict)
+    connection.close()
+    if connection.vendor == "postgresql":
+        connection.settings_dict.update(HOST="127.0.0.1", PORT="1", OPTIONS={"connect_timeout": 1})
+    else:
+        connection.settings_dict["NAME"] = "/nonexistent/dir/mailroom.sqlite3"
+    try:
+        # When Logto posts
+        response = api.post(URL, body, format="json")
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(original)
+    # Then it hears a short 503, and nothing was stored
+    assert response.status_code == 503
+    assert response.json() == {"message": "Email service is temporarily unavailable. Please try again."}
+    assert not Message.objects.exists()
+
+
+def test_broker_down_still_answers_200_quickly_and_keeps_the_message(api, django_capture_on_commit_callbacks):
+    from project.celery import app
+
+    previous = dict(app.conf.broker_url and {"broker_url": app.conf.broker_url} or {})
+    app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:1/0")
+    try:
+        started = time.monotonic()
+        with django_capture_on_commit_callbacks(execute=True):
+            response = api.post(URL, load_payload("register-en.json"), format="json")
+        elapsed = time.monotonic() - started
+    finally:
+        app.conf.update(task_always_eager=True, broker_url=previous.get("broker_url"))
+    assert response.status_code == 200
+    message = Message.objects.get(pk=response.json()["id"])
+    assert message.status == MessageStatus.QUEUED
+    assert mail.outbox == []
+    # Not a timing assertion on speed, a guard against waiting on publish retries.
+    assert elapsed < 10

@@ -1,0 +1,121 @@
+import pytest
+
+from emails.rendering import (
+    TemplateRenderError,
+    check_template_syntax,
+    html_to_text,
+    render_email,
+)
+
+
+def render(html="", subject="s", text="t", **payload):
+    return render_email(subject=subject, html=html, text=text, payload=payload)
+
+
+def test_logto_style_placeholders_keep_working():
+    rendered = render(
+        html="{{code}} {{ application.name }} {{organization.branding.logoUrl}}",
+        code="123456",
+        application={"name": "Acme"},
+        organization={"branding": {"logoUrl": "https://cdn.example.com/l.png"}},
+    )
+    assert rendered.html == "123456 Acme https://cdn.example.com/l.png"
+
+
+def test_missing_values_render_empty():
+    assert render(html="[{{ inviter.name }}][{{ nothing }}]").html == "[][]"
+
+
+def test_payload_values_are_escaped_in_html_only():
+    name = "<script>alert(1)</script> & Co"
+    rendered = render(
+        html="<b>{{ application.name }}</b>",
+        subject="Welcome to {{ application.name }}",
+        text="Hi {{ application.name }}",
+        application={"name": name},
+    )
+    assert rendered.html == "<b>&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co</b>"
+    assert rendered.subject == f"Welcome to {name}"
+    assert rendered.text == f"Hi {name}"
+
+
+def test_subject_never_contains_line_breaks():
+    rendered = render(subject="Code {{ code }}\nBcc: x@evil.example", code="1\r\n2")
+    assert "\n" not in rendered.subject and "\r" not in rendered.subject
+    assert rendered.subject == "Code 1 2 Bcc: x@evil.example"
+
+
+def test_blank_text_body_is_derived_from_html():
+    rendered = render(
+        html="<h1>Join Acme</h1><p>Your code</p><p><b>{{ code }}</b></p>"
+        '<p><a href="{{ link }}">Accept</a></p>',
+        text="",
+        code="482913",
+        link="https://app.example.com/accept?x=1",
+    )
+    assert "482913" in rendered.text.splitlines()
+    assert "https://app.example.com/accept?x=1" in rendered.text
+    assert "<" not in rendered.text.replace("<b>", "")
+
+
+def test_html_to_text_of_nothing_is_empty():
+    assert html_to_text("  ") == ""
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ("{% load static %}", "{% load %} is not allowed"),
+        ("{% include 'admin/base.html' %}", "{% include %} is not allowed"),
+        ("{% extends 'admin/base.html' %}", "{% extends %} is not allowed"),
+        ("{% debug %}", "{% debug %} is not allowed"),
+        ("{% url 'admin:index' %}", "{% url %} is not allowed"),
+        ("{% lorem 100000 w %}", "{% lorem %} is not allowed"),
+        ("{% csrf_token %}", "{% csrf_token %} is not allowed"),
+        ("{{ code.__class__ }}", "may not begin with underscores"),
+        ("{{ code|center:1000000000 }}", "Invalid filter: 'center'"),
+        ("{{ code|stringformat:'0999999999d' }}", "Invalid filter: 'stringformat'"),
+    ],
+)
+def test_sandbox_refuses_escapes(source, reason):
+    with pytest.raises(TemplateRenderError) as caught:
+        render(html=source, code="1")
+    assert reason in str(caught.value)
+    assert str(caught.value).startswith("HTML body:")
+
+
+def test_templates_cannot_mutate_the_payload():
+    rendered = render(
+        html="{{ user.clear }}{{ items.pop }}{{ items.clear }}[{{ user.name }}|{{ items|length }}]",
+        user={"name": "Jane"},
+        items=[1, 2, 3],
+    )
+    assert rendered.html.endswith("[Jane|3]")
+
+
+def test_floatformat_precision_is_capped():
+    assert render(html="{{ n|floatformat:2 }}", n=3.14159).html == "3.14"
+    with pytest.raises(TemplateRenderError, match="capped"):
+        render(html="{{ n|floatformat:99999999 }}", n=1.5)
+
+
+def test_syntax_error_names_part_and_line():
+    with pytest.raises(TemplateRenderError) as caught:
+        render(text="line one\nline two {% if %}\n", html="ok")
+    assert caught.value.part == "plain-text body"
+    assert caught.value.line == 2
+    assert "line 2" in str(caught.value)
+
+
+def test_unclosed_block_is_a_clear_error():
+    with pytest.raises(TemplateRenderError, match="endif"):
+        check_template_syntax("<p>{% if code %}{{ code }}</p>")
+
+
+def test_ordinary_tags_and_filters_still_work():
+    rendered = render(
+        html="{% for k, v in user.profile.items %}{{ k }}={{ v|upper }};{% endfor %}"
+        "{% if inviter %}yes{% else %}no{% endif %}|{{ user.name|default:'friend' }}",
+        user={"name": None, "profile": {"givenName": "jane"}},
+    )
+    assert rendered.html == "givenName=JANE;no|friend"
