@@ -20,15 +20,18 @@ class MessageAdmin(admin.ModelAdmin):
     """Read-only log. The payload is never shown: it carries verification codes and links."""
 
     list_display = (
-        "created_at", "to", "usage_type", "template_locale", "used_fallback", "status",
+        "created_at",
+        "to",
+        "usage_type",
+        "template_locale",
+        "used_fallback",
+        "status",
         "provider_message_id",
     )
     list_filter = ("status", "usage_type", "used_fallback", "created_at")
     search_fields = ("to", "provider_message_id")
     exclude = ("payload",)
-    readonly_fields = [
-        field.name for field in Message._meta.fields if field.name != "payload"
-    ]
+    readonly_fields = [field.name for field in Message._meta.fields if field.name != "payload"]
 
     def has_add_permission(self, request):
         return False

@@ -205,7 +205,9 @@ class LogtoEmailView(APIView):
         data = serializer.validated_data
         try:
             message = message_accept(
-                to=data["to"], usage_type=data["type"], payload=data["payload"],
+                to=data["to"],
+                usage_type=data["type"],
+                payload=data["payload"],
                 ip=data.get("ip") or "",
             )
         except NoTemplateError:

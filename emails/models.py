@@ -56,7 +56,10 @@ class Template(models.Model):
     )
     enabled = models.BooleanField(default=True)
     from_email = models.CharField(
-        "from", max_length=320, blank=True, validators=[validate_sender],
+        "from",
+        max_length=320,
+        blank=True,
+        validators=[validate_sender],
         help_text="Blank: DEFAULT_FROM_EMAIL.",
     )
     reply_to = models.EmailField(blank=True)
@@ -120,7 +123,9 @@ class Message(models.Model):
         Template, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
     template_usage_type = models.CharField(max_length=32, help_text="Usage type that served it.")
-    template_locale = models.CharField(max_length=MAX_TAG_LENGTH, help_text="Locale that served it.")
+    template_locale = models.CharField(
+        max_length=MAX_TAG_LENGTH, help_text="Locale that served it."
+    )
     requested_locale = models.CharField(max_length=MAX_TAG_LENGTH, blank=True)
     used_fallback = models.BooleanField(
         default=False,

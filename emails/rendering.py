@@ -119,9 +119,7 @@ def _render(engine: Engine, source: str, context: Mapping, part: str) -> str:
     except Exception as exc:
         # Rendering runs author-written code paths (filters on payload data); whatever fails,
         # the caller gets one error type naming the part and line, never a crash.
-        raise TemplateRenderError(
-            _message(exc), part=part, line=_line(exc)
-        ) from exc
+        raise TemplateRenderError(_message(exc), part=part, line=_line(exc)) from exc
 
 
 @functools.lru_cache(maxsize=512)

@@ -163,6 +163,19 @@ def _is_transient(exc: Exception) -> bool:
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, AnymailRecipientsRefused):
+        # Name each refused recipient and the provider's words, not just "all rejected".
+        status = getattr(exc.email_message, "anymail_status", None)
+        recipients = (
+            ", ".join(
+                f"{address}: {recipient.status}" for address, recipient in status.recipients.items()
+            )
+            if status is not None
+            else ""
+        )
+        response = getattr(exc.response, "text", "") if exc.response is not None else ""
+        parts = [str(exc).strip(), f"({recipients})" if recipients else "", response.strip()]
+        return " ".join(part for part in parts if part)[:MAX_ERROR_LENGTH]
     if isinstance(exc, AnymailError):
         # anymail's text includes the provider's response, which is what an operator needs.
         return str(exc).strip()[:MAX_ERROR_LENGTH]

@@ -27,7 +27,9 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 # --- Logto's HTTP Email connector ----------------------------------------------------------
 # The exact "Authorization Header" value(s) typed into Logto, comma-separated for rotation.
 LOGTO_AUTHORIZATION = [
-    value.strip() for value in env.str("LOGTO_AUTHORIZATION", default="").split(",") if value.strip()
+    value.strip()
+    for value in env.str("LOGTO_AUTHORIZATION", default="").split(",")
+    if value.strip()
 ]
 EMAILS_DEFAULT_LOCALE = env.str("EMAILS_DEFAULT_LOCALE", default="en")
 # A Logto body is ~1 KiB; 64 KiB leaves room for invitation callers' own keys.

@@ -65,5 +65,8 @@ def provider_stub():
 def postmark(settings, provider_stub):
     """Deliver through anymail's real Postmark backend to the local stub."""
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
-    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "stub-token", "POSTMARK_API_URL": provider_stub.url}
+    settings.ANYMAIL = {
+        "POSTMARK_SERVER_TOKEN": "stub-token",
+        "POSTMARK_API_URL": provider_stub.url,
+    }
     return provider_stub

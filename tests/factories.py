@@ -4,15 +4,25 @@ from emails.models import Message, Template, UsageType
 
 
 class TemplateFactory(factory.django.DjangoModelFactory):
+    """The template for (usage_type, locale) becomes exactly this one, replacing a starter
+    template of the same pair if the database has it."""
+
     class Meta:
         model = Template
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        usage_type, locale = kwargs.pop("usage_type"), kwargs.pop("locale")
+        template, _ = model_class.objects.update_or_create(
+            usage_type=usage_type, locale=locale, defaults=kwargs
+        )
+        return template
 
     usage_type = UsageType.SIGN_IN
     locale = "en"
     subject = factory.LazyAttribute(lambda t: f"[{t.locale}] {t.usage_type} code {{{{ code }}}}")
     html_body = factory.LazyAttribute(
-        lambda t: f"<p lang='{t.locale}'>{t.usage_type}: <b>{{{{ code }}}}</b>"
-        f" {{{{ link }}}}</p>"
+        lambda t: f"<p lang='{t.locale}'>{t.usage_type}: <b>{{{{ code }}}}</b> {{{{ link }}}}</p>"
     )
     text_body = factory.LazyAttribute(
         lambda t: f"[{t.locale}] {t.usage_type}: {{{{ code }}}} {{{{ link }}}}"

@@ -29,6 +29,7 @@ class StubRequest:
 @dataclass
 class ProviderStub:
     requests: list[StubRequest] = field(default_factory=list)
+    responses: list = field(default_factory=list)
     failures: deque = field(default_factory=deque)
 
     def __post_init__(self):
@@ -42,7 +43,8 @@ class ProviderStub:
                 with stub._lock:
                     stub.requests.append(StubRequest(self.path, dict(self.headers), body))
                     failure = stub.failures.popleft() if stub.failures else None
-                status, payload, headers = failure or stub._success(self.path, body)
+                    status, payload, headers = failure or stub._success(self.path, body)
+                    stub.responses.append(payload)
                 data = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -82,13 +84,17 @@ class ProviderStub:
     def _success(path: str, body: bytes):
         if path.endswith("/email"):  # Postmark
             to = json.loads(body).get("To", "")
-            return 200, {
-                "To": to,
-                "SubmittedAt": "2026-11-22T10:00:00.0000000-05:00",
-                "MessageID": str(uuid.uuid4()),
-                "ErrorCode": 0,
-                "Message": "OK",
-            }, None
+            return (
+                200,
+                {
+                    "To": to,
+                    "SubmittedAt": "2026-11-22T10:00:00.0000000-05:00",
+                    "MessageID": str(uuid.uuid4()),
+                    "ErrorCode": 0,
+                    "Message": "OK",
+                },
+                None,
+            )
         if path.endswith("/mail/send"):  # SendGrid
             return 202, None, None
         if path.endswith("/messages"):  # Mailgun

@@ -4,7 +4,9 @@ import time
 import pytest
 from django.core import mail
 from django.db import connection
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from emails.models import Message, MessageStatus, Template, UsageType
 from tests.conftest import all_payloads, load_payload
@@ -76,7 +78,11 @@ def test_french_request_falls_back_to_english_and_records_it(send):
 
 def test_regional_locale_is_served_by_its_parent(send):
     TemplateFactory(usage_type="SignIn", locale="zh")
-    body = {"to": "a@example.com", "type": "SignIn", "payload": {"code": "1", "locale": "zh-hant-tw"}}
+    body = {
+        "to": "a@example.com",
+        "type": "SignIn",
+        "payload": {"code": "1", "locale": "zh-hant-tw"},
+    }
     message = Message.objects.get(pk=send(body).json()["id"])
     assert message.template_locale == "zh"
     assert mail.outbox[0].subject.startswith("[zh]")
@@ -85,7 +91,8 @@ def test_regional_locale_is_served_by_its_parent(send):
 def test_ui_locales_are_tried_before_the_default(send):
     TemplateFactory(usage_type="SignIn", locale="ko")
     body = {
-        "to": "a@example.com", "type": "SignIn",
+        "to": "a@example.com",
+        "type": "SignIn",
         "payload": {"code": "1", "locale": "ja", "uiLocales": "ko-KR en"},
     }
     send(body)
@@ -177,7 +184,9 @@ def test_non_ascii_configured_value_matches_its_utf8_bytes(client, settings):
 def test_without_configured_value_the_endpoint_fails_closed(client, settings):
     settings.LOGTO_AUTHORIZATION = []
     response = client.post(
-        URL, json.dumps(load_payload("register-en.json")), content_type="application/json",
+        URL,
+        json.dumps(load_payload("register-en.json")),
+        content_type="application/json",
         HTTP_AUTHORIZATION="anything",
     )
     assert response.status_code == 503
@@ -216,12 +225,18 @@ def with_changes(**changes):
         (with_changes(to="a@example.com,b@example.com"), "to", "'to' must be one email address."),
         (with_changes(to="a@example.com b@example.com"), "to", "'to' must be one email address."),
         (with_changes(to="Jane <a@example.com>"), "to", "'to' must be one email address."),
-        (with_changes(to="a@example.com\r\nBcc: x@evil.example"), "to",
-         "'to' must not contain control characters."),
+        (
+            with_changes(to="a@example.com\r\nBcc: x@evil.example"),
+            "to",
+            "'to' must not contain control characters.",
+        ),
         (with_changes(to="a@example.com\n"), "to", "'to' must not contain control characters."),
         (with_changes(to=["a@example.com"]), "to", "'to' must be a string."),
-        (with_changes(to="a" * 250 + "@example.com"), "to",
-         "'to' must have no more than 254 characters."),
+        (
+            with_changes(to="a" * 250 + "@example.com"),
+            "to",
+            "'to' must have no more than 254 characters.",
+        ),
         (with_changes(type=...), "type", "'type' is required."),
         (with_changes(type=""), "type", "'type' must not be empty."),
         (with_changes(type=7), "type", "'type' must be a string."),
@@ -229,12 +244,21 @@ def with_changes(**changes):
         (with_changes(payload=...), "payload", "'payload' is required."),
         (with_changes(payload="code=1"), "payload", "'payload' must be a JSON object."),
         (with_changes(payload=[1]), "payload", "'payload' must be a JSON object."),
-        (with_changes(payload={"code": "x" * 5000}), "payload",
-         "'payload' has a value longer than 4096 characters."),
-        (with_changes(payload={"code": "1\u0000"}), "payload",
-         "'payload' has a value that is not valid text."),
-        (with_changes(payload={"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {}}}}}}}}}}),
-         "payload", "'payload' is nested too deeply."),
+        (
+            with_changes(payload={"code": "x" * 5000}),
+            "payload",
+            "'payload' has a value longer than 4096 characters.",
+        ),
+        (
+            with_changes(payload={"code": "1\u0000"}),
+            "payload",
+            "'payload' has a value that is not valid text.",
+        ),
+        (
+            with_changes(payload={"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {"i": {}}}}}}}}}}),
+            "payload",
+            "'payload' is nested too deeply.",
+        ),
         (with_changes(ip=12), "ip", "'ip' must be a string."),
         (with_changes(ip="1" * 65), "ip", "'ip' must have no more than 64 characters."),
     ],
@@ -254,12 +278,21 @@ def raw_post(api, body: bytes, content_type="application/json"):
     ("raw", "status", "message"),
     [
         (b"{not json", 400, "Request body is not valid JSON."),
-        (b'{"to": "a@example.com", "type": "SignIn", "payload": {"n": NaN}}', 400,
-         "Request body is not valid JSON."),
-        (b'{"to": "a@example.com", "type": "SignIn", "payload": {"n": 1e999}}', 400,
-         "Request body has a number out of range."),
-        (b'{"to": "a@example.com", "type": "SignIn", "payload": {"s": "\\ud800"}}', 400,
-         "'payload' has a value that is not valid text."),
+        (
+            b'{"to": "a@example.com", "type": "SignIn", "payload": {"n": NaN}}',
+            400,
+            "Request body is not valid JSON.",
+        ),
+        (
+            b'{"to": "a@example.com", "type": "SignIn", "payload": {"n": 1e999}}',
+            400,
+            "Request body has a number out of range.",
+        ),
+        (
+            b'{"to": "a@example.com", "type": "SignIn", "payload": {"s": "\\ud800"}}',
+            400,
+            "'payload' has a value that is not valid text.",
+        ),
         (b"\xff\xfe\x00garbage", 400, "Request body is not valid JSON."),
         (b"[" * 5000 + b"]" * 5000, 400, None),
         (b"[1, 2]", 400, "Request body must be a JSON object."),
@@ -299,10 +332,15 @@ def test_get_is_not_allowed(api):
 @given(
     body=st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
-        lambda children: st.lists(children, max_size=4)
-        | st.dictionaries(st.sampled_from(["to", "type", "payload", "ip", "code", "locale",
-                                           "uiLocales", "x"]) | st.text(max_size=5),
-                          children, max_size=5),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(["to", "type", "payload", "ip", "code", "locale", "uiLocales", "x"])
+                | st.text(max_size=5),
+                children,
+                max_size=5,
+            )
+        ),
         max_leaves=20,
     )
 )
@@ -335,11 +373,15 @@ def test_database_down_is_503_not_200(api, settings):
         connection.settings_dict.update(original)
     # Then it hears a short 503, and nothing was stored
     assert response.status_code == 503
-    assert response.json() == {"message": "Email service is temporarily unavailable. Please try again."}
+    assert response.json() == {
+        "message": "Email service is temporarily unavailable. Please try again."
+    }
     assert not Message.objects.exists()
 
 
-def test_broker_down_still_answers_200_quickly_and_keeps_the_message(api, django_capture_on_commit_callbacks):
+def test_broker_down_still_answers_200_quickly_and_keeps_the_message(
+    api, django_capture_on_commit_callbacks
+):
     from project.celery import app
 
     previous = dict(app.conf.broker_url and {"broker_url": app.conf.broker_url} or {})
