@@ -39,7 +39,7 @@ def check_email_provider(app_configs, **kwargs):
 
 @register()
 def check_broker(app_configs, **kwargs):
-    if settings.CELERY_BROKER_URL or settings.DEBUG:
+    if not settings.CELERY_TASK_ALWAYS_EAGER or settings.DEBUG:
         return []
     return [
         Warning(

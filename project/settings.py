@@ -50,10 +50,11 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 
 # --- Celery --------------------------------------------------------------------------------
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+_broker_url = env.str("CELERY_BROKER_URL", default="")
 # No broker: run tasks in-process right after commit, so the one-command dev setup needs no
 # Redis. Never use this in production: the request then waits for the provider.
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+CELERY_TASK_ALWAYS_EAGER = not _broker_url
+CELERY_BROKER_URL = _broker_url or "memory://"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="mailroom")
 CELERY_TASK_IGNORE_RESULT = True
 # Ack after the task ran, and give the message back if the worker process dies, so a crash

@@ -1,6 +1,7 @@
 import json
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,29 @@ def require_service(name: str, host: str, port: int) -> None:
 def require_postgres() -> None:
     if not settings.POSTGRES_AVAILABLE:
         require_service("PostgreSQL", "127.0.0.1", 5432)
+
+
+@contextmanager
+def celery_broker(url: str):
+    """Publish from this test process to a real broker at ``url`` instead of running tasks
+    eagerly; the connection pools are dropped on the way in and out."""
+    from project.celery import app
+
+    previous = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
+
+    def reset_pools():
+        if app._pool is not None:
+            app._pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    reset_pools()
+    app.conf.update(task_always_eager=False, broker_url=url)
+    try:
+        yield app
+    finally:
+        reset_pools()
+        app.conf.update(previous)
 
 
 @pytest.fixture
