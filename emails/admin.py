@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from emails.models import Message, Template
+from emails.models import Message, MessageEvent, Template
 
 
 @admin.register(Template)
@@ -15,9 +15,27 @@ class TemplateAdmin(admin.ModelAdmin):
     )
 
 
+class MessageEventInline(admin.TabularInline):
+    """The provider's tracking events for a message, oldest first."""
+
+    model = MessageEvent
+    fields = ("occurred_at", "event_type", "description", "provider_response", "event_id")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+# Never shown: the payload carries verification codes and links; the dedup key is derived
+# from them.
+HIDDEN_MESSAGE_FIELDS = ("payload", "dedup_key")
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    """Read-only log. The payload is never shown: it carries verification codes and links."""
+    """Read-only log of what Logto asked for and what became of it."""
 
     list_display = (
         "created_at",
@@ -26,12 +44,17 @@ class MessageAdmin(admin.ModelAdmin):
         "template_locale",
         "used_fallback",
         "status",
+        "delivery_status",
+        "attempts",
         "provider_message_id",
     )
-    list_filter = ("status", "usage_type", "used_fallback", "created_at")
+    list_filter = ("status", "delivery_status", "usage_type", "used_fallback", "created_at")
     search_fields = ("to", "provider_message_id")
-    exclude = ("payload",)
-    readonly_fields = [field.name for field in Message._meta.fields if field.name != "payload"]
+    exclude = HIDDEN_MESSAGE_FIELDS
+    readonly_fields = [
+        field.name for field in Message._meta.fields if field.name not in HIDDEN_MESSAGE_FIELDS
+    ]
+    inlines = [MessageEventInline]
 
     def has_add_permission(self, request):
         return False

@@ -22,12 +22,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from emails.services import NoTemplateError, message_accept
+from emails.services import NoTemplateError, RateLimitedError, message_accept
 
 MAX_ADDRESS_LENGTH = 254
 MAX_TYPE_LENGTH = 64
 MAX_IP_LENGTH = 64
 MAX_PAYLOAD_DEPTH = 8
+RATE_LIMIT_MESSAGES = {
+    "recipient": "Too many emails to this address. Please wait a few minutes and try again.",
+    "ip": "Too many emails requested from this network. Please try again later.",
+}
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -210,6 +214,8 @@ class LogtoEmailView(APIView):
                 payload=data["payload"],
                 ip=data.get("ip") or "",
             )
+        except RateLimitedError as exc:
+            return _error(status.HTTP_429_TOO_MANY_REQUESTS, RATE_LIMIT_MESSAGES[exc.scope])
         except NoTemplateError:
             return _error(
                 status.HTTP_422_UNPROCESSABLE_ENTITY,

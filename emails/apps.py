@@ -6,4 +6,5 @@ class EmailsConfig(AppConfig):
     verbose_name = "Emails"
 
     def ready(self):
-        from emails import checks  # noqa: F401  (registers the system checks)
+        # Register the system checks and the tracking-webhook receiver.
+        from emails import checks, signals  # noqa: F401

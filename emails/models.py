@@ -105,6 +105,22 @@ class MessageStatus(models.TextChoices):
     SENDING = "sending", "Sending"
     SENT = "sent", "Sent"
     FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+
+
+FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.EXPIRED)
+# Payload keys that are secrets: wiped once a message reaches a final status.
+SECRET_PAYLOAD_KEYS = ("code", "link")
+
+
+class DeliveryStatus(models.TextChoices):
+    """What the provider reported afterwards, through anymail's tracking webhooks."""
+
+    DEFERRED = "deferred", "Deferred"
+    DELIVERED = "delivered", "Delivered"
+    BOUNCED = "bounced", "Bounced"
+    REJECTED = "rejected", "Rejected"
+    COMPLAINED = "complained", "Complained"
 
 
 class Message(models.Model):
@@ -131,9 +147,28 @@ class Message(models.Model):
         default=False,
         help_text="Served by another locale or by the Generic template instead of the one asked.",
     )
-    attempts = models.PositiveSmallIntegerField(default=0)
-    provider_message_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Times a worker claimed it, including tries cut short by a crash."
+    )
+    next_attempt_at = models.DateTimeField(
+        default=timezone.now, help_text="Not claimed before this (retry backoff)."
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="For a verification code: when it is dead."
+    )
+    dedup_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
+        editable=False,
+        help_text="Keyed hash of recipient, type, code and link; cleared after the code TTL.",
+    )
+    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     error = models.TextField(blank=True)
+    delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
+    delivery_status_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -141,8 +176,29 @@ class Message(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["status", "created_at"], name="emails_message_status_idx"),
+            models.Index(fields=["status", "next_attempt_at"], name="emails_message_status_idx"),
         ]
 
     def __str__(self):
         return f"{self.usage_type} to {self.to} ({self.status})"
+
+
+class MessageEvent(models.Model):
+    """One tracking event from the provider (anymail's normalised event), stored once."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    event_id = models.CharField(max_length=255, help_text="The provider's id for this event.")
+    event_type = models.CharField(max_length=32)
+    occurred_at = models.DateTimeField()
+    description = models.TextField(blank=True)
+    provider_response = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["event_id"], name="emails_messageevent_event_uniq"),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"

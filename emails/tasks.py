@@ -1,24 +1,25 @@
-import random
+"""Celery tasks: each takes a primary key (or nothing), calls one service, and owns only the
+decision to schedule a retry."""
 
 from celery import shared_task
 
-from emails.services import TransientDeliveryError, message_deliver
-
-# Five tries over about two and a half minutes: well inside the ten minutes a Logto code lives.
-MAX_RETRIES = 4
-BASE_DELAY_SECONDS = 5
+from emails.services import message_deliver, message_publish, messages_purge, messages_sweep
 
 
-def retry_delay(retries: int) -> float:
-    """Exponential backoff with full jitter: 5 s, 10 s, 20 s, 40 s ceilings."""
-    return random.uniform(BASE_DELAY_SECONDS / 2, BASE_DELAY_SECONDS * 2**retries)  # noqa: S311
+@shared_task(ignore_result=True)
+def deliver_message(message_id: str) -> None:
+    outcome = message_deliver(message_id=message_id)
+    if outcome is not None and outcome.retry_in is not None:
+        # Published, not Task.retry(): if the broker is down now, the message is queued in
+        # the database with its next_attempt_at and the sweeper publishes it later.
+        message_publish(message_id=message_id, countdown=outcome.retry_in)
 
 
-@shared_task(bind=True, max_retries=MAX_RETRIES, ignore_result=True)
-def deliver_message(self, message_id: str) -> None:
-    """Deliver one stored message. The service does the work; the task owns only the retry
-    decision: transient provider errors are retried with backoff, the last try is final."""
-    try:
-        message_deliver(message_id=message_id, final_attempt=self.request.retries >= MAX_RETRIES)
-    except TransientDeliveryError as exc:
-        raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+@shared_task(ignore_result=True)
+def sweep_messages() -> dict:
+    return vars(messages_sweep())
+
+
+@shared_task(ignore_result=True)
+def purge_old_messages() -> int:
+    return messages_purge()

@@ -36,6 +36,26 @@ EMAILS_DEFAULT_LOCALE = env.str("EMAILS_DEFAULT_LOCALE", default="en")
 EMAILS_MAX_BODY_BYTES = env.int("EMAILS_MAX_BODY_BYTES", default=64 * 1024)
 EMAILS_MAX_VALUE_LENGTH = env.int("EMAILS_MAX_VALUE_LENGTH", default=4096)
 
+# --- Delivery ------------------------------------------------------------------------------
+# A Logto verification code lives 600 s by default. A code email is never sent after that
+# (status "expired"), identical requests within it are one email, and retries stop before it.
+EMAILS_CODE_TTL = env.int("EMAILS_CODE_TTL", default=600)
+# Emails without a code (invitations) are retried for this long.
+EMAILS_RETRY_WINDOW = env.int("EMAILS_RETRY_WINDOW", default=3600)
+EMAILS_MAX_ATTEMPTS = env.int("EMAILS_MAX_ATTEMPTS", default=6)
+EMAILS_RETRY_BASE_DELAY = env.float("EMAILS_RETRY_BASE_DELAY", default=5.0)
+# Hard limit on one delivery task; a message "sending" for longer than EMAILS_SENDING_TIMEOUT
+# (default twice the limit) cannot still be in flight, so the sweeper hands it out again.
+EMAILS_SEND_TIME_LIMIT = env.int("EMAILS_SEND_TIME_LIMIT", default=60)
+EMAILS_SENDING_TIMEOUT = env.int("EMAILS_SENDING_TIMEOUT", default=2 * EMAILS_SEND_TIME_LIMIT)
+EMAILS_SWEEP_INTERVAL = env.float("EMAILS_SWEEP_INTERVAL", default=30.0)
+# A queued message nobody claimed for this long is published again (lost publish, broker down).
+EMAILS_REPUBLISH_AFTER = env.int("EMAILS_REPUBLISH_AFTER", default=60)
+EMAILS_RETENTION_DAYS = env.int("EMAILS_RETENTION_DAYS", default=30)
+# "<count>/<seconds>"; Logto itself allows 10 sends per recipient per 10 minutes.
+EMAILS_RATE_LIMIT_RECIPIENT = env.str("EMAILS_RATE_LIMIT_RECIPIENT", default="15/600")
+EMAILS_RATE_LIMIT_IP = env.str("EMAILS_RATE_LIMIT_IP", default="300/600")
+
 # --- Email provider ------------------------------------------------------------------------
 EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="console").strip().lower()
 EMAIL_BACKEND = email_backend_for(EMAIL_PROVIDER)
@@ -48,6 +68,13 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+
+# Rate-limit counters. Use Redis in production (CACHE_URL=redis://...): the per-process
+# default cannot count across gunicorn workers.
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    # On the request path: an unreachable Redis must cost a second at most (limits fail open).
+    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
 
 # --- Celery --------------------------------------------------------------------------------
 _broker_url = env.str("CELERY_BROKER_URL", default="")
@@ -69,10 +96,20 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
-    # Longer than the slowest send, so a message being worked on is not handed out twice.
-    "visibility_timeout": 3600,
+    # Redis hands an unacknowledged task to another worker after this long. It must be longer
+    # than any retry countdown (tasks wait out their countdown unacknowledged) and than a send;
+    # a task handed out twice anyway is harmless: the claim on the record lets one through.
+    "visibility_timeout": 900,
 }
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
+# No delivery runs forever: a provider that hangs is cut off (soft limit first, so the
+# message is put back for a retry), and the sweeper's sending timeout is longer than this.
+CELERY_TASK_TIME_LIMIT = EMAILS_SEND_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, EMAILS_SEND_TIME_LIMIT - 5)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-messages": {"task": "emails.tasks.sweep_messages", "schedule": EMAILS_SWEEP_INTERVAL},
+    "purge-old-messages": {"task": "emails.tasks.purge_old_messages", "schedule": 3600.0},
+}
 
 # --- Django --------------------------------------------------------------------------------
 INSTALLED_APPS = [

@@ -49,4 +49,9 @@ EMAILS_DEFAULT_LOCALE = "en"
 CELERY_BROKER_URL = "memory://"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = False
+# Retries come due at once, so eager (in-process) retries can claim the message again.
+EMAILS_RETRY_BASE_DELAY = 0.01
+EMAILS_RATE_LIMIT_RECIPIENT = "15/600"
+EMAILS_RATE_LIMIT_IP = "300/600"
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

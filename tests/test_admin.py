@@ -22,6 +22,20 @@ def test_message_page_never_shows_the_code(admin_client):
     assert b"inv_secret" not in response.content
 
 
+def test_message_page_shows_the_event_timeline(admin_client):
+    from django.utils import timezone
+
+    message = MessageFactory(status="sent", provider_message_id="pm-9")
+    message.events.create(
+        event_id="postmark:1",
+        event_type="bounced",
+        occurred_at=timezone.now(),
+        description="unknown user",
+    )
+    response = admin_client.get(f"/admin/emails/message/{message.pk}/change/")
+    assert b"bounced" in response.content and b"unknown user" in response.content
+
+
 def test_template_form_refuses_a_broken_template(admin_client):
     response = admin_client.post(
         "/admin/emails/template/add/",

@@ -1,22 +1,31 @@
 """Delivery through anymail's real backends to a local stub of the provider's API."""
 
+from datetime import timedelta
 from urllib.parse import parse_qs
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from emails.models import MessageStatus
-from emails.services import TransientDeliveryError, message_deliver
+from emails.services import message_deliver
 from emails.tasks import deliver_message
 from tests.factories import MessageFactory, TemplateFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def test_sent_message_records_postmarks_message_id(postmark):
+def deliver(message):
+    """Run the delivery task as a worker would (retries, eager here, included)."""
+    deliver_message.apply(args=[str(message.pk)])
+    message.refresh_from_db()
+    return message
+
+
+def test_sent_message_records_the_provider_id_and_forgets_the_code(postmark):
     message = MessageFactory(to="jane@example.com", payload={"code": "482913", "locale": "en"})
 
-    message_deliver(message_id=message.pk)
+    deliver(message)
 
     [request] = postmark.requests
     sent = request.json()
@@ -25,18 +34,17 @@ def test_sent_message_records_postmarks_message_id(postmark):
     assert sent["From"] == "Acme <no-reply@acme.example>"
     assert "482913" in sent["Subject"] and "482913" in sent["TextBody"]
     assert "<b>482913</b>" in sent["HtmlBody"]
-    message.refresh_from_db()
     assert message.status == MessageStatus.SENT
     assert message.provider_message_id == postmark.responses[0]["MessageID"]
     assert message.attempts == 1 and message.sent_at is not None
+    assert message.payload == {"locale": "en"}
 
 
 def test_template_sender_and_reply_to_are_used(postmark):
     template = TemplateFactory(
         from_email="Acme Support <help@acme.example>", reply_to="r@acme.example"
     )
-    message = MessageFactory(template=template)
-    message_deliver(message_id=message.pk)
+    deliver(MessageFactory(template=template))
     sent = postmark.requests[0].json()
     assert sent["From"] == "Acme Support <help@acme.example>"
     assert sent["ReplyTo"] == "r@acme.example"
@@ -46,64 +54,100 @@ def test_refused_recipient_fails_at_once_without_retry(postmark):
     postmark.fail_next(
         1, 422, {"ErrorCode": 300, "Message": "Invalid 'To' address: 'x@example.com'."}
     )
-    message = MessageFactory(to="x@example.com")
-    deliver_message.apply(args=[str(message.pk)])
-    message.refresh_from_db()
+    message = deliver(MessageFactory(to="x@example.com"))
     assert message.status == MessageStatus.FAILED
     assert "x@example.com: invalid" in message.error
     assert "Invalid 'To' address" in message.error
     assert len(postmark.requests) == 1
+    assert "code" not in message.payload
 
 
-def test_provider_5xx_is_retried_then_sent(postmark):
-    postmark.fail_next(2, 500, {"ErrorCode": 500, "Message": "Internal error"})
-    message = MessageFactory()
-    deliver_message.apply(args=[str(message.pk)])  # eager: retries run at once
-    message.refresh_from_db()
+def test_other_4xx_fails_at_once(postmark):
+    postmark.fail_next(1, 401, {"ErrorCode": 10, "Message": "Bad or missing API token"})
+    message = deliver(MessageFactory())
+    assert message.status == MessageStatus.FAILED
+    assert "Bad or missing API token" in message.error
+    assert len(postmark.requests) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_provider_5xx_and_429_are_retried_then_sent(postmark, status):
+    postmark.fail_next(2, status, {"ErrorCode": status, "Message": "try later"})
+    message = deliver(MessageFactory())
     assert message.status == MessageStatus.SENT
     assert (message.attempts, len(postmark.requests)) == (3, 3)
 
 
-def test_transient_error_puts_the_message_back_in_the_queue(postmark):
-    postmark.fail_next(1, 429, {"ErrorCode": 429, "Message": "Rate limit exceeded"})
+def test_retry_waits_at_least_retry_after(postmark):
+    postmark.fail_next(1, 429, {"Message": "Rate limit exceeded"}, headers={"Retry-After": "30"})
     message = MessageFactory()
-    with pytest.raises(TransientDeliveryError):
-        message_deliver(message_id=message.pk, final_attempt=False)
+    before = timezone.now()
+
+    outcome = message_deliver(message_id=message.pk)
+
     message.refresh_from_db()
+    assert outcome.status == MessageStatus.QUEUED and outcome.retry_in >= 30
     assert message.status == MessageStatus.QUEUED
+    assert message.next_attempt_at >= before + timedelta(seconds=30)
     assert "429" in message.error
+    # Not due yet: a second task for it (say, a duplicate) does nothing.
+    assert message_deliver(message_id=message.pk) is None
+    assert len(postmark.requests) == 1
 
 
-def test_provider_down_for_every_try_ends_failed(postmark):
-    postmark.fail_next(10, 503, {"Message": "Service unavailable"})
-    message = MessageFactory()
-    deliver_message.apply(args=[str(message.pk)])
-    message.refresh_from_db()
+def test_provider_down_for_every_try_ends_failed_after_the_attempt_cap(postmark, settings):
+    postmark.fail_next(20, 503, {"Message": "Service unavailable"})
+    message = deliver(MessageFactory(payload={"link": "https://x.example/i"}))
     assert message.status == MessageStatus.FAILED
-    assert "503" in message.error
-    assert len(postmark.requests) == 5  # MAX_RETRIES + 1 tries
+    assert message.error.startswith("gave up retrying:") and "503" in message.error
+    assert len(postmark.requests) == settings.EMAILS_MAX_ATTEMPTS
 
 
-def test_unreachable_provider_is_transient(settings):
+def test_a_retry_that_would_outlive_the_code_expires_the_message(postmark, settings):
+    settings.EMAILS_RETRY_BASE_DELAY = 60
+    postmark.fail_next(1, 500, {"Message": "oops"})
+    message = MessageFactory(expires_at=timezone.now() + timedelta(seconds=20))
+    message_deliver(message_id=message.pk)
+    message.refresh_from_db()
+    assert message.status == MessageStatus.EXPIRED
+    assert "expired while retrying" in message.error
+    assert "code" not in message.payload
+
+
+def test_a_dead_code_is_never_sent(postmark):
+    message = MessageFactory(expires_at=timezone.now() - timedelta(seconds=1))
+    message = deliver(message)
+    assert message.status == MessageStatus.EXPIRED
+    assert postmark.requests == []
+
+
+def test_a_message_claimed_too_often_is_dead_lettered(postmark, settings):
+    # Given a message whose every try so far died with its worker
+    message = MessageFactory(attempts=settings.EMAILS_MAX_ATTEMPTS)
+    message = deliver(message)
+    assert message.status == MessageStatus.FAILED
+    assert message.error.startswith(f"dead-lettered after {settings.EMAILS_MAX_ATTEMPTS}")
+    assert postmark.requests == []
+
+
+def test_unreachable_provider_is_retried(settings):
     settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t", "POSTMARK_API_URL": "http://127.0.0.1:1/"}
     message = MessageFactory()
-    with pytest.raises(TransientDeliveryError):
-        message_deliver(message_id=message.pk, final_attempt=False)
+    outcome = message_deliver(message_id=message.pk)
+    assert outcome.status == MessageStatus.QUEUED and outcome.retry_in is not None
 
 
 def test_a_message_is_sent_once_even_if_the_task_runs_twice(postmark):
     message = MessageFactory()
-    message_deliver(message_id=message.pk)
+    deliver(message)
     assert message_deliver(message_id=message.pk) is None
     assert len(postmark.requests) == 1
 
 
 def test_broken_template_fails_the_message_with_the_reason(postmark):
     template = TemplateFactory(html_body="<p>{% if code %}{{ code }}</p>")
-    message = MessageFactory(template=template)
-    message_deliver(message_id=message.pk)
-    message.refresh_from_db()
+    message = deliver(MessageFactory(template=template))
     assert message.status == MessageStatus.FAILED
     assert message.error.startswith("template error: HTML body:")
     assert "endif" in message.error
@@ -113,15 +157,12 @@ def test_broken_template_fails_the_message_with_the_reason(postmark):
 def test_deleted_template_fails_the_message(postmark):
     message = MessageFactory()
     message.template.delete()
-    message_deliver(message_id=message.pk)
-    message.refresh_from_db()
+    message = deliver(message)
     assert (message.status, message.error) == (MessageStatus.FAILED, "its template was deleted")
 
 
 def test_console_and_smtp_get_our_own_message_id():
-    message = MessageFactory()
-    message_deliver(message_id=message.pk)
-    message.refresh_from_db()
+    message = deliver(MessageFactory())
     [email] = mail.outbox
     assert email.extra_headers["Message-ID"] == message.provider_message_id
     assert message.provider_message_id.endswith("@acme.example>")
@@ -130,38 +171,32 @@ def test_console_and_smtp_get_our_own_message_id():
 @pytest.mark.parametrize(
     ("backend", "anymail_settings", "path", "recipient_of"),
     [
-        (
-            "postmark",
-            {"POSTMARK_SERVER_TOKEN": "pm"},
-            "/email",
-            lambda request: request.json()["To"],
-        ),
+        ("postmark", {"POSTMARK_SERVER_TOKEN": "pm"}, "/email", lambda r: r.json()["To"]),
         (
             "sendgrid",
             {"SENDGRID_API_KEY": "sg"},
             "/mail/send",
-            lambda request: request.json()["personalizations"][0]["to"][0]["email"],
+            lambda r: r.json()["personalizations"][0]["to"][0]["email"],
         ),
         (
             "mailgun",
             {"MAILGUN_API_KEY": "mg", "MAILGUN_SENDER_DOMAIN": "mg.acme.example"},
             "/mg.acme.example/messages",
-            lambda request: parse_qs(request.body.decode())["to"][0],
+            lambda r: parse_qs(r.body.decode())["to"][0],
         ),
     ],
 )
+@pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning")
 def test_switching_provider_is_only_settings(
     settings, provider_stub, backend, anymail_settings, path, recipient_of
 ):
     settings.EMAIL_BACKEND = f"anymail.backends.{backend}.EmailBackend"
     settings.ANYMAIL = {**anymail_settings, f"{backend.upper()}_API_URL": provider_stub.url}
-    message = MessageFactory(to="jane@example.com")
 
-    message_deliver(message_id=message.pk)
+    message = deliver(MessageFactory(to="jane@example.com"))
 
     [request] = provider_stub.requests
     assert request.path.endswith(path)
     assert recipient_of(request) == "jane@example.com"
-    message.refresh_from_db()
     assert message.status == MessageStatus.SENT
     assert message.provider_message_id

@@ -1,0 +1,144 @@
+"""Accepting Logto's request: the outbox write.
+
+Accept = one INSERT, committed; the broker is told after commit, in a way that cannot fail the
+request. The record is the source of truth: whatever the broker loses, the sweeper finds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from emails.locales import requested_locales
+from emails.models import Message
+from emails.selectors import template_select
+from emails.services.ratelimit import rate_limit_count, rate_limit_exceeded
+
+logger = logging.getLogger(__name__)
+
+
+class NoTemplateError(Exception):
+    """No enabled template, in any candidate locale, for the type or for Generic."""
+
+
+class RateLimitedError(Exception):
+    """Too many emails for this recipient or IP in the current window; ``scope`` says which."""
+
+    def __init__(self, scope: str):
+        super().__init__(scope)
+        self.scope = scope
+
+
+def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> Message:
+    """Store Logto's request as a queued message and hand it to the worker after commit.
+
+    Returns the committed Message; for a request identical to one accepted within the code
+    TTL (same recipient, type, code and link) returns that earlier message and stores nothing.
+    Raises NoTemplateError or RateLimitedError (nothing stored). Database errors propagate:
+    nothing is claimed as stored that is not. Publishing to the broker never fails this call.
+    """
+    locales = requested_locales(payload, default=settings.EMAILS_DEFAULT_LOCALE)
+    choice = template_select(usage_type=usage_type, locales=locales)
+    if choice is None:
+        raise NoTemplateError(usage_type)
+    now = timezone.now()
+    key = dedup_key(to=to, usage_type=usage_type, payload=payload)
+    scope = rate_limit_exceeded(to=to, ip=ip)
+    if scope is not None:
+        # A repeat of an email already accepted gets its id, even over the limit.
+        earlier = _recent_duplicate(key, now=now)
+        if earlier is not None:
+            return earlier
+        raise RateLimitedError(scope)
+
+    message = Message(
+        to=to,
+        usage_type=usage_type,
+        payload=payload,
+        ip=ip or "",
+        template=choice.template,
+        template_usage_type=choice.template.usage_type,
+        template_locale=choice.template.locale,
+        requested_locale=locales[0] if locales else "",
+        used_fallback=choice.used_fallback,
+        created_at=now,
+        next_attempt_at=now,
+        expires_at=now + timedelta(seconds=settings.EMAILS_CODE_TTL)
+        if payload.get("code") not in (None, "")
+        else None,
+        dedup_key=key,
+    )
+    earlier = _insert_unless_duplicate(message, now=now)
+    if earlier is not None:
+        return earlier
+    rate_limit_count(to=to, ip=ip)
+    return message
+
+
+def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
+    """INSERT and commit; on a dedup-key clash return the earlier message instead.
+
+    The unique key makes two identical concurrent requests one email. A clash with a message
+    older than the TTL (its key not yet cleared by the sweeper) clears that key and inserts.
+    """
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                message.save(force_insert=True)
+                transaction.on_commit(partial(message_publish, message_id=message.pk))
+            return None
+        except IntegrityError:
+            if message.dedup_key is None:
+                raise
+            earlier = _recent_duplicate(message.dedup_key, now=now)
+            if earlier is not None:
+                return earlier
+            # The clash is with a message older than the TTL whose key the sweeper has not
+            # cleared yet: clear it and insert again.
+            Message.objects.filter(dedup_key=message.dedup_key).update(dedup_key=None)
+    raise IntegrityError("message could not be stored: its dedup key kept clashing")
+
+
+def _recent_duplicate(key: str | None, *, now) -> Message | None:
+    if key is None:
+        return None
+    since = now - timedelta(seconds=settings.EMAILS_CODE_TTL)
+    return Message.objects.filter(dedup_key=key, created_at__gt=since).first()
+
+
+def dedup_key(*, to: str, usage_type: str, payload: dict) -> str | None:
+    """A keyed hash identifying "the same email": recipient, type, code and link.
+
+    Keyed with SECRET_KEY so the stored hash cannot be brute-forced back into a 6-digit code.
+    None when the payload has neither code nor link (nothing to recognise a repeat by).
+    """
+    code, link = payload.get("code"), payload.get("link")
+    if code in (None, "") and link in (None, ""):
+        return None
+    material = "\x00".join([to.lower(), usage_type, str(code or ""), str(link or "")])
+    return hmac.new(settings.SECRET_KEY.encode(), material.encode(), hashlib.sha256).hexdigest()
+
+
+def message_publish(*, message_id, countdown: float | None = None) -> bool:
+    """Queue delivery of a stored message. Never raises: True if the broker took it."""
+    from emails.tasks import deliver_message
+
+    try:
+        # retry=False: on the request path a broker outage must cost milliseconds, not the
+        # publish-retry policy's seconds; the message is already stored.
+        deliver_message.apply_async(args=[str(message_id)], countdown=countdown, retry=False)
+    except Exception as exc:
+        # The message is stored and stays queued; the sweeper publishes it again. kombu's
+        # errors name host and port, never credentials, but log only class and text.
+        logger.warning(
+            "message %s stored but not queued (%s: %s)", message_id, type(exc).__name__, exc
+        )
+        return False
+    return True

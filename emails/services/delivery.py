@@ -1,0 +1,209 @@
+"""Delivering one message: claim, render, send through Django's mail API (django-anymail),
+record the outcome.
+
+Failure contract, by what the provider said:
+- sent: ``sent`` with the provider's message id; code and link wiped from the record.
+- network error, HTTP 5xx or 429, SMTP 4xx, a hung provider (soft time limit): back to
+  ``queued`` with ``next_attempt_at`` after an exponential, jittered backoff that honours
+  Retry-After; the caller publishes the retry. When the next try would land after the code
+  expires, ``expired``; after the retry window or EMAILS_MAX_ATTEMPTS, ``failed``.
+- refused or invalid recipient, any other 4xx, a template error, anything unexpected:
+  ``failed`` at once, with the reason. Nothing loops forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import smtplib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+
+from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import F
+from django.utils import timezone
+
+from emails.models import FINAL_STATUSES, SECRET_PAYLOAD_KEYS, Message, MessageStatus
+from emails.rendering import TemplateRenderError, render_email
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_LENGTH = 1000
+MAX_RETRY_AFTER = 300.0
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    status: str
+    retry_in: float | None = None  # seconds, when the message should be tried again
+
+
+def message_deliver(*, message_id) -> DeliveryOutcome | None:
+    """Try to deliver one message. Returns None when there was nothing to claim (another
+    worker has it, it is final, or its retry is not due): a task delivered twice sends once.
+    """
+    now = timezone.now()
+    # The claim: one conditional UPDATE, so only one worker ever holds a message.
+    claimed = Message.objects.filter(
+        pk=message_id, status=MessageStatus.QUEUED, next_attempt_at__lte=now + timedelta(seconds=1)
+    ).update(status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now)
+    if not claimed:
+        return None
+    message = Message.objects.select_related("template").get(pk=message_id)
+
+    if message.attempts > settings.EMAILS_MAX_ATTEMPTS:
+        # Tries that never came back (a worker killed mid-send) count too: dead letter.
+        return _finish(message, MessageStatus.FAILED, error=_dead_letter_reason(message))
+    if message.expires_at is not None and now >= message.expires_at:
+        return _finish(message, MessageStatus.EXPIRED, error="the code expired before sending")
+    template = message.template
+    if template is None:
+        return _finish(message, MessageStatus.FAILED, error="its template was deleted")
+    try:
+        rendered = render_email(
+            subject=template.subject,
+            html=template.html_body,
+            text=template.text_body,
+            payload=message.payload,
+        )
+    except TemplateRenderError as exc:
+        return _finish(message, MessageStatus.FAILED, error=f"template error: {exc}")
+
+    email = EmailMultiAlternatives(
+        subject=rendered.subject,
+        body=rendered.text,
+        from_email=template.from_email or settings.DEFAULT_FROM_EMAIL,
+        to=[message.to],
+        reply_to=[template.reply_to] if template.reply_to else None,
+    )
+    email.attach_alternative(rendered.html, "text/html")
+    own_message_id = None
+    if not settings.EMAIL_BACKEND.startswith("anymail."):
+        # Django's own backends report no id: give the email a Message-ID we can record.
+        own_message_id = make_msgid(domain=_sender_domain(email.from_email))
+        email.extra_headers["Message-ID"] = own_message_id
+
+    try:
+        email.send(fail_silently=False)
+    except Exception as exc:
+        return _after_failure(message, exc)
+
+    status = getattr(email, "anymail_status", None)
+    provider_id = (status.message_id if status else None) or own_message_id or ""
+    return _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
+
+
+def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
+    reason = _describe(exc)
+    if not _is_transient(exc):
+        logger.warning("message %s failed: %s", message.pk, reason.splitlines()[0])
+        return _finish(message, MessageStatus.FAILED, error=reason)
+    now = timezone.now()
+    delay = max(retry_delay(message.attempts), _retry_after(exc))
+    next_attempt_at = now + timedelta(seconds=delay)
+    if message.expires_at is not None and next_attempt_at >= message.expires_at:
+        return _finish(
+            message, MessageStatus.EXPIRED, error=f"the code expired while retrying: {reason}"
+        )
+    if (
+        next_attempt_at >= _retry_deadline(message)
+        or message.attempts >= settings.EMAILS_MAX_ATTEMPTS
+    ):
+        return _finish(message, MessageStatus.FAILED, error=f"gave up retrying: {reason}")
+    message.status = MessageStatus.QUEUED
+    message.next_attempt_at = next_attempt_at
+    message.error = reason[:MAX_ERROR_LENGTH]
+    message.save(update_fields=["status", "next_attempt_at", "error", "updated_at"])
+    logger.info(
+        "message %s will be retried in %.1fs: %s", message.pk, delay, reason.splitlines()[0]
+    )
+    return DeliveryOutcome(MessageStatus.QUEUED, retry_in=delay)
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with jitter: about base × 2^(attempts-1), between half and all of it."""
+    ceiling = settings.EMAILS_RETRY_BASE_DELAY * 2 ** max(0, attempts - 1)
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311  (jitter, not security)
+
+
+def _retry_after(exc: Exception) -> float:
+    """Seconds the provider asked us to wait (Retry-After, in seconds form), capped."""
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return min(float(value), MAX_RETRY_AFTER) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _retry_deadline(message: Message) -> datetime:
+    return message.created_at + timedelta(seconds=settings.EMAILS_RETRY_WINDOW)
+
+
+def _dead_letter_reason(message: Message) -> str:
+    last = f"; last error: {message.error}" if message.error else ""
+    return f"dead-lettered after {message.attempts - 1} attempts{last}"
+
+
+def _finish(message: Message, status: str, *, error: str = "", provider_message_id: str = ""):
+    """Record a final status (or a retry's error): final messages lose their secrets."""
+    message.status = status
+    message.error = error[:MAX_ERROR_LENGTH]
+    fields = ["status", "error", "updated_at"]
+    if status == MessageStatus.SENT:
+        message.provider_message_id = provider_message_id[:255]
+        message.sent_at = timezone.now()
+        fields += ["provider_message_id", "sent_at"]
+    if status in FINAL_STATUSES:
+        message.payload = wipe_secrets(message.payload)
+        fields.append("payload")
+    message.save(update_fields=fields)
+    return DeliveryOutcome(status)
+
+
+def wipe_secrets(payload: dict) -> dict:
+    return {key: value for key, value in payload.items() if key not in SECRET_PAYLOAD_KEYS}
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Worth retrying: network errors, HTTP 5xx and 429, SMTP 4xx replies or dropped
+    connections, a provider that hung past the soft time limit. Everything else is final."""
+    if isinstance(exc, AnymailRecipientsRefused):
+        return False
+    if isinstance(exc, AnymailAPIError):
+        status_code = getattr(exc, "status_code", None)
+        return status_code is None or status_code >= 500 or status_code == 429
+    if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
+        return False
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    return isinstance(
+        exc,
+        smtplib.SMTPServerDisconnected | ConnectionError | TimeoutError | SoftTimeLimitExceeded,
+    )
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, AnymailRecipientsRefused):
+        # Name each refused recipient and the provider's words, not just "all rejected".
+        status = getattr(exc.email_message, "anymail_status", None)
+        recipients = (
+            ", ".join(f"{address}: {item.status}" for address, item in status.recipients.items())
+            if status is not None
+            else ""
+        )
+        response = getattr(exc.response, "text", "") if exc.response is not None else ""
+        parts = [str(exc).strip(), f"({recipients})" if recipients else "", response.strip()]
+        return " ".join(part for part in parts if part)[:MAX_ERROR_LENGTH]
+    if isinstance(exc, AnymailError):
+        # anymail's text includes the provider's response, which is what an operator needs.
+        return str(exc).strip()[:MAX_ERROR_LENGTH]
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
+
+
+def _sender_domain(from_email: str) -> str:
+    return from_email.rsplit("@", 1)[-1].strip(" >") or "localhost"

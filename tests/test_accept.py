@@ -1,0 +1,137 @@
+"""Accepting: duplicates are one email, rate limits answer 429, the cache failing is not."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import connection
+from rest_framework.test import APIClient
+
+from emails.models import Message, MessageStatus
+from tests.conftest import AUTHORIZATION, load_payload, require_postgres
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/logto/email"
+
+
+@pytest.fixture
+def send(post_email, django_capture_on_commit_callbacks):
+    def send(body):
+        with django_capture_on_commit_callbacks(execute=True):
+            return post_email(body)
+
+    return send
+
+
+def test_identical_post_within_the_ttl_is_one_email(send):
+    body = load_payload("sign-in-fr.json")
+    first, second = send(body), send(body)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["id"] == second.json()["id"]
+    assert Message.objects.count() == 1
+    assert len(mail.outbox) == 1
+
+
+def test_identical_invitation_is_one_email(send):
+    body = load_payload("organization-invitation-es.json")
+    assert send(body).json()["id"] == send(body).json()["id"]
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda body: body["payload"].update(code="111111"),
+        lambda body: body.update(to="someone.else@example.com"),
+        lambda body: body.update(type="Register"),
+    ],
+)
+def test_a_different_code_recipient_or_type_is_a_new_email(send, change):
+    body = load_payload("sign-in-fr.json")
+    first = send(body)
+    change(body)
+    assert send(body).json()["id"] != first.json()["id"]
+    assert len(mail.outbox) == 2
+
+
+def test_the_same_code_after_the_ttl_is_a_new_email(send, settings):
+    body = load_payload("sign-in-fr.json")
+    first = send(body).json()["id"]
+    Message.objects.filter(pk=first).update(
+        created_at=Message.objects.get(pk=first).created_at
+        - timedelta(seconds=settings.EMAILS_CODE_TTL + 1)
+    )
+    assert send(body).json()["id"] != first
+    assert len(mail.outbox) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_identical_posts_at_the_same_moment_are_one_email():
+    require_postgres()
+    body = load_payload("register-en.json")
+    answers, start = [], threading.Barrier(4)
+
+    def post():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=AUTHORIZATION)
+        start.wait()
+        answers.append(client.post(URL, body, format="json"))
+        connection.close()
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    assert Message.objects.count() == 1
+
+
+def test_recipient_over_the_limit_gets_429(send, settings):
+    settings.EMAILS_RATE_LIMIT_RECIPIENT = "2/600"
+    body = load_payload("register-en.json")
+    answers = []
+    for code in ("100001", "100002", "100003"):
+        body["payload"]["code"] = code
+        answers.append(send(body))
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert answers[2].json() == {
+        "message": "Too many emails to this address. Please wait a few minutes and try again."
+    }
+    assert Message.objects.count() == 2
+    # Another recipient is not affected; a repeat of an accepted request still gets its id.
+    body["to"] = "other@example.com"
+    assert send(body).status_code == 200
+    body["to"], body["payload"]["code"] = "new.user@example.com", "100001"
+    assert send(body).json()["id"] == answers[0].json()["id"]
+
+
+def test_ip_over_the_limit_gets_429(send, settings):
+    settings.EMAILS_RATE_LIMIT_IP = "2/600"
+    statuses = []
+    for number in range(3):
+        body = load_payload("register-en.json")
+        body["to"] = f"user{number}@example.com"
+        statuses.append(send(body).status_code)
+    assert statuses == [200, 200, 429]
+    body = load_payload("user-permission-validation-en.json")  # no ip: not limited by ip
+    assert send(body).status_code == 200
+
+
+def test_an_unreachable_cache_never_refuses_an_email(send, settings):
+    settings.EMAILS_RATE_LIMIT_RECIPIENT = "1/600"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    body = load_payload("register-en.json")
+    for code in ("1", "2"):
+        body["payload"]["code"] = code
+        assert send(body).status_code == 200
+    assert Message.objects.filter(status=MessageStatus.SENT).count() == 2
