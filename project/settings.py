@@ -96,6 +96,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 1,
     "socket_timeout": 5,
+    # kombu's default is to retry a lost connection with 2 s, 4 s, ... pauses before giving
+    # up, inside the request. One immediate retry, then the stored message waits for the
+    # sweeper. (Workers reconnect by their own policy, broker_connection_max_retries.)
+    "max_retries": 1,
+    "interval_start": 0,
     # Redis hands an unacknowledged task to another worker after this long. It must be longer
     # than any retry countdown (tasks wait out their countdown unacknowledged) and than a send;
     # a task handed out twice anyway is harmless: the claim on the record lets one through.
@@ -105,7 +110,7 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 1
 # No delivery runs forever: a provider that hangs is cut off (soft limit first, so the
 # message is put back for a retry), and the sweeper's sending timeout is longer than this.
 CELERY_TASK_TIME_LIMIT = EMAILS_SEND_TIME_LIMIT
-CELERY_TASK_SOFT_TIME_LIMIT = max(1, EMAILS_SEND_TIME_LIMIT - 5)
+CELERY_TASK_SOFT_TIME_LIMIT = max(1, EMAILS_SEND_TIME_LIMIT * 3 // 4)
 CELERY_BEAT_SCHEDULE = {
     "sweep-messages": {"task": "emails.tasks.sweep_messages", "schedule": EMAILS_SWEEP_INTERVAL},
     "purge-old-messages": {"task": "emails.tasks.purge_old_messages", "schedule": 3600.0},

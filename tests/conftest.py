@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import socket
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,6 +13,27 @@ from tests.stubs import ProviderStub
 
 PAYLOADS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "payloads"
 AUTHORIZATION = "Bearer test-token"
+
+
+# Rows the fault suite (tests/test_faults.py) adds, printed at the end of the run.
+FAULT_SUMMARY: list[dict] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not FAULT_SUMMARY:
+        return
+    columns = ["scenario", "accepted", "sent", "duplicates", "failed", "expired", "lost", "retries"]
+    widths = [max(len(c), *(len(str(row.get(c, ""))) for row in FAULT_SUMMARY)) for c in columns]
+    terminalreporter.section("fault suite summary")
+    terminalreporter.write_line("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in FAULT_SUMMARY:
+        cells = [str(row.get(c, "")) for c in columns]
+        terminalreporter.write_line(
+            "  ".join(v.ljust(w) for v, w in zip(cells, widths, strict=True))
+        )
+        extra = {k: v for k, v in row.items() if k not in columns}
+        if extra:
+            terminalreporter.write_line(f"    {extra}")
 
 
 def load_payload(name: str) -> dict:
@@ -32,6 +54,24 @@ def require_service(name: str, host: str, port: int) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true: {reason}")
     pytest.skip(reason)
+
+
+def require_program(name: str) -> None:
+    """Skip when a program the test starts is not installed; under CI=true, fail instead."""
+    if shutil.which(name):
+        return
+    reason = f"{name} is not installed"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 def require_postgres() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ class StubRequest:
     path: str
     headers: dict
     body: bytes
+    at: float = 0.0  # time.monotonic() when it arrived
+    status: int = 0  # what the stub answered
 
     def json(self):
         return json.loads(self.body)
@@ -31,6 +34,8 @@ class ProviderStub:
     requests: list[StubRequest] = field(default_factory=list)
     responses: list = field(default_factory=list)
     failures: deque = field(default_factory=deque)
+    refused: set = field(default_factory=set)  # recipients Postmark refuses (ErrorCode 300)
+    delay: float = 0.0  # seconds before answering, to keep sends in flight
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -40,10 +45,16 @@ class ProviderStub:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                request = StubRequest(self.path, dict(self.headers), body, time.monotonic())
+                if stub.delay:
+                    time.sleep(stub.delay)
                 with stub._lock:
-                    stub.requests.append(StubRequest(self.path, dict(self.headers), body))
+                    stub.requests.append(request)
                     failure = stub.failures.popleft() if stub.failures else None
-                    status, payload, headers = failure or stub._success(self.path, body)
+                    status, payload, headers = (
+                        failure or stub._refusal(self.path, body) or stub._success(self.path, body)
+                    )
+                    request.status = status
                     stub.responses.append(payload)
                 data = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
@@ -77,8 +88,27 @@ class ProviderStub:
         with self._lock:
             self.failures.extend([(status, payload, headers)] * count)
 
-    def postmark_messages(self) -> list[dict]:
-        return [request.json() for request in self.requests if request.path.endswith("/email")]
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.responses.clear()
+            self.failures.clear()
+            self.refused.clear()
+            self.delay = 0.0
+
+    def accepted_recipients(self) -> list[str]:
+        """The "To" of every email the stub accepted (200), repeats included."""
+        with self._lock:
+            requests = [request for request in self.requests if request.status == 200]
+        return [request.json()["To"] for request in requests if request.path.endswith("/email")]
+
+    def _refusal(self, path: str, body: bytes):
+        if not path.endswith("/email") or not self.refused:
+            return None
+        to = json.loads(body).get("To", "")
+        if to in self.refused:
+            return 422, {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{to}'."}, None
+        return None
 
     @staticmethod
     def _success(path: str, body: bytes):

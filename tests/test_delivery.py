@@ -76,6 +76,8 @@ def test_provider_5xx_and_429_are_retried_then_sent(postmark, status):
     message = deliver(MessageFactory())
     assert message.status == MessageStatus.SENT
     assert (message.attempts, len(postmark.requests)) == (3, 3)
+    retries = [event.description for event in message.events.filter(event_type="retry")]
+    assert len(retries) == 2 and all(str(status) in text for text in retries)
 
 
 def test_retry_waits_at_least_retry_after(postmark):

@@ -27,7 +27,13 @@ from django.core.mail import EmailMultiAlternatives
 from django.db.models import F
 from django.utils import timezone
 
-from emails.models import FINAL_STATUSES, SECRET_PAYLOAD_KEYS, Message, MessageStatus
+from emails.models import (
+    FINAL_STATUSES,
+    SECRET_PAYLOAD_KEYS,
+    Message,
+    MessageEvent,
+    MessageStatus,
+)
 from emails.rendering import TemplateRenderError, render_email
 
 logger = logging.getLogger(__name__)
@@ -118,6 +124,18 @@ def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
     message.next_attempt_at = next_attempt_at
     message.error = reason[:MAX_ERROR_LENGTH]
     message.save(update_fields=["status", "next_attempt_at", "error", "updated_at"])
+    # Each failed try stays on the message's timeline, beside the provider's own events.
+    MessageEvent.objects.get_or_create(
+        event_id=f"mailroom:{message.pk}:attempt:{message.attempts}",
+        defaults={
+            "message": message,
+            "event_type": "retry",
+            "occurred_at": now,
+            "description": f"attempt {message.attempts} failed, next in {delay:.1f}s: {reason}"[
+                :MAX_ERROR_LENGTH
+            ],
+        },
+    )
     logger.info(
         "message %s will be retried in %.1fs: %s", message.pk, delay, reason.splitlines()[0]
     )
