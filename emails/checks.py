@@ -48,3 +48,33 @@ def check_broker(app_configs, **kwargs):
             id="emails.W001",
         )
     ]
+
+
+@register()
+def check_delivery_settings(app_configs, **kwargs):
+    from emails.services.ratelimit import Limit
+
+    errors = []
+    for name in ("EMAILS_RATE_LIMIT_RECIPIENT", "EMAILS_RATE_LIMIT_IP"):
+        try:
+            Limit.parse(getattr(settings, name), name=name)
+        except ImproperlyConfigured as exc:
+            errors.append(Error(str(exc), id="emails.E003"))
+    if settings.EMAILS_SENDING_TIMEOUT <= settings.EMAILS_SEND_TIME_LIMIT:
+        errors.append(
+            Error(
+                "EMAILS_SENDING_TIMEOUT must be longer than EMAILS_SEND_TIME_LIMIT, or the "
+                "sweeper could hand out a message that is still being sent.",
+                id="emails.E004",
+            )
+        )
+    backend = settings.CACHES["default"]["BACKEND"]
+    if not settings.DEBUG and backend.endswith(("LocMemCache", "DummyCache")):
+        errors.append(
+            Warning(
+                "Rate limits are counted per process: the cache is not shared.",
+                hint="Set CACHE_URL=redis://.../1.",
+                id="emails.W002",
+            )
+        )
+    return errors

@@ -27,7 +27,9 @@ def manage(*args, **env):
     environment = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("ANYMAIL_", "EMAIL_", "LOGTO_", "DJANGO_", "CELERY_"))
+        if not key.startswith(
+            ("ANYMAIL_", "EMAIL_", "LOGTO_", "DJANGO_", "CELERY_", "CACHE_", "DATABASE_")
+        )
     }
     environment.update({"DJANGO_SETTINGS_MODULE": "project.settings", **env})
     return subprocess.run(
