@@ -1,22 +1,114 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.urls import path, reverse
+from django.utils.html import format_html
 
-from emails.models import Message, MessageEvent, Template
+from emails import admin_views
+from emails.models import Message, MessageEvent, MessageStatus, PreviewLink, Template, UsageType
+from emails.samples import samples_for
+from emails.services import messages_resend, preview_link_create, preview_links_revoke
 
 
 @admin.register(Template)
 class TemplateAdmin(admin.ModelAdmin):
-    list_display = ("usage_type", "locale", "subject", "enabled", "updated_at")
+    list_display = ("usage_type", "locale", "subject", "enabled", "has_text_body", "updated_at")
+    list_display_links = ("usage_type", "locale")
     list_filter = ("usage_type", "locale", "enabled")
     search_fields = ("subject", "html_body", "text_body")
+    actions = ["share_preview"]
     fieldsets = (
         (None, {"fields": ("usage_type", "locale", "enabled")}),
         ("Content", {"fields": ("subject", "html_body", "text_body")}),
         ("Sender", {"fields": ("from_email", "reply_to"), "classes": ("collapse",)}),
     )
 
+    class Media:
+        css = {"all": ["emails/vendor/codemirror-5.65.21/lib/codemirror.css", "emails/editor.css"]}
+        js = [
+            "emails/vendor/codemirror-5.65.21/lib/codemirror.js",
+            "emails/vendor/codemirror-5.65.21/addon/mode/overlay.js",
+            "emails/vendor/codemirror-5.65.21/mode/xml/xml.js",
+            "emails/vendor/codemirror-5.65.21/mode/javascript/javascript.js",
+            "emails/vendor/codemirror-5.65.21/mode/css/css.js",
+            "emails/vendor/codemirror-5.65.21/mode/htmlmixed/htmlmixed.js",
+            "emails/vendor/codemirror-5.65.21/mode/django/django.js",
+            "emails/editor.js",
+        ]
+
+    @admin.display(boolean=True, description="own text")
+    def has_text_body(self, template):
+        return bool(template.text_body.strip())
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("preview/", view(admin_views.preview), name="emails_template_preview"),
+            path(
+                "preview/html/", view(admin_views.preview_html), name="emails_template_preview_html"
+            ),
+            path("test-send/", view(admin_views.test_send), name="emails_template_test_send"),
+            path(
+                "<int:object_id>/test-send/",
+                view(admin_views.test_send),
+                name="emails_template_test_send",
+            ),
+            path("<int:object_id>/share/", view(admin_views.share), name="emails_template_share"),
+            path("gallery/share/", view(admin_views.share), name="emails_template_share_gallery"),
+            *super().get_urls(),
+        ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        template = self.get_object(request, object_id) if object_id else None
+        usage_type = template.usage_type if template else request.GET.get("usage_type", "")
+        extra_context = {
+            **(extra_context or {}),
+            "samples": {kind: samples_for(kind) for kind in UsageType.values},
+            "siblings": Template.objects.filter(usage_type=usage_type).only("pk", "locale")
+            if usage_type
+            else [],
+            "usage_type": usage_type,
+            "preview_url": reverse("admin:emails_template_preview"),
+            "preview_html_url": reverse("admin:emails_template_preview_html"),
+            "test_send_url": reverse("admin:emails_template_test_send", args=[object_id])
+            if object_id
+            else reverse("admin:emails_template_test_send"),
+            "share_url": reverse("admin:emails_template_share", args=[object_id])
+            if object_id
+            else "",
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Share preview links for the selected templates' usage types")
+    def share_preview(self, request, queryset):
+        for usage_type in sorted(set(queryset.values_list("usage_type", flat=True))):
+            link = preview_link_create(usage_type=usage_type, created_by=request.user)
+            url = admin_views.preview_link_url(request, link)
+            self.message_user(
+                request, format_html("Preview of {}: <a href='{}'>{}</a>", usage_type, url, url)
+            )
+
+
+@admin.register(PreviewLink)
+class PreviewLinkAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "created_by", "created_at", "expires_at", "revoked_at", "active")
+    list_filter = ("usage_type",)
+    readonly_fields = ("usage_type", "created_by", "created_at", "expires_at", "revoked_at")
+    actions = ["revoke"]
+
+    @admin.display(boolean=True)
+    def active(self, link):
+        return link.is_active
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Revoke the selected preview links")
+    def revoke(self, request, queryset):
+        count = preview_links_revoke(queryset)
+        self.message_user(request, f"Revoked {count} preview link(s).")
+
 
 class MessageEventInline(admin.TabularInline):
-    """The provider's tracking events for a message, oldest first."""
+    """The message's timeline: failed tries and the provider's tracking events."""
 
     model = MessageEvent
     fields = ("occurred_at", "event_type", "description", "provider_response", "event_id")
@@ -29,8 +121,8 @@ class MessageEventInline(admin.TabularInline):
 
 
 # Never shown: the payload carries verification codes and links; the dedup key is derived
-# from them.
-HIDDEN_MESSAGE_FIELDS = ("payload", "dedup_key")
+# from them; test content may carry a sample code.
+HIDDEN_MESSAGE_FIELDS = ("payload", "dedup_key", "test_content")
 
 
 @admin.register(Message)
@@ -41,23 +133,64 @@ class MessageAdmin(admin.ModelAdmin):
         "created_at",
         "to",
         "usage_type",
+        "template_link",
         "template_locale",
         "used_fallback",
         "status",
         "delivery_status",
         "attempts",
         "provider_message_id",
+        "sent_at",
+        "short_error",
+        "is_test",
     )
-    list_filter = ("status", "delivery_status", "usage_type", "used_fallback", "created_at")
+    list_filter = (
+        "status",
+        "delivery_status",
+        "usage_type",
+        "used_fallback",
+        "is_test",
+        "created_at",
+    )
     search_fields = ("to", "provider_message_id")
+    date_hierarchy = "created_at"
     exclude = HIDDEN_MESSAGE_FIELDS
     readonly_fields = [
         field.name for field in Message._meta.fields if field.name not in HIDDEN_MESSAGE_FIELDS
     ]
     inlines = [MessageEventInline]
+    actions = ["resend"]
+
+    @admin.display(description="template")
+    def template_link(self, message):
+        if message.template_id is None:
+            return "—"
+        url = reverse("admin:emails_template_change", args=[message.template_id])
+        return format_html(
+            "<a href='{}'>{} · {}</a>", url, message.template_usage_type, message.template_locale
+        )
+
+    @admin.display(description="error")
+    def short_error(self, message):
+        return (message.error[:80] + "…") if len(message.error) > 80 else message.error
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("emails.change_message")
+
+    @admin.action(description="Resend the selected failed messages", permissions=["resend"])
+    def resend(self, request, queryset):
+        queued, skipped = messages_resend(queryset.filter(status=MessageStatus.FAILED))
+        self.message_user(request, f"Queued {queued} message(s) again.")
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} could not be resent: their code has expired (or their secrets were "
+                "wiped). The user has to ask Logto for a new one.",
+                level=messages.WARNING,
+            )

@@ -1,5 +1,8 @@
+import secrets
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
@@ -169,6 +172,23 @@ class Message(models.Model):
     error = models.TextField(blank=True)
     delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
     delivery_status_at = models.DateTimeField(null=True, blank=True)
+    is_test = models.BooleanField(
+        "test send", default=False, help_text="Sent from the admin with unsaved content."
+    )
+    test_content = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="For a test send: the subject and bodies to render instead of the template's.",
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="For a test send: who sent it.",
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -202,3 +222,41 @@ class MessageEvent(models.Model):
 
     def __str__(self):
         return f"{self.event_type} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+def _new_nonce() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def _default_preview_expiry():
+    return timezone.now() + timedelta(days=settings.EMAILS_PREVIEW_LINK_DAYS)
+
+
+class PreviewLink(models.Model):
+    """A login-free, read-only, expiring, revocable link for designers: every locale of one
+    usage type, or (usage type blank) the gallery of all. The URL carries a signed token of
+    id and nonce; the nonce never leaves the database otherwise."""
+
+    usage_type = models.CharField(
+        max_length=32,
+        choices=UsageType.choices,
+        blank=True,
+        help_text="Blank: the gallery of every usage type and locale.",
+    )
+    nonce = models.CharField(max_length=32, default=_new_nonce, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(default=_default_preview_expiry)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Preview of {self.usage_type or 'all templates'}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None and self.expires_at > timezone.now()

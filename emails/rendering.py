@@ -96,6 +96,29 @@ def render_email(*, subject: str, html: str, text: str, payload: Mapping) -> Ren
     return RenderedEmail(subject=rendered_subject, html=rendered_html, text=rendered_text)
 
 
+def render_preview(*, subject: str, html: str, text: str, payload: Mapping) -> dict:
+    """Like render_email, but each part on its own: a broken part is reported (with its line)
+    and the others still render. For previews, where an author is mid-edit."""
+    context = freeze(payload)
+    parts: dict = {"subject": "", "html": "", "text": "", "errors": []}
+    jobs = [
+        ("subject", "subject", _TEXT_ENGINE, subject),
+        ("html", "HTML body", _HTML_ENGINE, html),
+        ("text", "plain-text body", _TEXT_ENGINE, text),
+    ]
+    for key, part, engine, source in jobs:
+        if key == "text" and not source.strip():
+            continue
+        try:
+            parts[key] = _render(engine, source, context, part)
+        except TemplateRenderError as exc:
+            parts["errors"].append({"part": part, "line": exc.line, "message": exc.message})
+    parts["subject"] = " ".join(parts["subject"].split())
+    if not text.strip():
+        parts["text"] = html_to_text(parts["html"])
+    return parts
+
+
 def html_to_text(html: str) -> str:
     """A readable plain-text version of an HTML email (links kept as their URLs)."""
     if not html.strip():

@@ -52,6 +52,7 @@ EMAILS_SWEEP_INTERVAL = env.float("EMAILS_SWEEP_INTERVAL", default=30.0)
 # A queued message nobody claimed for this long is published again (lost publish, broker down).
 EMAILS_REPUBLISH_AFTER = env.int("EMAILS_REPUBLISH_AFTER", default=60)
 EMAILS_RETENTION_DAYS = env.int("EMAILS_RETENTION_DAYS", default=30)
+EMAILS_PREVIEW_LINK_DAYS = env.int("EMAILS_PREVIEW_LINK_DAYS", default=7)
 # "<count>/<seconds>"; Logto itself allows 10 sends per recipient per 10 minutes.
 EMAILS_RATE_LIMIT_RECIPIENT = env.str("EMAILS_RATE_LIMIT_RECIPIENT", default="15/600")
 EMAILS_RATE_LIMIT_IP = env.str("EMAILS_RATE_LIMIT_IP", default="300/600")

@@ -10,4 +10,6 @@ urlpatterns = [
     # anymail's tracking webhooks: /anymail/<esp>/tracking/, basic auth ANYMAIL_WEBHOOK_SECRET.
     path("anymail/", include("anymail.urls")),
     path("admin/", admin.site.urls),
+    # Designers' preview links: no login, signed tokens (emails/views.py).
+    path("preview/", include("emails.urls")),
 ]

@@ -92,6 +92,21 @@ def test_dedup_keys_are_cleared_after_the_code_ttl(sweep, settings):
     assert (old.dedup_key, recent.dedup_key) == (None, "b" * 64)
 
 
+def test_failed_messages_lose_their_secrets_once_useless(sweep, settings):
+    dead_code = MessageFactory(status=MessageStatus.FAILED, expires_at=ago(1))
+    live_code = MessageFactory(status=MessageStatus.FAILED, expires_at=ago(-300))
+    old_link = MessageFactory(
+        status=MessageStatus.FAILED,
+        payload={"link": "https://x.example/inv", "locale": "en"},
+        created_at=ago(settings.EMAILS_RETRY_WINDOW + 1),
+    )
+    assert sweep().secrets_wiped == 2
+    for message in (dead_code, live_code, old_link):
+        message.refresh_from_db()
+    assert dead_code.payload == {"locale": "en"} and old_link.payload == {"locale": "en"}
+    assert live_code.payload["code"] == "123456"  # still resendable
+
+
 def test_retention_purge_deletes_only_old_records(settings):
     old = MessageFactory(created_at=ago(settings.EMAILS_RETENTION_DAYS * 86400 + 60))
     recent = MessageFactory(created_at=ago(86400))

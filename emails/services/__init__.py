@@ -5,8 +5,17 @@ from emails.services.accept import (
     RateLimitedError,
     message_accept,
     message_publish,
+    message_test_send,
 )
-from emails.services.delivery import DeliveryOutcome, message_deliver
+from emails.services.delivery import DeliveryOutcome, message_deliver, messages_resend
+from emails.services.previews import (
+    PreviewLinkGone,
+    PreviewLinkInvalid,
+    preview_link_create,
+    preview_link_resolve,
+    preview_link_token,
+    preview_links_revoke,
+)
 from emails.services.sweeper import SweepReport, messages_purge, messages_sweep
 from emails.services.tracking import tracking_event_record
 
@@ -17,7 +26,15 @@ __all__ = [
     "SweepReport",
     "message_accept",
     "message_deliver",
+    "messages_resend",
     "message_publish",
+    "message_test_send",
+    "PreviewLinkGone",
+    "PreviewLinkInvalid",
+    "preview_link_create",
+    "preview_link_resolve",
+    "preview_link_token",
+    "preview_links_revoke",
     "messages_purge",
     "messages_sweep",
     "tracking_event_record",

@@ -142,3 +142,36 @@ def message_publish(*, message_id, countdown: float | None = None) -> bool:
         )
         return False
     return True
+
+
+def message_test_send(
+    *,
+    to: str,
+    content: dict,
+    payload: dict,
+    usage_type: str,
+    locale: str,
+    requested_by,
+    template=None,
+) -> Message:
+    """Send ``content`` (subject/html/text, saved or not) to ``to`` through the real pipeline:
+    a message record marked as a test, the queue, the provider. No dedup, no rate limit."""
+    now = timezone.now()
+    message = Message(
+        to=to,
+        usage_type=usage_type,
+        payload=payload,
+        template=template,
+        template_usage_type=usage_type,
+        template_locale=locale,
+        requested_locale=locale,
+        created_at=now,
+        next_attempt_at=now,
+        is_test=True,
+        test_content={key: content[key] for key in ("subject", "html", "text")},
+        requested_by=requested_by,
+    )
+    with transaction.atomic():
+        message.save(force_insert=True)
+        transaction.on_commit(partial(message_publish, message_id=message.pk))
+    return message

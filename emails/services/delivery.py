@@ -3,6 +3,7 @@ record the outcome.
 
 Failure contract, by what the provider said:
 - sent: ``sent`` with the provider's message id; code and link wiped from the record.
+  (``expired`` wipes them too; ``failed`` keeps them for a resend until the sweeper wipes them.)
 - network error, HTTP 5xx or 429, SMTP 4xx, a hung provider (soft time limit): back to
   ``queued`` with ``next_attempt_at`` after an exponential, jittered backoff that honours
   Retry-After; the caller publishes the retry. When the next try would land after the code
@@ -19,16 +20,17 @@ import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
+from functools import partial
 
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from emails.models import (
-    FINAL_STATUSES,
     SECRET_PAYLOAD_KEYS,
     Message,
     MessageEvent,
@@ -67,24 +69,32 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     if message.expires_at is not None and now >= message.expires_at:
         return _finish(message, MessageStatus.EXPIRED, error="the code expired before sending")
     template = message.template
-    if template is None:
+    # A test send from the admin renders the (possibly unsaved) content it was given.
+    content = message.test_content or (
+        {"subject": template.subject, "html": template.html_body, "text": template.text_body}
+        if template is not None
+        else None
+    )
+    if content is None:
         return _finish(message, MessageStatus.FAILED, error="its template was deleted")
     try:
         rendered = render_email(
-            subject=template.subject,
-            html=template.html_body,
-            text=template.text_body,
+            subject=content["subject"],
+            html=content["html"],
+            text=content["text"],
             payload=message.payload,
         )
     except TemplateRenderError as exc:
         return _finish(message, MessageStatus.FAILED, error=f"template error: {exc}")
 
+    from_email = (template.from_email if template else "") or settings.DEFAULT_FROM_EMAIL
+    reply_to = template.reply_to if template else ""
     email = EmailMultiAlternatives(
         subject=rendered.subject,
         body=rendered.text,
-        from_email=template.from_email or settings.DEFAULT_FROM_EMAIL,
+        from_email=from_email,
         to=[message.to],
-        reply_to=[template.reply_to] if template.reply_to else None,
+        reply_to=[reply_to] if reply_to else None,
     )
     email.attach_alternative(rendered.html, "text/html")
     own_message_id = None
@@ -176,11 +186,20 @@ def _finish(message: Message, status: str, *, error: str = "", provider_message_
         message.provider_message_id = provider_message_id[:255]
         message.sent_at = timezone.now()
         fields += ["provider_message_id", "sent_at"]
-    if status in FINAL_STATUSES:
+    if status in (MessageStatus.SENT, MessageStatus.EXPIRED):
         message.payload = wipe_secrets(message.payload)
         fields.append("payload")
+    # A failed message keeps its code or link while it could still be resent from the admin;
+    # the sweeper wipes it when the code dies or the retry window ends.
     message.save(update_fields=fields)
     return DeliveryOutcome(status)
+
+
+def secrets_expired(message: Message, *, now) -> bool:
+    """Whether the message's code is dead, or (no code) its retry window has ended."""
+    if message.expires_at is not None:
+        return now >= message.expires_at
+    return now >= _retry_deadline(message)
 
 
 def wipe_secrets(payload: dict) -> dict:
@@ -225,3 +244,28 @@ def _describe(exc: Exception) -> str:
 
 def _sender_domain(from_email: str) -> str:
     return from_email.rsplit("@", 1)[-1].strip(" >") or "localhost"
+
+
+def messages_resend(messages) -> tuple[int, int]:
+    """Queue failed messages again, from the admin. Returns (queued, skipped): a message whose
+    code is dead or whose secrets are gone cannot be resent."""
+    now = timezone.now()
+    queued, skipped = [], 0
+    for message in messages.filter(status=MessageStatus.FAILED):
+        needs = [key for key in SECRET_PAYLOAD_KEYS if key in message.payload]
+        if secrets_expired(message, now=now) or (not needs and not message.test_content):
+            skipped += 1
+            continue
+        Message.objects.filter(pk=message.pk, status=MessageStatus.FAILED).update(
+            status=MessageStatus.QUEUED,
+            attempts=0,
+            error="",
+            next_attempt_at=now,
+            created_at=message.created_at,
+        )
+        queued.append(message.pk)
+    from emails.services.accept import message_publish
+
+    for message_id in queued:
+        transaction.on_commit(partial(message_publish, message_id=message_id))
+    return len(queued), skipped

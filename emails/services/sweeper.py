@@ -7,7 +7,9 @@ The sweeper makes the database, not the broker, the source of truth:
   (``failed``) once it has used EMAILS_MAX_ATTEMPTS;
 - a ``queued`` message nobody claimed for EMAILS_REPUBLISH_AFTER (publish lost, broker was
   down, worker crashed before acknowledging) is published again;
-- dedup keys older than the code TTL are cleared.
+- dedup keys older than the code TTL are cleared;
+- failed messages lose their code and link once their code is dead or their retry window over
+  (until then an operator may resend them from the admin).
 
 Two sweepers running at once take disjoint rows (SELECT ... FOR UPDATE SKIP LOCKED on
 PostgreSQL), and a message published twice is still sent once (the worker's claim).
@@ -20,9 +22,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from emails.models import Message, MessageStatus
+from emails.models import SECRET_PAYLOAD_KEYS, Message, MessageStatus
 from emails.services.accept import message_publish
 from emails.services.delivery import wipe_secrets
 
@@ -36,6 +39,7 @@ class SweepReport:
     dead_lettered: int = 0
     republished: int = 0
     dedup_keys_cleared: int = 0
+    secrets_wiped: int = 0
 
 
 def messages_sweep() -> SweepReport:
@@ -44,6 +48,7 @@ def messages_sweep() -> SweepReport:
     _expire_dead_codes(now, report)
     _recover_stuck_sending(now, report)
     _republish_unclaimed(now, report)
+    _wipe_failed_secrets(now, report)
     report.dedup_keys_cleared = Message.objects.filter(
         dedup_key__isnull=False, created_at__lt=now - timedelta(seconds=settings.EMAILS_CODE_TTL)
     ).update(dedup_key=None)
@@ -105,6 +110,23 @@ def _republish_unclaimed(now, report: SweepReport) -> None:
         Message.objects.filter(pk__in=ids).update(next_attempt_at=now)
         report.republished = len(ids)
         _publish_after_commit(ids)
+
+
+def _wipe_failed_secrets(now, report: SweepReport) -> None:
+    """Failed messages keep their code or link for a resend until it is useless; then not."""
+    window_start = now - timedelta(seconds=settings.EMAILS_RETRY_WINDOW)
+    with transaction.atomic():
+        messages = _locked(
+            Message.objects.filter(
+                status=MessageStatus.FAILED, payload__has_any_keys=SECRET_PAYLOAD_KEYS
+            ).filter(
+                Q(expires_at__lte=now) | Q(expires_at__isnull=True, created_at__lte=window_start)
+            )
+        )
+        for message in messages:
+            message.payload = wipe_secrets(message.payload)
+        Message.objects.bulk_update(messages, ["payload"])
+        report.secrets_wiped = len(messages)
 
 
 def _publish_after_commit(ids) -> None:

@@ -1,0 +1,138 @@
+"""Admin endpoints behind the template editor: live preview of unsaved content, test sends,
+preview links. All are POST with CSRF, for staff with the template change permission; the
+rendered HTML is only ever shown inside a sandboxed iframe, served with a CSP that forbids
+scripts, so nothing in a template runs on the admin's origin."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.exceptions import PermissionDenied
+from django.core.validators import validate_email
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_POST
+
+from emails.locales import normalize_locale
+from emails.models import Template, UsageType
+from emails.rendering import render_preview
+from emails.services import message_test_send, preview_link_create, preview_link_token
+
+# Rendered email HTML may show images and inline styles, nothing else: no script, no form,
+# no plugin, no navigation of the page around it (the sandbox directive).
+EMAIL_CSP = (
+    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https:; "
+    "font-src https: data:; sandbox"
+)
+
+
+def email_html_response(html: str) -> HttpResponse:
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = EMAIL_CSP
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _require_change_permission(request) -> None:
+    if not request.user.has_perm("emails.change_template"):
+        raise PermissionDenied
+
+
+def _content(request) -> dict:
+    return {
+        "subject": request.POST.get("subject", ""),
+        "html": request.POST.get("html_body", ""),
+        "text": request.POST.get("text_body", ""),
+    }
+
+
+def _payload(request) -> tuple[dict | None, str | None]:
+    try:
+        payload = json.loads(request.POST.get("payload") or "{}")
+    except ValueError as exc:
+        return None, f"Sample data is not valid JSON: {exc}"
+    if not isinstance(payload, dict):
+        return None, "Sample data must be a JSON object."
+    return payload, None
+
+
+@require_POST
+def preview(request):
+    """JSON: the rendered subject and plain text, and every error with its part and line."""
+    _require_change_permission(request)
+    payload, problem = _payload(request)
+    if problem:
+        return JsonResponse(
+            {"subject": "", "text": "", "errors": [{"part": "sample data", "message": problem}]}
+        )
+    parts = render_preview(**_content(request), payload=payload)
+    return JsonResponse({key: parts[key] for key in ("subject", "text", "errors")})
+
+
+@require_POST
+@xframe_options_sameorigin
+def preview_html(request):
+    """The rendered HTML body, for the preview iframe; an error page when it does not render."""
+    _require_change_permission(request)
+    payload, problem = _payload(request)
+    errors = [{"part": "sample data", "message": problem}] if problem else []
+    html = ""
+    if payload is not None:
+        parts = render_preview(**_content(request), payload=payload)
+        html = parts["html"]
+        errors = [error for error in parts["errors"] if error["part"] == "HTML body"]
+    if errors:
+        html = render_to_string("emails/preview/error.html", {"errors": errors})
+    return email_html_response(html)
+
+
+@require_POST
+def test_send(request, object_id=None):
+    """Queue the form's current content to one address, marked as a test in the message log."""
+    _require_change_permission(request)
+    template = get_object_or_404(Template, pk=object_id) if object_id else None
+    to = request.POST.get("to", "").strip()
+    try:
+        validate_email(to)
+    except Exception:
+        return JsonResponse({"error": "Enter one email address to send the test to."}, status=400)
+    payload, problem = _payload(request)
+    if problem:
+        return JsonResponse({"error": problem}, status=400)
+    usage_type = request.POST.get("usage_type") or (template.usage_type if template else "")
+    if usage_type not in UsageType.values:
+        return JsonResponse({"error": "Choose a usage type first."}, status=400)
+    try:
+        locale = normalize_locale(request.POST.get("locale") or payload.get("locale") or "en")
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    message = message_test_send(
+        to=to,
+        content=_content(request),
+        payload=payload,
+        usage_type=usage_type,
+        locale=locale,
+        requested_by=request.user,
+        template=template,
+    )
+    log_url = reverse("admin:emails_message_change", args=[message.pk])
+    return JsonResponse({"id": str(message.pk), "status": message.status, "log_url": log_url})
+
+
+@require_POST
+def share(request, object_id=None):
+    """A new preview link for this template's usage type (or, without one, the gallery)."""
+    _require_change_permission(request)
+    usage_type = get_object_or_404(Template, pk=object_id).usage_type if object_id else ""
+    link = preview_link_create(usage_type=usage_type, created_by=request.user)
+    return JsonResponse(
+        {"url": preview_link_url(request, link), "expires_at": link.expires_at.isoformat()}
+    )
+
+
+def preview_link_url(request, link) -> str:
+    return request.build_absolute_uri(reverse("emails:preview", args=[preview_link_token(link)]))

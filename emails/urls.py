@@ -1,0 +1,10 @@
+from django.urls import path
+
+from emails import views
+
+app_name = "emails"
+
+urlpatterns = [
+    path("<str:token>/", views.preview_page, name="preview"),
+    path("<str:token>/email/<int:template_id>/", views.preview_email, name="preview-email"),
+]
