@@ -10,6 +10,25 @@
     else document.addEventListener("DOMContentLoaded", fn);
   }
 
+  // The HTML preview is a real POST into the iframe (so its response's CSP applies). The form
+  // lives outside the admin's form: a nested form would add its fields to the saved ones.
+  function hiddenForm(action, csrf) {
+    const form = document.createElement("form");
+    form.method = "post";
+    form.action = action;
+    form.target = "mailroom-frame";
+    form.hidden = true;
+    ["csrfmiddlewaretoken", "subject", "html_body", "text_body", "payload"].forEach(function (name) {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      form.appendChild(input);
+    });
+    form.elements.csrfmiddlewaretoken.value = csrf;
+    document.body.appendChild(form);
+    return form;
+  }
+
   ready(function () {
     const panel = document.getElementById("mailroom-preview");
     const form = document.getElementById("template_form");
@@ -19,7 +38,7 @@
     const samples = JSON.parse(document.getElementById("mailroom-samples").textContent);
     const sampleSelect = document.getElementById("mailroom-sample");
     const payloadBox = document.getElementById("mailroom-payload");
-    const htmlForm = document.getElementById("mailroom-html-form");
+    const htmlForm = hiddenForm(panel.dataset.previewHtmlUrl, csrf);
     const frame = document.getElementById("mailroom-frame");
     let timer = null;
 

@@ -1,0 +1,135 @@
+"""The admin editor and the designers' preview, driven in Debian's Chromium by Playwright.
+
+Skips when /usr/bin/chromium is missing on a developer's machine (`apt-get install chromium`);
+fails under CI=true. Takes the README's screenshots into docs/screenshots/.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+from emails.defaults import default_templates
+from tests.factories import TemplateFactory
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+# Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are
+# ordinary synchronous ones against the test database.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        reason = f"{CHROMIUM} is not installed (apt-get install -y chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def admin_page(browser, live_server):
+    User.objects.create_superuser("editor", "editor@example.com", "browser-test-pw")
+    context = browser.new_context(viewport={"width": 1440, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "editor")
+    page.fill("#id_password", "browser-test-pw")
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r".*/admin/$"))
+    yield page
+    context.close()
+
+
+def test_editor_previews_shares_and_revokes(admin_page, browser, live_server):
+    from playwright.sync_api import expect
+
+    page = admin_page
+    # Given the shipped English sign-in template and a French one
+    shipped = next(
+        fields
+        for fields in default_templates()
+        if (fields["usage_type"], fields["locale"]) == ("SignIn", "en")
+    )
+    template = TemplateFactory(**shipped)
+    TemplateFactory(usage_type="SignIn", locale="fr", subject="Votre code {{ code }}")
+
+    # Open the template: the preview shows it rendered with the first sample
+    page.goto(f"{live_server.url}/admin/emails/template/{template.pk}/change/")
+    expect(page.locator("#mailroom-subject")).to_have_text("Your sign-in code for Acme Web")
+    frame = page.frame_locator("#mailroom-frame")
+    expect(frame.locator("body")).to_contain_text("482913")
+    expect(frame.locator("body")).to_contain_text("Use this code to sign in to Acme Web")
+
+    # Type into the subject and into the code editor: the preview follows, unsaved
+    page.fill("#id_subject", "Hello {{ code }} from the browser")
+    expect(page.locator("#mailroom-subject")).to_have_text("Hello 482913 from the browser")
+    page.locator(".CodeMirror[data-field=html_body]").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n<p>Typed in Chromium for {{ application.name }}</p>")
+    expect(frame.locator("body")).to_contain_text("Typed in Chromium for Acme Web")
+    page.locator(".CodeMirror[data-field=text_body]").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("Plain words for {{ application.name }}")
+    expect(page.locator("#mailroom-text")).to_contain_text("Plain words for Acme Web")
+
+    # The sample with markup in the name comes out escaped, as text: no script runs
+    page.select_option("#mailroom-sample", "Name with markup")
+    expect(frame.locator("body")).to_contain_text("sign in to <script>alert('x')</script>")
+    page.select_option("#mailroom-sample", "Branding and organization")
+    expect(frame.locator("body")).to_contain_text("Use this code to sign in to Acme:")
+    page.locator("[data-width=mobile]").click()
+    expect(page.locator("#mailroom-frame")).to_have_class("mobile")
+    page.locator("[data-width=desktop]").click()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "editor.png"), full_page=False)
+
+    # Break the template: the error shows inline with its line, the pane is not blank
+    page.locator(".CodeMirror[data-field=html_body]").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("\n{% if code %}")
+    expect(page.locator("#mailroom-errors")).to_contain_text(
+        re.compile(r"HTML body, line \d+: Unclosed tag")
+    )
+    expect(frame.locator("body")).to_contain_text("does not render")
+    page.keyboard.press("Control+z")
+    expect(page.locator("#mailroom-errors")).to_be_hidden()
+
+    # Share a preview link and open it in a fresh context, without logging in
+    page.click("#mailroom-share-button")
+    expect(page.locator("#mailroom-share-url")).to_have_value(re.compile(r"/preview/"))
+    url = page.input_value("#mailroom-share-url")
+    designer = browser.new_context(viewport={"width": 1280, "height": 1000})
+    shared = designer.new_page()
+    shared.goto(url)
+    # (the saved content, not the unsaved edits)
+    expect(shared.locator("#preview-subject")).to_have_text("Your sign-in code for Acme Web")
+    expect(shared.frame_locator("#preview-frame").locator("body")).to_contain_text("482913")
+    shared.screenshot(path=str(SCREENSHOTS / "designer-preview.png"), full_page=False)
+    shared.get_by_role("link", name="fr", exact=True).click()
+    expect(shared.locator("#preview-subject")).to_have_text("Votre code 482913")
+
+    # Revoke it in the admin: the designer's link is refused
+    page.goto(f"{live_server.url}/admin/emails/previewlink/")
+    page.locator("input.action-select").first.check()
+    page.select_option("select[name=action]", "revoke")
+    page.click("button[name=index]")
+    expect(page.locator(".messagelist")).to_contain_text("Revoked 1 preview link")
+    response = shared.goto(url)
+    assert response.status == 410
+    expect(shared.locator("h1")).to_have_text("This preview link has expired or was revoked")
+    designer.close()
