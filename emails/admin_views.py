@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.validators import validate_email
 from django.http import HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
@@ -125,13 +127,16 @@ def test_send(request, object_id=None):
 
 @require_POST
 def share(request, object_id=None):
-    """A new preview link for this template's usage type (or, without one, the gallery)."""
+    """A new preview link for this template's usage type (or, without one, the gallery).
+    JSON for the editor's button; a redirect with the link in a message for a plain form."""
     _require_change_permission(request)
     usage_type = get_object_or_404(Template, pk=object_id).usage_type if object_id else ""
     link = preview_link_create(usage_type=usage_type, created_by=request.user)
-    return JsonResponse(
-        {"url": preview_link_url(request, link), "expires_at": link.expires_at.isoformat()}
-    )
+    url = preview_link_url(request, link)
+    if "application/json" not in request.headers.get("Accept", "") and not object_id:
+        messages.success(request, format_html("Gallery preview: <a href='{}'>{}</a>", url, url))
+        return redirect("admin:emails_template_changelist")
+    return JsonResponse({"url": url, "expires_at": link.expires_at.isoformat()})
 
 
 def preview_link_url(request, link) -> str:

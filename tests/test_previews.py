@@ -148,7 +148,14 @@ def test_shared_email_frame_is_read_only_html_with_csp(admin_client, client):
 
 
 def test_gallery_link_shows_all_types(admin_client, client):
-    url = admin_client.post("/admin/emails/template/gallery/share/").json()["url"]
+    listing = admin_client.post("/admin/emails/template/gallery/share/", follow=True)
+    assert b"Gallery preview:" in listing.content
+    url = (
+        PreviewLink.objects.get(usage_type="").pk
+        and admin_client.post(
+            "/admin/emails/template/gallery/share/", HTTP_ACCEPT="application/json"
+        ).json()["url"]
+    )
     body = client.get(url.removeprefix("http://testserver")).content.decode()
     for label in ("Sign-in", "Registration", "Organization invitation", "Bind MFA"):
         assert label in body
