@@ -3,9 +3,29 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from emails import admin_views
-from emails.models import Message, MessageEvent, MessageStatus, PreviewLink, Template, UsageType
+from emails.defaults import restore_default
+from emails.models import (
+    Layout,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    PreviewLink,
+    Template,
+    UsageType,
+)
 from emails.samples import samples_for
 from emails.services import messages_resend, preview_link_create, preview_links_revoke
+
+CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
+CODEMIRROR_JS = [
+    "lib/codemirror.js",
+    "addon/mode/overlay.js",
+    "mode/xml/xml.js",
+    "mode/javascript/javascript.js",
+    "mode/css/css.js",
+    "mode/htmlmixed/htmlmixed.js",
+    "mode/django/django.js",
+]
 
 
 @admin.register(Template)
@@ -14,25 +34,16 @@ class TemplateAdmin(admin.ModelAdmin):
     list_display_links = ("usage_type", "locale")
     list_filter = ("usage_type", "locale", "enabled")
     search_fields = ("subject", "html_body", "text_body")
-    actions = ["share_preview"]
+    actions = ["share_preview", "restore_default"]
     fieldsets = (
-        (None, {"fields": ("usage_type", "locale", "enabled")}),
-        ("Content", {"fields": ("subject", "html_body", "text_body")}),
+        (None, {"fields": ("usage_type", "locale", "enabled", "layout")}),
+        ("Content", {"fields": ("subject", "preheader", "html_body", "text_body")}),
         ("Sender", {"fields": ("from_email", "reply_to"), "classes": ("collapse",)}),
     )
 
     class Media:
-        css = {"all": ["emails/vendor/codemirror-5.65.21/lib/codemirror.css", "emails/editor.css"]}
-        js = [
-            "emails/vendor/codemirror-5.65.21/lib/codemirror.js",
-            "emails/vendor/codemirror-5.65.21/addon/mode/overlay.js",
-            "emails/vendor/codemirror-5.65.21/mode/xml/xml.js",
-            "emails/vendor/codemirror-5.65.21/mode/javascript/javascript.js",
-            "emails/vendor/codemirror-5.65.21/mode/css/css.js",
-            "emails/vendor/codemirror-5.65.21/mode/htmlmixed/htmlmixed.js",
-            "emails/vendor/codemirror-5.65.21/mode/django/django.js",
-            "emails/editor.js",
-        ]
+        css = {"all": [CODEMIRROR + "lib/codemirror.css", "emails/editor.css"]}
+        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + ["emails/editor.js"]
 
     @admin.display(boolean=True, description="own text")
     def has_text_body(self, template):
@@ -77,6 +88,18 @@ class TemplateAdmin(admin.ModelAdmin):
         }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
+    @admin.action(description="Restore the shipped default content", permissions=["change"])
+    def restore_default(self, request, queryset):
+        restored = sum(restore_default(template) for template in queryset)
+        self.message_user(request, f"Restored {restored} template(s) to the shipped default.")
+        if restored < queryset.count():
+            self.message_user(
+                request,
+                f"{queryset.count() - restored} have no shipped default (their locale is not "
+                "one of Logto's built-in languages).",
+                level=messages.WARNING,
+            )
+
     @admin.action(description="Share preview links for the selected templates' usage types")
     def share_preview(self, request, queryset):
         for usage_type in sorted(set(queryset.values_list("usage_type", flat=True))):
@@ -85,6 +108,20 @@ class TemplateAdmin(admin.ModelAdmin):
             self.message_user(
                 request, format_html("Preview of {}: <a href='{}'>{}</a>", usage_type, url, url)
             )
+
+
+@admin.register(Layout)
+class LayoutAdmin(admin.ModelAdmin):
+    list_display = ("name", "template_count", "updated_at")
+    search_fields = ("name", "html")
+
+    class Media:
+        css = {"all": [CODEMIRROR + "lib/codemirror.css", "emails/editor.css"]}
+        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + ["emails/layout.js"]
+
+    @admin.display(description="templates")
+    def template_count(self, layout):
+        return layout.templates.count()
 
 
 @admin.register(PreviewLink)

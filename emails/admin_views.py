@@ -18,9 +18,9 @@ from django.utils.html import format_html
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
+from emails.composer import compose_content
 from emails.locales import normalize_locale
 from emails.models import Template, UsageType
-from emails.rendering import render_preview
 from emails.services import message_test_send, preview_link_create, preview_link_token
 
 # Rendered email HTML may show images and inline styles, nothing else: no script, no form,
@@ -45,11 +45,27 @@ def _require_change_permission(request) -> None:
 
 
 def _content(request) -> dict:
+    layout_id = request.POST.get("layout", "")
     return {
         "subject": request.POST.get("subject", ""),
         "html": request.POST.get("html_body", ""),
         "text": request.POST.get("text_body", ""),
+        "preheader": request.POST.get("preheader", ""),
+        "layout_id": int(layout_id) if layout_id.isdigit() else None,
     }
+
+
+def _locale(request, payload: dict) -> str:
+    try:
+        return normalize_locale(request.POST.get("locale") or payload.get("locale") or "en")
+    except ValueError:
+        return "en"
+
+
+def _render(request, payload: dict) -> dict:
+    return compose_content(
+        _content(request), payload=payload, locale=_locale(request, payload), preview=True
+    )
 
 
 def _payload(request) -> tuple[dict | None, str | None]:
@@ -71,7 +87,7 @@ def preview(request):
         return JsonResponse(
             {"subject": "", "text": "", "errors": [{"part": "sample data", "message": problem}]}
         )
-    parts = render_preview(**_content(request), payload=payload)
+    parts = _render(request, payload)
     return JsonResponse({key: parts[key] for key in ("subject", "text", "errors")})
 
 
@@ -84,9 +100,9 @@ def preview_html(request):
     errors = [{"part": "sample data", "message": problem}] if problem else []
     html = ""
     if payload is not None:
-        parts = render_preview(**_content(request), payload=payload)
+        parts = _render(request, payload)
         html = parts["html"]
-        errors = [error for error in parts["errors"] if error["part"] == "HTML body"]
+        errors = [error for error in parts["errors"] if error["part"] in ("HTML body", "layout")]
     if errors:
         html = render_to_string("emails/preview/error.html", {"errors": errors})
     return email_html_response(html)
@@ -108,10 +124,7 @@ def test_send(request, object_id=None):
     usage_type = request.POST.get("usage_type") or (template.usage_type if template else "")
     if usage_type not in UsageType.values:
         return JsonResponse({"error": "Choose a usage type first."}, status=400)
-    try:
-        locale = normalize_locale(request.POST.get("locale") or payload.get("locale") or "en")
-    except ValueError as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
+    locale = _locale(request, payload)
     message = message_test_send(
         to=to,
         content=_content(request),

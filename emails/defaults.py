@@ -1,47 +1,163 @@
-"""The default templates shipped in ``fixtures/defaults/``: one JSON file per locale holding,
-per usage type, a subject, an HTML fragment and a plain-text body; ``base.html`` wraps every
-fragment into a complete, table-based email."""
+"""The default emails shipped in ``fixtures/defaults/``: one layout and, for each of Logto's
+nine usage types, a subject, preheader, HTML body and plain-text body in each of Logto's 21
+built-in languages.
+
+Files (see fixtures/defaults/README.md):
+- ``layout.html`` / ``layout.txt``: the default layout;
+- ``bodies/code.*`` and ``bodies/invitation.*``: the body of every code email and of the
+  invitation, with ``[[phrase]]`` slots;
+- ``locales/<locale>.json``: each language's phrases (Django template syntax inside).
+
+A template loaded from these files keeps a checksum of its content, so a later sync can tell
+whether an admin has edited it since (and leave it alone unless forced).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
+from emails.models import UsageType
+
 DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "defaults"
+DEFAULT_LAYOUT_NAME = "Default"
+LOCALES = (
+    "ar cs de en es fa-IR fr it ja ko pl-PL pt-PT pt-BR ru th tr-TR uk-UA zh-CN zh-HK zh-TW".split()
+)
+_SLOT = re.compile(r"\[\[(\w+)\]\]")
+_IF_ORGANIZATION = "{{% if organization.name %}}{}{{% else %}}{}{{% endif %}}"
+
+
+def default_layout(directory: Path = DEFAULTS_DIR) -> dict:
+    fields = {
+        "name": DEFAULT_LAYOUT_NAME,
+        "html": (directory / "layout.html").read_text(encoding="utf-8"),
+        "text": (directory / "layout.txt").read_text(encoding="utf-8").rstrip("\n"),
+    }
+    fields["default_checksum"] = checksum(fields, ("html", "text"))
+    return fields
 
 
 def default_templates(directory: Path = DEFAULTS_DIR) -> list[dict]:
-    """Every shipped default as model field values, in file order."""
-    wrapper = (directory / "base.html").read_text(encoding="utf-8")
+    """Every shipped default template as model field values (without the layout)."""
+    bodies = {
+        name: (directory / "bodies" / name).read_text(encoding="utf-8").rstrip("\n")
+        for name in ("code.html", "code.txt", "invitation.html", "invitation.txt")
+    }
     templates = []
-    for path in sorted(directory.glob("*.json")):
-        locale = path.stem
-        for usage_type, parts in json.loads(path.read_text(encoding="utf-8")).items():
-            html = wrapper.replace("[[subject]]", parts["subject"]).replace(
-                "[[content]]", parts["html"]
-            )
-            templates.append(
-                {
-                    "usage_type": usage_type,
-                    "locale": locale,
-                    "subject": parts["subject"],
-                    "html_body": html,
-                    "text_body": parts.get("text", ""),
-                }
-            )
+    for locale in LOCALES:
+        phrases = json.loads((directory / "locales" / f"{locale}.json").read_text("utf-8"))
+        for usage_type in UsageType.values:
+            templates.append(_template(usage_type, locale, phrases, bodies))
     return templates
 
 
-def create_missing_defaults(template_model) -> int:
-    """Create the shipped defaults that have no (usage type, locale) row yet; returns how many.
+def _template(usage_type: str, locale: str, phrases: dict, bodies: dict) -> dict:
+    common = {key: value for key, value in phrases.items() if isinstance(value, str)}
+    own = {**common, **phrases[usage_type]}
+    # Chinese and Japanese put no space between sentences.
+    own["expiry_line"] = common.get("sentence_separator", " ").join(
+        [common["expiry"], common["never_share"]]
+    )
+    if usage_type == UsageType.ORGANIZATION_INVITATION:
+        kind = "invitation"
+        subject = (
+            "{% if organization.name %}[[subject_org]]{% else %}[[subject_generic]]{% endif %}"
+        )
+        preheader = "{% if organization.name %}[[body_org]]{% else %}[[body_generic]]{% endif %}"
+    else:
+        kind = "code"
+        subject, preheader = "[[subject]]", "[[expiry]]"
+    fields = {
+        "usage_type": usage_type,
+        "locale": locale,
+        "subject": _fill(subject, own),
+        "preheader": _fill(preheader, own),
+        "html_body": _fill(bodies[f"{kind}.html"], own),
+        "text_body": _fill(bodies[f"{kind}.txt"], own),
+    }
+    fields["default_checksum"] = checksum(fields, CONTENT_FIELDS)
+    return fields
 
-    Takes the model class so a data migration can pass its historical model.
+
+def _fill(source: str, phrases: dict) -> str:
+    return _SLOT.sub(lambda match: phrases[match.group(1)], source)
+
+
+CONTENT_FIELDS = ("subject", "preheader", "html_body", "text_body")
+
+
+def checksum(values, fields) -> str:
+    """Of a dict or a model instance: what a sync compares to tell an edit apart."""
+    get = values.get if isinstance(values, dict) else lambda name: getattr(values, name)
+    material = "\x00".join(get(name) or "" for name in fields)
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass
+class SyncReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_edited: int = 0
+
+
+def sync_defaults(template_model, layout_model, *, force: bool = False) -> SyncReport:
+    """Create missing defaults and bring unedited ones up to date with the files.
+
+    A template or layout an admin has edited (its content no longer matches the checksum of
+    the default it came from) is left alone unless ``force``. Takes the model classes so a
+    data migration can pass its historical models.
     """
-    existing = set(template_model.objects.values_list("usage_type", "locale"))
-    missing = [
-        template_model(**fields)
-        for fields in default_templates()
-        if (fields["usage_type"], fields["locale"]) not in existing
-    ]
-    template_model.objects.bulk_create(missing)
-    return len(missing)
+    report = SyncReport()
+    layout_fields = default_layout()
+    layout = layout_model.objects.filter(name=layout_fields["name"]).first()
+    if layout is None:
+        layout = layout_model.objects.create(**layout_fields)
+        report.created += 1
+    else:
+        _update(layout, layout_fields, ("html", "text"), force, report)
+    existing = {(t.usage_type, t.locale): t for t in template_model.objects.all()}
+    for fields in default_templates():
+        template = existing.get((fields["usage_type"], fields["locale"]))
+        if template is None:
+            template_model.objects.create(**fields, layout=layout)
+            report.created += 1
+        else:
+            _update(template, fields, CONTENT_FIELDS, force, report)
+    return report
+
+
+def _update(instance, fields: dict, content_fields, force: bool, report: SyncReport) -> None:
+    if checksum(instance, content_fields) == fields["default_checksum"]:
+        report.unchanged += 1
+        return
+    edited = checksum(instance, content_fields) != (instance.default_checksum or "")
+    if edited and not force:
+        report.kept_edited += 1
+        return
+    for name in (*content_fields, "default_checksum"):
+        setattr(instance, name, fields[name])
+    instance.save()
+    report.updated += 1
+
+
+def restore_default(template) -> bool:
+    """Put the shipped content back into one template; False if none ships for its pair."""
+    fields = next(
+        (
+            fields
+            for fields in default_templates()
+            if (fields["usage_type"], fields["locale"]) == (template.usage_type, template.locale)
+        ),
+        None,
+    )
+    if fields is None:
+        return False
+    for name in (*CONTENT_FIELDS, "default_checksum"):
+        setattr(template, name, fields[name])
+    template.save()
+    return True

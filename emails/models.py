@@ -45,6 +45,46 @@ def validate_sender(value: str) -> None:
         raise ValidationError("must be an address, e.g. Acme <no-reply@acme.example>") from None
 
 
+class Layout(models.Model):
+    """A shared HTML wrapper (header with the logo, footer with company information) around
+    the templates that use it: ``{{ content }}`` is where a template's body goes. Editing a
+    layout changes every email that uses it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    html = models.TextField(
+        "HTML", help_text="Django template; {{ content }} is the template's HTML body."
+    )
+    text = models.TextField(
+        "plain text",
+        blank=True,
+        default="{{ content }}",
+        help_text="Wraps the plain-text part; {{ content }} is the template's text.",
+    )
+    default_checksum = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        from emails.rendering import TemplateRenderError, check_template_syntax
+
+        errors = {}
+        for field in ("html", "text"):
+            try:
+                check_template_syntax(getattr(self, field))
+            except TemplateRenderError as exc:
+                errors[field] = exc.describe()
+        if "content" not in self.html:
+            errors.setdefault("html", "The layout must place {{ content }} somewhere.")
+        if errors:
+            raise ValidationError(errors)
+
+
 class Template(models.Model):
     usage_type = models.CharField(max_length=32, choices=UsageType.choices)
     locale = models.CharField(
@@ -53,6 +93,19 @@ class Template(models.Model):
         help_text="BCP 47 language tag, e.g. en, pt-BR, zh-Hant-TW. Case is normalised on save.",
     )
     subject = models.CharField(max_length=500)
+    preheader = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Preview text shown by mail clients after the subject (hidden in the email).",
+    )
+    layout = models.ForeignKey(
+        Layout,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="templates",
+        help_text="Blank: the HTML body is the whole email.",
+    )
     html_body = models.TextField("HTML body")
     text_body = models.TextField(
         "plain-text body", blank=True, help_text="Leave blank to derive it from the HTML body."
@@ -66,6 +119,12 @@ class Template(models.Model):
         help_text="Blank: DEFAULT_FROM_EMAIL.",
     )
     reply_to = models.EmailField(blank=True)
+    default_checksum = models.CharField(
+        max_length=64,
+        blank=True,
+        editable=False,
+        help_text="Checksum of the shipped default this was loaded from: tells an edit apart.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -94,7 +153,7 @@ class Template(models.Model):
                 self.locale = normalize_locale(self.locale)
             except ValueError as exc:
                 errors["locale"] = str(exc)
-        for field in ("subject", "html_body", "text_body"):
+        for field in ("subject", "preheader", "html_body", "text_body"):
             try:
                 check_template_syntax(getattr(self, field))
             except TemplateRenderError as exc:

@@ -13,11 +13,14 @@ keep working; a missing value renders as an empty string.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from django.template import Context, Engine, TemplateSyntaxError
+import css_inline
+from django.template import Context, Engine, TemplateSyntaxError, VariableDoesNotExist
+from django.utils.safestring import mark_safe
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
@@ -39,6 +42,7 @@ def _engine(*, autoescape: bool) -> Engine:
 _HTML_ENGINE = _engine(autoescape=True)
 _TEXT_ENGINE = _engine(autoescape=False)
 _TEXT_CONFIG = ParserConfig(css=CSS_PROFILES["strict"], display_links=True)
+_CSS_INLINER = css_inline.CSSInliner(keep_style_tags=True, load_remote_stylesheets=False)
 
 
 class TemplateRenderError(Exception):
@@ -79,52 +83,156 @@ def freeze(value):
     return value
 
 
-def render_email(*, subject: str, html: str, text: str, payload: Mapping) -> RenderedEmail:
+RTL_LANGUAGES = {"ar", "fa", "he", "ur", "ps", "sd", "ug", "yi", "dv", "ckb"}
+
+
+@dataclass(frozen=True)
+class LayoutSource:
+    html: str
+    text: str = "{{ content }}"
+
+
+def email_context(
+    payload: Mapping, *, locale: str, brand: Mapping, expires_in_minutes: int
+) -> dict:
+    """The template context: the Logto payload (frozen) plus a few derived, plain values:
+
+    - ``brand``: name, logo_url, company_info. From the payload when it has them
+      (``organization.branding.logoUrl``, ``application.branding.logoUrl``,
+      ``application.displayName`` or ``name``), else from ``brand`` (the configured defaults).
+    - ``lang`` and ``direction`` (``rtl`` for Arabic, Persian, ...) for the template's locale.
+    - ``expires_in_minutes``: the code's lifetime, for expiry wording.
+    """
+    context = dict(freeze(payload))
+    application = payload.get("application") if isinstance(payload.get("application"), dict) else {}
+    organization = (
+        payload.get("organization") if isinstance(payload.get("organization"), dict) else {}
+    )
+    context["brand"] = freeze(
+        {
+            "name": _first_text(application.get("displayName"), application.get("name"))
+            or brand.get("name", ""),
+            "logo_url": _first_text(
+                _branding(organization).get("logoUrl"), _branding(application).get("logoUrl")
+            )
+            or brand.get("logo_url", ""),
+            "company_info": brand.get("company_info", ""),
+        }
+    )
+    language = locale.split("-")[0].lower()
+    context["lang"] = locale
+    context["direction"] = "rtl" if language in RTL_LANGUAGES else "ltr"
+    context["expires_in_minutes"] = expires_in_minutes
+    return context
+
+
+def _branding(owner: Mapping) -> Mapping:
+    branding = owner.get("branding")
+    return branding if isinstance(branding, dict) else {}
+
+
+def _first_text(*values) -> str:
+    return next((value for value in values if isinstance(value, str) and value.strip()), "")
+
+
+def render_email(
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    payload: Mapping,
+    preheader: str = "",
+    layout: LayoutSource | None = None,
+    context: Mapping | None = None,
+) -> RenderedEmail:
     """Render the three parts of an email from template sources and a Logto payload.
 
     Payload values are HTML-escaped in the HTML body only. The subject is folded onto one
-    line (no CR/LF can reach a header). A blank ``text`` is derived from the rendered HTML.
-    Raises TemplateRenderError.
+    line (no CR/LF can reach a header). The body goes into ``layout`` when there is one, and
+    CSS from ``<style>`` is inlined. A blank ``text`` is derived from the rendered HTML.
+    ``context`` (from email_context) replaces the bare payload when given.
+    Raises TemplateRenderError for the first part that fails.
     """
-    context = freeze(payload)
-    rendered_subject = " ".join(_render(_TEXT_ENGINE, subject, context, "subject").split())
-    rendered_html = _render(_HTML_ENGINE, html, context, "HTML body")
-    if text.strip():
-        rendered_text = _render(_TEXT_ENGINE, text, context, "plain-text body")
-    else:
-        rendered_text = html_to_text(rendered_html)
-    return RenderedEmail(subject=rendered_subject, html=rendered_html, text=rendered_text)
+    parts = _render_all(subject, html, text, preheader, layout, context or freeze(payload))
+    if parts["errors"]:
+        raise parts["errors"][0]
+    return RenderedEmail(subject=parts["subject"], html=parts["html"], text=parts["text"])
 
 
-def render_preview(*, subject: str, html: str, text: str, payload: Mapping) -> dict:
+def render_preview(
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    payload: Mapping,
+    preheader: str = "",
+    layout: LayoutSource | None = None,
+    context: Mapping | None = None,
+) -> dict:
     """Like render_email, but each part on its own: a broken part is reported (with its line)
     and the others still render. For previews, where an author is mid-edit."""
-    context = freeze(payload)
-    parts: dict = {"subject": "", "html": "", "text": "", "errors": []}
-    jobs = [
-        ("subject", "subject", _TEXT_ENGINE, subject),
-        ("html", "HTML body", _HTML_ENGINE, html),
-        ("text", "plain-text body", _TEXT_ENGINE, text),
+    parts = _render_all(subject, html, text, preheader, layout, context or freeze(payload))
+    parts["errors"] = [
+        {"part": error.part, "line": error.line, "message": error.message}
+        for error in parts["errors"]
     ]
-    for key, part, engine, source in jobs:
-        if key == "text" and not source.strip():
-            continue
-        try:
-            parts[key] = _render(engine, source, context, part)
-        except TemplateRenderError as exc:
-            parts["errors"].append({"part": part, "line": exc.line, "message": exc.message})
-    parts["subject"] = " ".join(parts["subject"].split())
-    if not text.strip():
-        parts["text"] = html_to_text(parts["html"])
     return parts
 
 
+def _render_all(subject, html, text, preheader, layout, context) -> dict:
+    context = dict(context)
+    parts: dict = {"subject": "", "html": "", "text": "", "errors": []}
+
+    def attempt(part, engine, source, extra=None):
+        try:
+            return _render(engine, source, {**context, **(extra or {})}, part)
+        except TemplateRenderError as exc:
+            parts["errors"].append(exc)
+            return ""
+
+    parts["subject"] = " ".join(attempt("subject", _TEXT_ENGINE, subject).split())
+    rendered_preheader = " ".join(attempt("preheader", _TEXT_ENGINE, preheader).split())
+    body = attempt("HTML body", _HTML_ENGINE, html)
+    own_text = attempt("plain-text body", _TEXT_ENGINE, text) if text.strip() else ""
+    if layout is not None:
+        wrapped = {"subject": parts["subject"], "preheader": rendered_preheader}
+        body = attempt("layout", _HTML_ENGINE, layout.html, {**wrapped, "content": mark_safe(body)})  # noqa: S308  (rendered by the sandbox, escaped there)
+        if own_text and layout.text.strip():
+            own_text = attempt(
+                "layout text", _TEXT_ENGINE, layout.text, {**wrapped, "content": own_text}
+            )
+    parts["html"] = inline_css(body) if "<style" in body else body
+    parts["text"] = own_text if text.strip() else html_to_text(body)
+    return parts
+
+
+def inline_css(html: str) -> str:
+    """Copy the rules of ``<style>`` blocks into style attributes (what most mail clients
+    honour), keeping the blocks for clients that read them (dark mode media queries)."""
+    try:
+        return _CSS_INLINER.inline(html)
+    except ValueError:
+        return html  # CSS the inliner cannot parse: send the HTML as written
+
+
 def html_to_text(html: str) -> str:
-    """A readable plain-text version of an HTML email (links kept as their URLs)."""
+    """A readable plain-text version of an HTML email: block elements become lines (so a
+    code in its own paragraph stands on its own line) and links show their URL."""
     if not html.strip():
         return ""
-    lines = [line.rstrip() for line in get_text(html, _TEXT_CONFIG).splitlines()]
-    return "\n".join(lines).strip() + "\n"
+    text = _MARKDOWN_LINK.sub(_plain_link, get_text(html, _TEXT_CONFIG))
+    lines = [line.rstrip() for line in text.splitlines()]
+    collapsed = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+    return collapsed.strip() + "\n"
+
+
+# inscriptis writes links as [text](url): say "text: url", or just the URL when they match.
+_MARKDOWN_LINK = re.compile(r"\[([^\[\]]*)\]\(([^()\s]+)\)")
+
+
+def _plain_link(match: re.Match) -> str:
+    label, url = match.group(1).strip(), match.group(2)
+    return url if not label or label == url else f"{label}: {url}"
 
 
 def check_template_syntax(source: str) -> None:
@@ -160,6 +268,13 @@ def _compile(engine: Engine, source: str):
 
 
 def _message(exc: Exception) -> str:
+    if isinstance(exc, VariableDoesNotExist):
+        # Django's own text dumps the whole context, codes and links included: never that.
+        name = exc.params[0] if exc.params else "?"
+        return (
+            f"'{name}' does not exist here; a filter argument must exist "
+            "(test it with {% if %}, or use {% firstof %})"
+        )
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
 from django.utils.html import escape
@@ -12,8 +13,9 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
 from emails.admin_views import email_html_response
+from emails.composer import compose_content, template_content
 from emails.models import Template, UsageType
-from emails.rendering import TemplateRenderError, render_email
+from emails.rendering import TemplateRenderError
 from emails.samples import samples_for
 from emails.services import PreviewLinkGone, PreviewLinkInvalid, preview_link_resolve
 
@@ -51,11 +53,8 @@ def _render(template: Template, sample: str | None):
     samples = samples_for(template.usage_type, locale=template.locale)
     name = sample if sample in samples else next(iter(samples))
     try:
-        rendered = render_email(
-            subject=template.subject,
-            html=template.html_body,
-            text=template.text_body,
-            payload=samples[name],
+        rendered = compose_content(
+            template_content(template), payload=samples[name], locale=template.locale
         )
         return samples, name, rendered, None
     except TemplateRenderError as exc:
@@ -73,9 +72,10 @@ def preview_page(request, token):
     by_type = {}
     for template in templates:
         by_type.setdefault(template.usage_type, []).append(template)
-    selected = next(
-        (t for t in templates if str(t.pk) == request.GET.get("template")), templates[0]
+    default = next(
+        (t for t in templates if t.locale == settings.EMAILS_DEFAULT_LOCALE), templates[0]
     )
+    selected = next((t for t in templates if str(t.pk) == request.GET.get("template")), default)
     samples, sample, rendered, error = _render(selected, request.GET.get("sample"))
     context = {
         "token": token,

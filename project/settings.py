@@ -53,6 +53,10 @@ EMAILS_SWEEP_INTERVAL = env.float("EMAILS_SWEEP_INTERVAL", default=30.0)
 EMAILS_REPUBLISH_AFTER = env.int("EMAILS_REPUBLISH_AFTER", default=60)
 EMAILS_RETENTION_DAYS = env.int("EMAILS_RETENTION_DAYS", default=30)
 EMAILS_PREVIEW_LINK_DAYS = env.int("EMAILS_PREVIEW_LINK_DAYS", default=7)
+# The brand shown when Logto's payload names none (no application or organization branding).
+EMAILS_BRAND_NAME = env.str("EMAILS_BRAND_NAME", default="")
+EMAILS_BRAND_LOGO_URL = env.str("EMAILS_BRAND_LOGO_URL", default="")
+EMAILS_COMPANY_INFO = env.str("EMAILS_COMPANY_INFO", default="")
 # "<count>/<seconds>"; Logto itself allows 10 sends per recipient per 10 minutes.
 EMAILS_RATE_LIMIT_RECIPIENT = env.str("EMAILS_RATE_LIMIT_RECIPIENT", default="15/600")
 EMAILS_RATE_LIMIT_IP = env.str("EMAILS_RATE_LIMIT_IP", default="300/600")

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from emails.models import Message, MessageStatus, Template, UsageType
+from emails.models import Message, MessageStatus, Template
 from tests.conftest import all_payloads, celery_broker, load_payload
 from tests.factories import TemplateFactory
 
@@ -54,25 +54,31 @@ def test_every_logto_body_is_delivered_in_its_language(name, send):
     assert email.extra_headers["Message-ID"] == message.provider_message_id
 
 
-def test_starter_templates_serve_every_type_in_english(send):
-    # A fresh database holds the English starter templates (data migration).
-    assert set(Template.objects.filter(locale="en").values_list("usage_type", flat=True)) == set(
-        UsageType.values
-    )
+def test_shipped_defaults_serve_every_logto_body_in_its_language(send):
+    # A fresh database holds the shipped defaults (data migration): every body is served in
+    # its own language, without fallback.
     for name in all_payloads():
         body = load_payload(name)
-        assert send(body).status_code == 200
+        message = Message.objects.get(pk=send(body).json()["id"])
+        assert message.template_locale == body["payload"].get("locale", "en"), name
+        assert message.used_fallback is False, name
     assert len(mail.outbox) == len(all_payloads())
     invitation = next(email for email in mail.outbox if email.to == ["bob@example.com"])
-    assert invitation.subject == "Jane Doe invited you to join Acme Corp EU"
+    assert invitation.subject == "Invitación para unirte a Acme Corp EU"
+    assert "Jane Doe te ha invitado a unirte a Acme Corp EU." in invitation.body
     assert "https://app.example.com/invitation/accept/inv_9f8e7d6c5b4a3" in invitation.body
+    german = next(email for email in mail.outbox if email.subject == "Passwort zurücksetzen")
+    assert "550271" in german.body
 
 
-def test_french_request_falls_back_to_english_and_records_it(send):
-    response = send(load_payload("sign-in-fr.json"))
+def test_unshipped_language_falls_back_to_english_and_records_it(send):
+    body = load_payload("sign-in-fr.json")
+    body["payload"].update(locale="nl", uiLocales="nl-BE")
+    response = send(body)
     message = Message.objects.get(pk=response.json()["id"])
-    assert (message.template_locale, message.requested_locale) == ("en", "fr")
+    assert (message.template_locale, message.requested_locale) == ("en", "nl")
     assert message.used_fallback is True
+    assert mail.outbox[0].subject == "Your sign-in code"
     assert "482913" in mail.outbox[0].body
 
 
@@ -93,7 +99,7 @@ def test_ui_locales_are_tried_before_the_default(send):
     body = {
         "to": "a@example.com",
         "type": "SignIn",
-        "payload": {"code": "1", "locale": "ja", "uiLocales": "ko-KR en"},
+        "payload": {"code": "1", "locale": "sv", "uiLocales": "ko-KR en"},
     }
     send(body)
     assert mail.outbox[0].subject.startswith("[ko]")

@@ -119,3 +119,11 @@ def test_ordinary_tags_and_filters_still_work():
         user={"name": None, "profile": {"givenName": "jane"}},
     )
     assert rendered.html == "givenName=JANE;no|friend"
+
+
+def test_an_error_never_dumps_the_payload():
+    with pytest.raises(TemplateRenderError) as caught:
+        render(html="{{ name|default:missing.thing }}", code="482913", link="https://x/secret")
+    text = str(caught.value)
+    assert "'missing' does not exist here" in text
+    assert "482913" not in text and "secret" not in text

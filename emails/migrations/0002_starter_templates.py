@@ -1,17 +1,15 @@
 from django.db import migrations
 
 
-def create_starter_templates(apps, schema_editor):
-    from emails.defaults import create_missing_defaults
+def load_defaults(apps, schema_editor):
+    from emails.defaults import sync_defaults
 
-    create_missing_defaults(apps.get_model("emails", "Template"))
+    sync_defaults(apps.get_model("emails", "Template"), apps.get_model("emails", "Layout"))
 
 
 class Migration(migrations.Migration):
-    """A fresh database starts with the shipped default templates."""
+    """A fresh database starts with the shipped layout and default templates."""
 
     dependencies = [("emails", "0001_initial")]
 
-    operations = [
-        migrations.RunPython(create_starter_templates, migrations.RunPython.noop),
-    ]
+    operations = [migrations.RunPython(load_defaults, migrations.RunPython.noop)]

@@ -154,7 +154,8 @@ def message_test_send(
     requested_by,
     template=None,
 ) -> Message:
-    """Send ``content`` (subject/html/text, saved or not) to ``to`` through the real pipeline:
+    """Send ``content`` (subject/html/text/preheader/layout_id, saved or not) to ``to`` through
+    the real pipeline:
     a message record marked as a test, the queue, the provider. No dedup, no rate limit."""
     now = timezone.now()
     message = Message(
@@ -168,7 +169,13 @@ def message_test_send(
         created_at=now,
         next_attempt_at=now,
         is_test=True,
-        test_content={key: content[key] for key in ("subject", "html", "text")},
+        test_content={
+            "subject": content["subject"],
+            "html": content["html"],
+            "text": content["text"],
+            "preheader": content.get("preheader", ""),
+            "layout_id": content.get("layout_id"),
+        },
         requested_by=requested_by,
     )
     with transaction.atomic():

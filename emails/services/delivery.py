@@ -30,13 +30,14 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from emails.composer import compose_content, template_content
 from emails.models import (
     SECRET_PAYLOAD_KEYS,
     Message,
     MessageEvent,
     MessageStatus,
 )
-from emails.rendering import TemplateRenderError, render_email
+from emails.rendering import TemplateRenderError
 
 logger = logging.getLogger(__name__)
 
@@ -70,19 +71,12 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
         return _finish(message, MessageStatus.EXPIRED, error="the code expired before sending")
     template = message.template
     # A test send from the admin renders the (possibly unsaved) content it was given.
-    content = message.test_content or (
-        {"subject": template.subject, "html": template.html_body, "text": template.text_body}
-        if template is not None
-        else None
-    )
+    content = message.test_content or (template_content(template) if template else None)
     if content is None:
         return _finish(message, MessageStatus.FAILED, error="its template was deleted")
     try:
-        rendered = render_email(
-            subject=content["subject"],
-            html=content["html"],
-            text=content["text"],
-            payload=message.payload,
+        rendered = compose_content(
+            content, payload=message.payload, locale=message.template_locale or "en"
         )
     except TemplateRenderError as exc:
         return _finish(message, MessageStatus.FAILED, error=f"template error: {exc}")

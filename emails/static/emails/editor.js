@@ -18,7 +18,7 @@
     form.action = action;
     form.target = "mailroom-frame";
     form.hidden = true;
-    ["csrfmiddlewaretoken", "subject", "html_body", "text_body", "payload"].forEach(function (name) {
+    ["csrfmiddlewaretoken", "subject", "preheader", "layout", "html_body", "text_body", "payload", "locale"].forEach(function (name) {
       const input = document.createElement("input");
       input.type = "hidden";
       input.name = name;
@@ -82,8 +82,10 @@
     }
     function content() {
       return {
-        subject: field("subject").value, html_body: field("html_body").value,
+        subject: field("subject").value, preheader: field("preheader").value,
+        layout: field("layout").value, html_body: field("html_body").value,
         text_body: field("text_body").value, payload: payloadBox.value,
+        locale: field("locale").value,
       };
     }
     function showErrors(errors) {
@@ -129,8 +131,7 @@
       const result = document.getElementById("mailroom-test-result");
       result.textContent = "Sending…";
       post(panel.dataset.testSendUrl, {
-        to: document.getElementById("mailroom-test-to").value,
-        usage_type: currentType(), locale: field("locale").value,
+        to: document.getElementById("mailroom-test-to").value, usage_type: currentType(),
       }).then(function (answer) {
         result.textContent = answer.error ? answer.error : "Test email queued (" + answer.status + ").";
       });
@@ -156,7 +157,8 @@
 
     sampleSelect.addEventListener("change", loadSample);
     payloadBox.addEventListener("input", schedule);
-    ["subject", "locale"].forEach(function (name) { field(name).addEventListener("input", schedule); });
+    ["subject", "preheader", "locale"].forEach(function (name) { field(name).addEventListener("input", schedule); });
+    field("layout").addEventListener("change", schedule);
     field("usage_type").addEventListener("change", fillSamples);
     fillSamples();
   });

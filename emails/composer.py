@@ -1,0 +1,87 @@
+"""Putting an email together: template (or unsaved form) content + its layout + the payload +
+the configured brand, rendered by emails.rendering. The one place that reads the settings
+rendering needs, so delivery, the admin preview and designers' previews render alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.conf import settings
+
+from emails.models import Layout
+from emails.rendering import (
+    LayoutSource,
+    RenderedEmail,
+    email_context,
+    render_email,
+    render_preview,
+)
+
+
+def brand_defaults() -> dict:
+    return {
+        "name": settings.EMAILS_BRAND_NAME,
+        "logo_url": settings.EMAILS_BRAND_LOGO_URL,
+        "company_info": settings.EMAILS_COMPANY_INFO,
+    }
+
+
+def compose(
+    *,
+    subject: str,
+    html: str,
+    text: str,
+    payload: Mapping,
+    locale: str,
+    preheader: str = "",
+    layout: Layout | None = None,
+    preview: bool = False,
+) -> RenderedEmail | dict:
+    """Render one email. Returns a RenderedEmail (raises TemplateRenderError), or with
+    ``preview`` the per-part dict of emails.rendering.render_preview (never raises)."""
+    context = email_context(
+        payload,
+        locale=locale,
+        brand=brand_defaults(),
+        expires_in_minutes=max(1, round(settings.EMAILS_CODE_TTL / 60)),
+    )
+    source = LayoutSource(html=layout.html, text=layout.text) if layout is not None else None
+    render = render_preview if preview else render_email
+    return render(
+        subject=subject,
+        html=html,
+        text=text,
+        payload=payload,
+        preheader=preheader,
+        layout=source,
+        context=context,
+    )
+
+
+def template_content(template) -> dict:
+    """A saved template's content in the shape compose() and test sends take."""
+    return {
+        "subject": template.subject,
+        "html": template.html_body,
+        "text": template.text_body,
+        "preheader": template.preheader,
+        "layout_id": template.layout_id,
+    }
+
+
+def compose_content(content: Mapping, *, payload: Mapping, locale: str, preview: bool = False):
+    layout = (
+        Layout.objects.filter(pk=content.get("layout_id")).first()
+        if content.get("layout_id")
+        else None
+    )
+    return compose(
+        subject=content["subject"],
+        html=content["html"],
+        text=content["text"],
+        preheader=content.get("preheader", ""),
+        layout=layout,
+        payload=payload,
+        locale=locale,
+        preview=preview,
+    )
