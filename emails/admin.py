@@ -1,6 +1,9 @@
+from functools import partial
+
 from django.contrib import admin, messages
 from django.urls import path, reverse
 from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
 
 from emails import admin_views
 from emails.defaults import restore_default
@@ -28,13 +31,37 @@ CODEMIRROR_JS = [
 ]
 
 
+class VersionedAdmin(SimpleHistoryAdmin):
+    """simple-history's history list, plus a diff of any two versions and one-click revert."""
+
+    object_history_list_template = "admin/emails/history_list.html"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        name = self.model._meta.model_name
+        return [
+            path(
+                "<int:object_id>/history/compare/",
+                view(partial(admin_views.history_compare, model_admin=self)),
+                name=f"emails_{name}_history_compare",
+            ),
+            path(
+                "<int:object_id>/history/<int:history_id>/revert/",
+                view(partial(admin_views.history_revert, model_admin=self)),
+                name=f"emails_{name}_history_revert",
+            ),
+            *super().get_urls(),
+        ]
+
+
 @admin.register(Template)
-class TemplateAdmin(admin.ModelAdmin):
+class TemplateAdmin(VersionedAdmin):
+    history_list_display = ["version", "subject"]
     list_display = ("usage_type", "locale", "subject", "enabled", "has_text_body", "updated_at")
     list_display_links = ("usage_type", "locale")
     list_filter = ("usage_type", "locale", "enabled")
     search_fields = ("subject", "html_body", "text_body")
-    actions = ["share_preview", "restore_default"]
+    actions = ["share_preview", "restore_default", "export"]
     fieldsets = (
         (None, {"fields": ("usage_type", "locale", "enabled", "layout")}),
         ("Content", {"fields": ("subject", "preheader", "html_body", "text_body")}),
@@ -64,6 +91,16 @@ class TemplateAdmin(admin.ModelAdmin):
             ),
             path("<int:object_id>/share/", view(admin_views.share), name="emails_template_share"),
             path("gallery/share/", view(admin_views.share), name="emails_template_share_gallery"),
+            path(
+                "coverage/",
+                view(partial(admin_views.coverage, model_admin=self)),
+                name="emails_template_coverage",
+            ),
+            path(
+                "import/",
+                view(partial(admin_views.import_view, model_admin=self)),
+                name="emails_template_import",
+            ),
             *super().get_urls(),
         ]
 
@@ -100,6 +137,11 @@ class TemplateAdmin(admin.ModelAdmin):
                 level=messages.WARNING,
             )
 
+    @admin.action(description="Export the selected templates (zip, with their layouts)")
+    def export(self, request, queryset):
+        layouts = Layout.objects.filter(templates__in=queryset).distinct()
+        return admin_views.export_response(queryset.select_related("layout"), layouts)
+
     @admin.action(description="Share preview links for the selected templates' usage types")
     def share_preview(self, request, queryset):
         for usage_type in sorted(set(queryset.values_list("usage_type", flat=True))):
@@ -111,7 +153,7 @@ class TemplateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Layout)
-class LayoutAdmin(admin.ModelAdmin):
+class LayoutAdmin(VersionedAdmin):
     list_display = ("name", "template_count", "updated_at")
     search_fields = ("name", "html")
 

@@ -200,6 +200,10 @@ class LogtoEmailView(APIView):
     authentication_classes = [LogtoAuthorization]
     permission_classes = []
     parser_classes = [LogtoJSONParser]
+    schema = None  # Logto's contract, not part of the management API's OpenAPI document
+
+    def get_exception_handler(self):
+        return exception_handler
 
     def post(self, request):
         if not isinstance(request.data, dict):

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 from emails.locales import MAX_TAG_LENGTH, normalize_locale
 
@@ -63,6 +64,7 @@ class Layout(models.Model):
     default_checksum = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["name"]
@@ -71,18 +73,17 @@ class Layout(models.Model):
         return self.name
 
     def clean(self):
-        from emails.rendering import TemplateRenderError, check_template_syntax
+        from emails.validation import validate_layout
 
-        errors = {}
-        for field in ("html", "text"):
-            try:
-                check_template_syntax(getattr(self, field))
-            except TemplateRenderError as exc:
-                errors[field] = exc.describe()
-        if "content" not in self.html:
-            errors.setdefault("html", "The layout must place {{ content }} somewhere.")
-        if errors:
-            raise ValidationError(errors)
+        _raise_problems(validate_layout(html=self.html, text=self.text))
+
+
+def _raise_problems(problems) -> None:
+    errors: dict[str, list[str]] = {}
+    for problem in problems:
+        errors.setdefault(problem.field, []).append(str(problem))
+    if errors:
+        raise ValidationError(errors)
 
 
 class Template(models.Model):
@@ -125,8 +126,10 @@ class Template(models.Model):
         editable=False,
         help_text="Checksum of the shipped default this was loaded from: tells an edit apart.",
     )
+    version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["usage_type", "locale"]
@@ -142,24 +145,27 @@ class Template(models.Model):
     def save(self, *args, **kwargs):
         # Lookups compare normalised tags, so the stored tag must be normalised too.
         self.locale = normalize_locale(self.locale)
+        if self.pk is not None and not kwargs.get("force_insert"):
+            self.version += 1  # each save is a version; messages record which rendered them
         super().save(*args, **kwargs)
 
     def clean(self):
-        from emails.rendering import TemplateRenderError, check_template_syntax
+        from emails.validation import validate_template
 
-        errors = {}
         if self.locale:
             try:
                 self.locale = normalize_locale(self.locale)
             except ValueError as exc:
-                errors["locale"] = str(exc)
-        for field in ("subject", "preheader", "html_body", "text_body"):
-            try:
-                check_template_syntax(getattr(self, field))
-            except TemplateRenderError as exc:
-                errors[field] = exc.describe()
-        if errors:
-            raise ValidationError(errors)
+                raise ValidationError({"locale": str(exc)}) from None
+        _raise_problems(
+            validate_template(
+                usage_type=self.usage_type,
+                subject=self.subject,
+                preheader=self.preheader,
+                html_body=self.html_body,
+                text_body=self.text_body,
+            )
+        )
 
 
 class MessageStatus(models.TextChoices):
@@ -203,6 +209,9 @@ class Message(models.Model):
     template_usage_type = models.CharField(max_length=32, help_text="Usage type that served it.")
     template_locale = models.CharField(
         max_length=MAX_TAG_LENGTH, help_text="Locale that served it."
+    )
+    template_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The template's version that rendered it."
     )
     requested_locale = models.CharField(max_length=MAX_TAG_LENGTH, blank=True)
     used_fallback = models.BooleanField(

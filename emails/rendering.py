@@ -240,6 +240,11 @@ def check_template_syntax(source: str) -> None:
     _compile(_HTML_ENGINE, source)
 
 
+def compile_template(source: str):
+    """The compiled sandbox template (for inspection); raises TemplateRenderError."""
+    return _compile(_HTML_ENGINE, source)
+
+
 def _render(engine: Engine, source: str, context: Mapping, part: str) -> str:
     try:
         template = _compile(engine, source)

@@ -1,7 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
 
 from emails.api import LogtoEmailView
+from emails.management_api import LayoutViewSet, RenderView, TemplateViewSet, ValidateView
+
+router = DefaultRouter()
+router.register("templates", TemplateViewSet)
+router.register("layouts", LayoutViewSet)
 
 urlpatterns = [
     # Served with and without the trailing slash by the same view: never a redirect, which
@@ -9,6 +16,12 @@ urlpatterns = [
     re_path(r"^api/logto/email/?$", LogtoEmailView.as_view(), name="logto-email"),
     # anymail's tracking webhooks: /anymail/<esp>/tracking/, basic auth ANYMAIL_WEBHOOK_SECRET.
     path("anymail/", include("anymail.urls")),
+    # The management API (templates as code) and its OpenAPI document.
+    path("api/v1/", include(router.urls)),
+    path("api/v1/render", RenderView.as_view(), name="api-render"),
+    path("api/v1/validate", ValidateView.as_view(), name="api-validate"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     # Designers' preview links: no login, signed tokens (emails/views.py).
     path("preview/", include("emails.urls")),

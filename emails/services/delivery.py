@@ -74,6 +74,9 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     content = message.test_content or (template_content(template) if template else None)
     if content is None:
         return _finish(message, MessageStatus.FAILED, error="its template was deleted")
+    if template is not None and not message.test_content:
+        message.template_version = template.version
+        message.save(update_fields=["template_version"])
     try:
         rendered = compose_content(
             content, payload=message.payload, locale=message.template_locale or "en"

@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from emails.transfer import ImportFormatError, import_templates, read_source
+
+
+class Command(BaseCommand):
+    help = (
+        "Import templates from a Logto SMTP connector config (with --locale), a Logto "
+        "email-templates API list, or a Mailroom export (directory, mailroom.json or zip)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", type=Path)
+        parser.add_argument(
+            "--format", default="auto", choices=["auto", "smtp", "logto", "mailroom"]
+        )
+        parser.add_argument("--locale", help="Language of a Logto SMTP config's templates.")
+        parser.add_argument("--dry-run", action="store_true", help="Report, write nothing.")
+
+    def handle(self, *args, path, format, locale, dry_run, **options):
+        try:
+            layouts, items = read_source(path, fmt=format, locale=locale)
+        except (ImportFormatError, OSError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        report = import_templates(layouts, items, dry_run=dry_run)
+        for outcome in report.outcomes:
+            detail = f" — {outcome.detail}" if outcome.detail else ""
+            self.stdout.write(f"{outcome.action:>9}  {outcome.kind} {outcome.key}{detail}")
+        self.stdout.write(report.summary())
+        if report.count("invalid"):
+            raise CommandError(f"{report.count('invalid')} item(s) could not be imported")

@@ -1,0 +1,281 @@
+"""The management API: templates and layouts as code, for automation.
+
+Separate from Logto's endpoint; token authentication (``Authorization: Token <key>``) and the
+model permissions of the token's user. Field names follow Logto's email-templates API where
+they mean the same thing (``languageTag``, ``templateType``, ``details.subject``,
+``details.content``, ``details.contentType``, ``details.replyTo``, ``details.sendFrom``).
+Every write goes through the same validation as the admin (emails.validation).
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import permissions, serializers, viewsets
+from rest_framework.authentication import TokenAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from emails.composer import compose_content, template_content
+from emails.locales import normalize_locale
+from emails.models import Layout, Template, UsageType
+from emails.transfer import text_to_html
+from emails.validation import validate_layout, validate_template
+
+API_FIELD_NAMES = {
+    "html_body": "details.content",
+    "subject": "details.subject",
+    "text_body": "text",
+    "preheader": "preheader",
+    "html": "html",
+    "text": "text",
+}
+
+
+class ModelPermissions(permissions.DjangoModelPermissions):
+    """DRF's model permissions, with the view permission required to read."""
+
+    perms_map = {
+        **permissions.DjangoModelPermissions.perms_map,
+        "GET": ["%(app_label)s.view_%(model_name)s"],
+        "HEAD": ["%(app_label)s.view_%(model_name)s"],
+    }
+
+
+class CanViewTemplates(permissions.BasePermission):
+    def has_permission(self, request, view):
+        return bool(request.user and request.user.has_perm("emails.view_template"))
+
+
+def _raise(problems) -> None:
+    if problems:
+        errors: dict[str, list[str]] = {}
+        for problem in problems:
+            errors.setdefault(API_FIELD_NAMES.get(problem.field, problem.field), []).append(
+                str(problem)
+            )
+        raise serializers.ValidationError(errors)
+
+
+class DetailsSerializer(serializers.Serializer):
+    subject = serializers.CharField(max_length=500)
+    content = serializers.CharField(source="html_body", trim_whitespace=False)
+    contentType = serializers.ChoiceField(  # noqa: N815  (Logto's field name)
+        choices=["text/html", "text/plain"],
+        default="text/html",
+        write_only=True,
+        help_text="text/plain content is stored as the plain-text part and shown as "
+        "paragraphs in the HTML part.",
+    )
+    replyTo = serializers.EmailField(source="reply_to", allow_blank=True, required=False)  # noqa: N815
+    sendFrom = serializers.CharField(source="from_email", allow_blank=True, required=False)  # noqa: N815
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["contentType"] = "text/html"
+        return data
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    languageTag = serializers.CharField(source="locale", max_length=35)  # noqa: N815
+    templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)  # noqa: N815
+    details = DetailsSerializer(source="*")
+    text = serializers.CharField(
+        source="text_body", allow_blank=True, required=False, trim_whitespace=False
+    )
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)  # noqa: N815
+
+    class Meta:
+        model = Template
+        fields = [
+            "id",
+            "languageTag",
+            "templateType",
+            "details",
+            "text",
+            "preheader",
+            "layout",
+            "enabled",
+            "version",
+            "createdAt",
+            "updatedAt",
+        ]
+        read_only_fields = ["version"]
+        validators = []  # uniqueness is checked below, with a readable message
+
+    def validate_languageTag(self, value):  # noqa: N802
+        try:
+            return normalize_locale(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        if attrs.pop("contentType", "text/html") == "text/plain":
+            attrs["text_body"] = attrs["html_body"]
+            attrs["html_body"] = text_to_html(attrs["html_body"])
+        merged = (
+            {
+                name: getattr(self.instance, name)
+                for name in (
+                    "usage_type",
+                    "locale",
+                    "subject",
+                    "preheader",
+                    "html_body",
+                    "text_body",
+                )
+            }
+            if self.instance
+            else {"preheader": "", "text_body": ""}
+        )
+        merged.update(attrs)
+        clash = Template.objects.filter(usage_type=merged["usage_type"], locale=merged["locale"])
+        if self.instance:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(
+                {"languageTag": [f"a {merged['usage_type']} template in {merged['locale']} exists"]}
+            )
+        _raise(
+            validate_template(
+                usage_type=merged["usage_type"],
+                subject=merged["subject"],
+                preheader=merged["preheader"],
+                html_body=merged["html_body"],
+                text_body=merged["text_body"],
+            )
+        )
+        return attrs
+
+
+class LayoutSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Layout
+        fields = ["id", "name", "html", "text", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        html = attrs.get("html", getattr(self.instance, "html", ""))
+        text = attrs.get("text", getattr(self.instance, "text", ""))
+        _raise(validate_layout(html=html, text=text))
+        return attrs
+
+
+class TokenAuthenticated:
+    authentication_classes = [TokenAuthentication]
+
+
+class TemplateViewSet(TokenAuthenticated, viewsets.ModelViewSet):
+    """Email templates, one per usage type and language."""
+
+    queryset = Template.objects.all()
+    serializer_class = TemplateSerializer
+    permission_classes = [ModelPermissions]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        for parameter, field in (("templateType", "usage_type"), ("languageTag", "locale")):
+            if self.request.query_params.get(parameter):
+                queryset = queryset.filter(**{field: self.request.query_params[parameter]})
+        return queryset
+
+
+class LayoutViewSet(TokenAuthenticated, viewsets.ModelViewSet):
+    """Shared wrappers around templates; ``{{ content }}`` is where a template goes."""
+
+    queryset = Layout.objects.all()
+    serializer_class = LayoutSerializer
+    permission_classes = [ModelPermissions]
+
+
+RENDER_REQUEST = inline_serializer(
+    "RenderRequest",
+    {
+        "template": serializers.IntegerField(
+            required=False, help_text="A saved template's id, or:"
+        ),
+        "templateType": serializers.ChoiceField(choices=UsageType.choices, required=False),
+        "languageTag": serializers.CharField(required=False),
+        "details": DetailsSerializer(required=False),
+        "text": serializers.CharField(required=False),
+        "preheader": serializers.CharField(required=False),
+        "layout": serializers.IntegerField(required=False, allow_null=True),
+        "payload": serializers.DictField(help_text='A Logto payload, e.g. {"code": "123456"}.'),
+    },
+)
+
+
+class RenderView(TokenAuthenticated, APIView):
+    permission_classes = [CanViewTemplates]
+
+    @extend_schema(
+        request=RENDER_REQUEST,
+        responses=inline_serializer(
+            "Rendered",
+            {
+                "subject": serializers.CharField(),
+                "html": serializers.CharField(),
+                "text": serializers.CharField(),
+                "errors": serializers.ListField(),
+            },
+        ),
+    )
+    def post(self, request):
+        """Render a saved template (``template``) or inline content with a payload."""
+        payload = request.data.get("payload") or {}
+        if not isinstance(payload, dict):
+            raise serializers.ValidationError({"payload": ["must be an object"]})
+        if request.data.get("template") is not None:
+            template = Template.objects.filter(pk=request.data["template"]).first()
+            if template is None:
+                raise serializers.ValidationError({"template": ["no such template"]})
+            content, locale = template_content(template), template.locale
+        else:
+            details = request.data.get("details") or {}
+            content = {
+                "subject": str(details.get("subject", "")),
+                "html": str(details.get("content", "")),
+                "text": str(request.data.get("text", "")),
+                "preheader": str(request.data.get("preheader", "")),
+                "layout_id": request.data.get("layout"),
+            }
+            locale = str(request.data.get("languageTag") or "en")
+        parts = compose_content(content, payload=payload, locale=locale, preview=True)
+        return Response({key: parts[key] for key in ("subject", "html", "text", "errors")})
+
+
+class ValidateView(TokenAuthenticated, APIView):
+    permission_classes = [CanViewTemplates]
+
+    @extend_schema(
+        request=TemplateSerializer,
+        responses=inline_serializer(
+            "Validation",
+            {
+                "valid": serializers.BooleanField(),
+                "problems": serializers.ListField(),
+            },
+        ),
+    )
+    def post(self, request):
+        """Validate a template without saving it; answers every problem with its line."""
+        details = request.data.get("details") or {}
+        problems = validate_template(
+            usage_type=str(request.data.get("templateType", "")),
+            subject=str(details.get("subject", "")),
+            html_body=str(details.get("content", "")),
+            text_body=str(request.data.get("text", "")),
+            preheader=str(request.data.get("preheader", "")),
+        )
+        return Response(
+            {
+                "valid": not problems,
+                "problems": [
+                    {
+                        "field": API_FIELD_NAMES.get(p.field, p.field),
+                        "line": p.line,
+                        "message": p.message,
+                    }
+                    for p in problems
+                ],
+            }
+        )
