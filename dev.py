@@ -3,6 +3,7 @@
 
     python3 dev.py run     install into .venv, migrate, create an admin, serve on :8000
     python3 dev.py test    install into .venv, run the test suite (extra args go to pytest)
+    python3 dev.py bench   run the benchmarks, write docs/benchmarks.md (not part of the tests)
 
 The run command uses the embedded defaults: SQLite (db.sqlite3), console email (printed in
 this terminal) and no Redis (tasks run in-process right after commit).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import venv
@@ -79,8 +81,19 @@ def test(args: list[str]) -> int:
     return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT)
 
 
+def bench(args: list[str]) -> int:
+    """Benchmarks (not tests): needs PostgreSQL and Redis on loopback, and wrk."""
+    install()
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-r", str(ROOT / "benchmarks" / "requirements.txt")], check=True)
+    if not shutil.which("wrk"):
+        print("Installing wrk (Debian package) ...", flush=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    return subprocess.call([str(PYTHON), "-m", "benchmarks.run", *args], cwd=ROOT)
+
+
 def main() -> int:
-    commands = {"run": run, "test": test}
+    commands = {"run": run, "test": test, "bench": bench}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)
         return 2

@@ -69,12 +69,18 @@ def template_content(template) -> dict:
     }
 
 
-def compose_content(content: Mapping, *, payload: Mapping, locale: str, preview: bool = False):
-    layout = (
-        Layout.objects.filter(pk=content.get("layout_id")).first()
-        if content.get("layout_id")
-        else None
-    )
+def compose_content(
+    content: Mapping,
+    *,
+    payload: Mapping,
+    locale: str,
+    preview: bool = False,
+    layout: Layout | None = None,
+):
+    """compose() for a content dict (template_content's shape). Pass ``layout`` when it is
+    already loaded; otherwise ``layout_id`` is looked up."""
+    if layout is None and content.get("layout_id"):
+        layout = Layout.objects.filter(pk=content["layout_id"]).first()
     return compose(
         subject=content["subject"],
         html=content["html"],

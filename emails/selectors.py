@@ -2,33 +2,69 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
+
+from django.conf import settings
 
 from emails.models import Template, UsageType
 
 
 @dataclass(frozen=True)
+class TemplateRef:
+    pk: int
+    usage_type: str
+    locale: str
+
+
+@dataclass(frozen=True)
 class TemplateChoice:
-    template: Template
+    template: TemplateRef
     used_fallback: bool
+
+
+class _EnabledTemplates:
+    """(usage type, locale) -> TemplateRef of every enabled template, kept per process for
+    EMAILS_TEMPLATE_CACHE_SECONDS so Logto's request costs no template query. An edit made in
+    this process applies at once (signals clear it); one made elsewhere within that time."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")
+        self._refs: dict[tuple[str, str], TemplateRef] = {}
+
+    def get(self) -> dict[tuple[str, str], TemplateRef]:
+        if time.monotonic() - self._loaded_at >= settings.EMAILS_TEMPLATE_CACHE_SECONDS:
+            refs = {
+                (usage_type, locale): TemplateRef(pk, usage_type, locale)
+                for pk, usage_type, locale in Template.objects.filter(enabled=True).values_list(
+                    "pk", "usage_type", "locale"
+                )
+            }
+            with self._lock:
+                self._refs, self._loaded_at = refs, time.monotonic()
+        return self._refs
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded_at = float("-inf")
+
+
+enabled_templates = _EnabledTemplates()
 
 
 def template_select(*, usage_type: str, locales: list[str]) -> TemplateChoice | None:
     """The enabled template that serves ``usage_type`` in the first of ``locales`` that has
     one; then the same chain for Generic. Unknown types (a newer Logto, the old ``Test``) go
-    straight to Generic. One query. None when nothing can serve the message.
+    straight to Generic. None when nothing can serve the message.
 
     ``locales`` are normalised tags, best first (``emails.locales.requested_locales``).
     """
     usage_types = [usage_type] if usage_type in UsageType.values else []
     if UsageType.GENERIC not in usage_types:
         usage_types.append(UsageType.GENERIC)
-    available = {
-        (template.usage_type, template.locale): template
-        for template in Template.objects.filter(
-            enabled=True, usage_type__in=usage_types, locale__in=locales
-        )
-    }
+    available = enabled_templates.get()
     for candidate_type in usage_types:
         for locale in locales:
             template = available.get((candidate_type, locale))

@@ -1,9 +1,27 @@
 from anymail.signals import tracking
+from celery.signals import task_prerun
+from django.db import close_old_connections
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from emails.models import Template
+from emails.selectors import enabled_templates
 from emails.services import tracking_event_record
+
+
+@receiver([post_save, post_delete], sender=Template, dispatch_uid="emails.templates_changed")
+def on_template_change(sender, **kwargs):
+    enabled_templates.clear()
 
 
 @receiver(tracking, dispatch_uid="emails.tracking_event")
 def on_tracking_event(sender, event, esp_name, **kwargs):
     tracking_event_record(event, esp_name=esp_name)
+
+
+@task_prerun.connect(dispatch_uid="emails.close_old_connections")
+def before_task(**kwargs):
+    """What Django does before each web request: drop connections past CONN_MAX_AGE or broken
+    (CONN_HEALTH_CHECKS). Celery's own close-after-every-task is off (CELERY_DB_REUSE_MAX)."""
+    if not getattr(kwargs.get("task").request, "is_eager", False):
+        close_old_connections()

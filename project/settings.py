@@ -35,6 +35,9 @@ EMAILS_DEFAULT_LOCALE = env.str("EMAILS_DEFAULT_LOCALE", default="en")
 # A Logto body is ~1 KiB; 64 KiB leaves room for invitation callers' own keys.
 EMAILS_MAX_BODY_BYTES = env.int("EMAILS_MAX_BODY_BYTES", default=64 * 1024)
 EMAILS_MAX_VALUE_LENGTH = env.int("EMAILS_MAX_VALUE_LENGTH", default=4096)
+# Which templates exist is read once per this many seconds per process, not per request; an
+# edit in another process (the admin's) reaches the endpoint within it.
+EMAILS_TEMPLATE_CACHE_SECONDS = env.float("EMAILS_TEMPLATE_CACHE_SECONDS", default=2.0)
 
 # --- Delivery ------------------------------------------------------------------------------
 # A Logto verification code lives 600 s by default. A code email is never sent after that
@@ -78,6 +81,8 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 # default cannot count across gunicorn workers.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 if CACHES["default"]["BACKEND"].endswith("RedisCache"):
+    # Django's backend, keeping one redis client per pool (see emails/cache.py for why).
+    CACHES["default"]["BACKEND"] = "emails.cache.RedisCache"
     # On the request path: an unreachable Redis must cost a second at most (limits fail open).
     CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
 
@@ -116,6 +121,10 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 1
 # message is put back for a retry), and the sweeper's sending timeout is longer than this.
 CELERY_TASK_TIME_LIMIT = EMAILS_SEND_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = max(1, EMAILS_SEND_TIME_LIMIT * 3 // 4)
+# Celery's Django fixup closes the database connection around every task, so each email would
+# pay for a new PostgreSQL connection. Keep connections as web requests do: emails/signals.py
+# runs Django's close_old_connections() (CONN_MAX_AGE, health checks) before each task instead.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BEAT_SCHEDULE = {
     "sweep-messages": {"task": "emails.tasks.sweep_messages", "schedule": EMAILS_SWEEP_INTERVAL},
     "purge-old-messages": {"task": "emails.tasks.purge_old_messages", "schedule": 3600.0},

@@ -51,6 +51,8 @@ CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = False
 # Retries come due at once, so eager (in-process) retries can claim the message again.
 EMAILS_RETRY_BASE_DELAY = 0.01
+# Tests change templates with queryset updates (no signals): always read them afresh.
+EMAILS_TEMPLATE_CACHE_SECONDS = 0
 EMAILS_RATE_LIMIT_RECIPIENT = "15/600"
 EMAILS_RATE_LIMIT_IP = "300/600"
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -24,6 +24,7 @@ class StubRequest:
     body: bytes
     at: float = 0.0  # time.monotonic() when it arrived
     status: int = 0  # what the stub answered
+    client_port: int = 0  # tells connections apart (keep-alive)
 
     def json(self):
         return json.loads(self.body)
@@ -42,10 +43,21 @@ class ProviderStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the providers' APIs do
+            # Headers and body go out in two writes: without this, Nagle's algorithm and the
+            # client's delayed ACK stall every kept-alive response by ~40 ms.
+            disable_nagle_algorithm = True
+
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
-                request = StubRequest(self.path, dict(self.headers), body, time.monotonic())
+                request = StubRequest(
+                    self.path,
+                    dict(self.headers),
+                    body,
+                    time.monotonic(),
+                    client_port=self.client_address[1],
+                )
                 if stub.delay:
                     time.sleep(stub.delay)
                 with stub._lock:

@@ -1,6 +1,7 @@
 """Accepting: duplicates are one email, rate limits answer 429, the cache failing is not."""
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from emails.models import Message, MessageStatus
-from tests.conftest import AUTHORIZATION, load_payload, require_postgres
+from tests.conftest import AUTHORIZATION, load_payload, require_postgres, require_service
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +136,25 @@ def test_an_unreachable_cache_never_refuses_an_email(send, settings):
         body["payload"]["code"] = code
         assert send(body).status_code == 200
     assert Message.objects.filter(status=MessageStatus.SENT).count() == 2
+
+
+def test_rate_limits_count_in_redis_through_the_pooled_client_backend(send, settings):
+    # Given the production cache: Redis, through emails.cache.RedisCache
+    require_service("Redis", "127.0.0.1", 6379)
+    settings.EMAILS_RATE_LIMIT_RECIPIENT = "2/600"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "emails.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:6379/13",
+            "KEY_PREFIX": f"test-{uuid.uuid4().hex}",
+        }
+    }
+    from django.core.cache import cache
+
+    assert cache._cache.get_client("a") is cache._cache.get_client("b")  # one client, reused
+    body = load_payload("register-en.json")
+    statuses = []
+    for code in ("1", "2", "3"):
+        body["payload"]["code"] = code
+        statuses.append(send(body).status_code)
+    assert statuses == [200, 200, 429]

@@ -40,6 +40,13 @@ def test_sent_message_records_the_provider_id_and_forgets_the_code(postmark):
     assert message.payload == {"locale": "en"}
 
 
+def test_a_worker_reuses_one_connection_to_the_provider(postmark):
+    for _ in range(3):
+        deliver(MessageFactory())
+    assert len(postmark.requests) == 3
+    assert len({request.client_port for request in postmark.requests}) == 1
+
+
 def test_template_sender_and_reply_to_are_used(postmark):
     template = TemplateFactory(
         from_email="Acme Support <help@acme.example>", reply_to="r@acme.example"

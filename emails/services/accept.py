@@ -9,17 +9,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from contextlib import nullcontext
 from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from emails.locales import requested_locales
-from emails.models import Message
-from emails.selectors import template_select
-from emails.services.ratelimit import rate_limit_count, rate_limit_exceeded
+from emails.models import Message, Template
+from emails.selectors import enabled_templates, template_select
+from emails.services.ratelimit import rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
@@ -45,56 +46,65 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
     nothing is claimed as stored that is not. Publishing to the broker never fails this call.
     """
     locales = requested_locales(payload, default=settings.EMAILS_DEFAULT_LOCALE)
-    choice = template_select(usage_type=usage_type, locales=locales)
-    if choice is None:
-        raise NoTemplateError(usage_type)
     now = timezone.now()
     key = dedup_key(to=to, usage_type=usage_type, payload=payload)
-    scope = rate_limit_exceeded(to=to, ip=ip)
-    if scope is not None:
-        # A repeat of an email already accepted gets its id, even over the limit.
-        earlier = _recent_duplicate(key, now=now)
-        if earlier is not None:
-            return earlier
-        raise RateLimitedError(scope)
+    for attempt in range(2):
+        choice = template_select(usage_type=usage_type, locales=locales)
+        if choice is None:
+            raise NoTemplateError(usage_type)
+        if attempt == 0:
+            scope = rate_limit_hit(to=to, ip=ip)
+            if scope is not None:
+                # A repeat of an email already accepted gets its id, even over the limit.
+                earlier = _recent_duplicate(key, now=now)
+                if earlier is not None:
+                    return earlier
+                raise RateLimitedError(scope)
+        message = Message(
+            to=to,
+            usage_type=usage_type,
+            payload=payload,
+            ip=ip or "",
+            template_id=choice.template.pk,
+            template_usage_type=choice.template.usage_type,
+            template_locale=choice.template.locale,
+            requested_locale=locales[0] if locales else "",
+            used_fallback=choice.used_fallback,
+            created_at=now,
+            next_attempt_at=now,
+            expires_at=now + timedelta(seconds=settings.EMAILS_CODE_TTL)
+            if payload.get("code") not in (None, "")
+            else None,
+            dedup_key=key,
+        )
+        try:
+            return _insert_unless_duplicate(message, now=now) or message
+        except _TemplateGone:
+            # Deleted since this process last looked (see selectors.enabled_templates).
+            enabled_templates.clear()
+    raise NoTemplateError(usage_type)
 
-    message = Message(
-        to=to,
-        usage_type=usage_type,
-        payload=payload,
-        ip=ip or "",
-        template=choice.template,
-        template_usage_type=choice.template.usage_type,
-        template_locale=choice.template.locale,
-        requested_locale=locales[0] if locales else "",
-        used_fallback=choice.used_fallback,
-        created_at=now,
-        next_attempt_at=now,
-        expires_at=now + timedelta(seconds=settings.EMAILS_CODE_TTL)
-        if payload.get("code") not in (None, "")
-        else None,
-        dedup_key=key,
-    )
-    earlier = _insert_unless_duplicate(message, now=now)
-    if earlier is not None:
-        return earlier
-    rate_limit_count(to=to, ip=ip)
-    return message
+
+class _TemplateGone(Exception):
+    pass
 
 
 def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
-    """INSERT and commit; on a dedup-key clash return the earlier message instead.
+    """INSERT (autocommit: one statement, one round trip, committed when it returns) and
+    publish; on a dedup-key clash return the earlier message instead.
 
     The unique key makes two identical concurrent requests one email. A clash with a message
     older than the TTL (its key not yet cleared by the sweeper) clears that key and inserts.
     """
     for _ in range(2):
         try:
-            with transaction.atomic():
+            # A single statement needs no transaction of its own; inside a caller's
+            # transaction, a savepoint keeps a clash from aborting it.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 message.save(force_insert=True)
-                transaction.on_commit(partial(message_publish, message_id=message.pk))
-            return None
         except IntegrityError:
+            if not Template.objects.filter(pk=message.template_id).exists():
+                raise _TemplateGone() from None
             if message.dedup_key is None:
                 raise
             earlier = _recent_duplicate(message.dedup_key, now=now)
@@ -103,6 +113,10 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             # The clash is with a message older than the TTL whose key the sweeper has not
             # cleared yet: clear it and insert again.
             Message.objects.filter(dedup_key=message.dedup_key).update(dedup_key=None)
+            continue
+        # Stored and committed: only now tell the broker (in a transaction, after commit).
+        transaction.on_commit(partial(message_publish, message_id=message.pk))
+        return None
     raise IntegrityError("message could not be stored: its dedup key kept clashing")
 
 

@@ -15,6 +15,7 @@ Failure contract, by what the provider said:
 from __future__ import annotations
 
 import logging
+import os
 import random
 import smtplib
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from functools import partial
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -62,7 +63,7 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     ).update(status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now)
     if not claimed:
         return None
-    message = Message.objects.select_related("template").get(pk=message_id)
+    message = Message.objects.select_related("template__layout").get(pk=message_id)
 
     if message.attempts > settings.EMAILS_MAX_ATTEMPTS:
         # Tries that never came back (a worker killed mid-send) count too: dead letter.
@@ -75,11 +76,13 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     if content is None:
         return _finish(message, MessageStatus.FAILED, error="its template was deleted")
     if template is not None and not message.test_content:
-        message.template_version = template.version
-        message.save(update_fields=["template_version"])
+        message.template_version = template.version  # saved with the outcome
     try:
         rendered = compose_content(
-            content, payload=message.payload, locale=message.template_locale or "en"
+            content,
+            payload=message.payload,
+            locale=message.template_locale or "en",
+            layout=template.layout if template and not message.test_content else None,
         )
     except TemplateRenderError as exc:
         return _finish(message, MessageStatus.FAILED, error=f"template error: {exc}")
@@ -101,13 +104,46 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
         email.extra_headers["Message-ID"] = own_message_id
 
     try:
+        email.connection = provider_connection()
         email.send(fail_silently=False)
     except Exception as exc:
+        provider_connection.reset()  # a broken connection is not reused
         return _after_failure(message, exc)
 
     status = getattr(email, "anymail_status", None)
     provider_id = (status.message_id if status else None) or own_message_id or ""
     return _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
+
+
+class _ProviderConnection:
+    """One open email backend connection per worker process, reused for every message: HTTP
+    keep-alive (and one TLS handshake) with an anymail provider, one SMTP session with a
+    server, instead of a new one per email. Rebuilt after a fork, after a failed send, and
+    when the settings change (tests)."""
+
+    def __init__(self):
+        self._key = None
+        self._connection = None
+
+    def __call__(self):
+        key = (os.getpid(), settings.EMAIL_BACKEND, repr(getattr(settings, "ANYMAIL", None)))
+        if self._connection is None or self._key != key:
+            self.reset()
+            self._connection = get_connection(fail_silently=False)
+            self._connection.open()
+            self._key = key
+        return self._connection
+
+    def reset(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: S110  (closing a broken connection may fail too)
+                pass
+
+
+provider_connection = _ProviderConnection()
 
 
 def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
@@ -178,7 +214,7 @@ def _finish(message: Message, status: str, *, error: str = "", provider_message_
     """Record a final status (or a retry's error): final messages lose their secrets."""
     message.status = status
     message.error = error[:MAX_ERROR_LENGTH]
-    fields = ["status", "error", "updated_at"]
+    fields = ["status", "error", "updated_at", "template_version"]
     if status == MessageStatus.SENT:
         message.provider_message_id = provider_message_id[:255]
         message.sent_at = timezone.now()

@@ -62,31 +62,27 @@ def _keys(*, to: str, ip: str) -> list[tuple[str, Limit]]:
     return keys
 
 
-def rate_limit_exceeded(*, to: str, ip: str) -> str | None:
-    """The scope ("recipient" or "ip") whose limit is already used up, else None."""
-    keys = _keys(to=to, ip=ip)
-    if not keys:
-        return None
-    try:
-        counts = cache.get_many([key for key, _ in keys])
-    except Exception as exc:
-        logger.warning("rate limit not checked, cache unavailable (%s)", type(exc).__name__)
-        return None
-    for key, limit in keys:
-        if counts.get(key, 0) >= limit.count:
+def rate_limit_hit(*, to: str, ip: str) -> str | None:
+    """Count this request against its limits; the scope ("recipient" or "ip") whose limit it
+    goes over, else None. One cache round trip per scope for a new window (ADD), two after.
+    Every request counts, refused ones too, as fixed-window limiters do."""
+    for key, limit in _keys(to=to, ip=ip):
+        try:
+            count = _increment(key, limit)
+        except Exception as exc:
+            logger.warning("rate limit not checked, cache unavailable (%s)", type(exc).__name__)
+            return None
+        if count > limit.count:
             return key.split(":")[2]
     return None
 
 
-def rate_limit_count(*, to: str, ip: str) -> None:
-    """Count one accepted email against its limits."""
-    for key, limit in _keys(to=to, ip=ip):
-        try:
-            if not cache.add(key, 1, timeout=limit.seconds + 1):
-                cache.incr(key)
-        except ValueError:
-            # The key expired between add and incr: this email starts the new window.
-            cache.add(key, 1, timeout=limit.seconds + 1)
-        except Exception as exc:
-            logger.warning("rate limit not counted, cache unavailable (%s)", type(exc).__name__)
-            return
+def _increment(key: str, limit: Limit) -> int:
+    # ADD first: most recipients have no window open yet, so one round trip is the usual cost.
+    if cache.add(key, 1, timeout=limit.seconds + 1):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # the window expired between the two calls: this request opens one
+        cache.add(key, 1, timeout=limit.seconds + 1)
+        return 1

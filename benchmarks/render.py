@@ -1,0 +1,122 @@
+"""Rendering speed, warm, in one process: Mailroom's default sign-in email (layout, CSS
+inlining, text part) against the same content through django-post_office's own code path
+(post_office.mail.create, which compiles and renders the three templates)."""
+
+import json
+import os
+import time
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_post_office")
+
+import django  # noqa: E402
+
+django.setup()
+
+from post_office import mail  # noqa: E402
+from post_office.models import EmailTemplate  # noqa: E402
+
+from emails.defaults import default_layout, default_templates  # noqa: E402
+from emails.models import Layout  # noqa: E402
+from emails.samples import samples_for  # noqa: E402
+
+N = int(os.environ.get("BENCH_RENDER_N", "2000"))
+
+
+def per_second(function, n=N):
+    for _ in range(50):  # warm: compiled-template caches, imports
+        function()
+    started = time.perf_counter()
+    for _ in range(n):
+        function()
+    return n / (time.perf_counter() - started)
+
+
+def main():
+    shipped = next(
+        f for f in default_templates() if (f["usage_type"], f["locale"]) == ("SignIn", "en")
+    )
+    layout_fields = default_layout()
+    layout = Layout(name="Default", html=layout_fields["html"], text=layout_fields["text"])
+    payload = samples_for("SignIn")["Branding and organization"]
+    content = {
+        "subject": shipped["subject"],
+        "html": shipped["html_body"],
+        "text": shipped["text_body"],
+        "preheader": shipped["preheader"],
+        "layout_id": None,
+    }
+    from emails import composer
+
+    def mailroom():
+        return composer.compose(
+            subject=content["subject"],
+            html=content["html"],
+            text=content["text"],
+            preheader=content["preheader"],
+            layout=layout,
+            payload=payload,
+            locale="en",
+        )
+
+    # post_office has no layouts: give it the same email as one template (layout with the
+    # body in place), and the same plain text; it does no CSS inlining.
+    whole_html = layout.html.replace("{{ content }}", content["html"])
+    template = EmailTemplate(
+        name="sign-in", subject=content["subject"], content=content["text"], html_content=whole_html
+    )
+    context = {
+        **payload,
+        "brand": {"name": "Acme", "logo_url": "", "company_info": ""},
+        "lang": "en",
+        "direction": "ltr",
+        "expires_in_minutes": 10,
+    }
+
+    def post_office():
+        return mail.create(
+            "Acme <no-reply@acme.example>",
+            ["jane@example.com"],
+            template=template,
+            context=context,
+            commit=False,
+        )
+
+    rendered = mailroom()
+    assert "482913" in rendered.html and "482913" in post_office().html_message
+    print(
+        json.dumps(
+            {
+                "mailroom": per_second(mailroom),
+                "post_office": per_second(post_office),
+                "mailroom_without_inlining": per_second(
+                    lambda: compose_content_plain(content, layout, payload)
+                ),
+                "html_bytes": len(rendered.html),
+            }
+        )
+    )
+
+
+def compose_content_plain(content, layout, payload):
+    from emails import rendering
+    from emails.rendering import inline_css  # noqa: F401  (kept for symmetry of imports)
+
+    saved, rendering.inline_css = rendering.inline_css, lambda html: html
+    try:
+        from emails import composer
+
+        return composer.compose(
+            subject=content["subject"],
+            html=content["html"],
+            text=content["text"],
+            preheader=content["preheader"],
+            layout=layout,
+            payload=payload,
+            locale="en",
+        )
+    finally:
+        rendering.inline_css = saved
+
+
+if __name__ == "__main__":
+    main()
