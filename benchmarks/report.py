@@ -164,10 +164,11 @@ Accepted {e2e["accepted"]:,}, delivered {e2e["delivered"]:,}, duplicates {e2e["d
 
 | | |
 |---|---|
-| database queries per accepted email | {cost["queries"]} ({"; ".join(cost["statements"])}) |
+| database queries per accepted email | {cost["queries"]} ({"; ".join(cost["statements"])}); at most {cost.get("max", cost["queries"])}, in the request that refreshes the process's template list |
 | bytes stored per message (table + indexes, after {storage["message_rows"]:,} messages) | {storage["message_bytes_per_row"]:.0f} |
 | bytes per row of the one-INSERT baseline table | {storage["baseline_bytes_per_row"]:.0f} |
-"""
+
+{PROFILING}"""
 
 
 def _plot(r: dict, path: Path) -> None:
