@@ -401,3 +401,20 @@ def test_broker_down_still_answers_200_and_keeps_the_message(api):
     assert mail.outbox == []
     # A guard against waiting out publish retries, not a speed measurement.
     assert elapsed < 10
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_template_deleted_behind_the_process_cache_is_not_a_500(api, settings):
+    # Given a process that has cached the template list, and a template deleted elsewhere
+    settings.EMAILS_TEMPLATE_CACHE_SECONDS = 3600
+    old = TemplateFactory(usage_type="Register", locale="en")
+    first = api.post(URL, load_payload("register-en.json"), format="json")
+    Template.objects.filter(pk=old.pk).delete()  # a queryset delete: no signal reaches the cache
+    new = TemplateFactory(usage_type="Register", locale="en", subject="Brand new")
+    # When Logto posts again
+    body = load_payload("register-en.json")
+    body["payload"]["code"] = "111222"
+    second = api.post(URL, body, format="json")
+    # Then the message is stored against the template that exists
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert Message.objects.get(pk=second.json()["id"]).template_id == new.pk
