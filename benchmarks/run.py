@@ -113,6 +113,24 @@ def stop(process):
             os.killpg(process.pid, signal.SIGKILL)
 
 
+def gunicorn(port: int, environment, log):
+    """Mailroom (and the baselines) under gunicorn, one sync worker, as the targets say."""
+    return start(
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "benchmarks.wsgi",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        environment,
+        log,
+    )
+
+
 def wait_port(port: int, timeout=30):
     import socket
 
@@ -198,20 +216,7 @@ def main():
 
     # 1. Accept path ------------------------------------------------------------------------
     port = free_port()
-    web = start(
-        [
-            PYTHON,
-            "-m",
-            "gunicorn",
-            "benchmarks.wsgi",
-            "--workers",
-            "1",
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        environment,
-        open(logs / "gunicorn.log", "w"),
-    )
+    web = gunicorn(port, environment, open(logs / "gunicorn.log", "w"))
     try:
         wait_port(port)
         endpoints = {
@@ -315,20 +320,7 @@ def end_to_end(environment, logs) -> dict:
             "CELERY_TASK_DEFAULT_QUEUE": f"bench-e2e-{uuid.uuid4().hex[:8]}",
         }
         port = free_port()
-        web = start(
-            [
-                PYTHON,
-                "-m",
-                "gunicorn",
-                "benchmarks.wsgi",
-                "--workers",
-                "1",
-                "--bind",
-                f"127.0.0.1:{port}",
-            ],
-            flow_env,
-            open(logs / "gunicorn-e2e.log", "w"),
-        )
+        web = gunicorn(port, flow_env, open(logs / "gunicorn-e2e.log", "w"))
         worker = start(
             [
                 PYTHON,

@@ -58,6 +58,9 @@ def compose(
     )
 
 
+CONTENT_KEYS = ("subject", "html", "text", "preheader", "layout_id")
+
+
 def template_content(template) -> dict:
     """A saved template's content in the shape compose() and test sends take."""
     return {
@@ -85,7 +88,7 @@ def compose_content(
         subject=content["subject"],
         html=content["html"],
         text=content["text"],
-        preheader=content.get("preheader", ""),
+        preheader=content.get("preheader") or "",
         layout=layout,
         payload=payload,
         locale=locale,

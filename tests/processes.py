@@ -4,6 +4,7 @@ shown on failure) when the test ends."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +37,21 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.1, what: str = "c
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def post_to_logto_endpoint(port: int, body: dict, authorization: str, timeout: float = 30):
+    """POST a body to the running service the way Logto does; (status, JSON answer)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/logto/email",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": authorization},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def database_url(settings_dict: dict) -> str:

@@ -9,12 +9,9 @@ worker killed after the provider took an email but before recording it sends it 
 
 from __future__ import annotations
 
-import json
 import signal
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -39,6 +36,7 @@ from tests.processes import (
     database_url,
     free_port,
     gunicorn,
+    post_to_logto_endpoint,
     service_env,
     wait_for,
 )
@@ -94,17 +92,7 @@ class Stack:
         self.worker = self._keep(celery_worker(self.worker_env, concurrency=2))
 
     def post(self, body: dict) -> tuple[int, dict]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/logto/email",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "Authorization": AUTHORIZATION},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
+        return post_to_logto_endpoint(self.port, body, AUTHORIZATION)
 
     def post_many(self, bodies: list[dict], threads: int = 4) -> list[tuple[int, dict]]:
         with ThreadPoolExecutor(threads) as pool:

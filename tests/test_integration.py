@@ -5,10 +5,6 @@ Skips with the reason when PostgreSQL or Redis is absent on a developer's machin
 CI=true it fails instead.
 """
 
-import json
-import urllib.error
-import urllib.request
-
 import pytest
 from django.db import connection
 
@@ -20,6 +16,7 @@ from tests.processes import (
     database_url,
     free_port,
     gunicorn,
+    post_to_logto_endpoint,
     running,
     service_env,
     wait_for,
@@ -29,17 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def post(port: int, body: dict, authorization: str = AUTHORIZATION):
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/logto/email",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": authorization},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return post_to_logto_endpoint(port, body, authorization)
 
 
 @pytest.fixture

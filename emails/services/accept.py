@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from emails.composer import CONTENT_KEYS
 from emails.locales import requested_locales
 from emails.models import Message, Template
 from emails.selectors import enabled_templates, template_select
@@ -183,13 +184,7 @@ def message_test_send(
         created_at=now,
         next_attempt_at=now,
         is_test=True,
-        test_content={
-            "subject": content["subject"],
-            "html": content["html"],
-            "text": content["text"],
-            "preheader": content.get("preheader", ""),
-            "layout_id": content.get("layout_id"),
-        },
+        test_content={key: content.get(key) for key in CONTENT_KEYS},
         requested_by=requested_by,
     )
     with transaction.atomic():
