@@ -38,6 +38,20 @@ def check_email_provider(app_configs, **kwargs):
 
 
 @register()
+def check_console_in_production(app_configs, **kwargs):
+    if settings.DEBUG or settings.EMAIL_BACKEND != "django.core.mail.backends.console.EmailBackend":
+        return []
+    return [
+        Error(
+            "EMAIL_PROVIDER is console (the default): every email, verification codes "
+            "included, is printed to the worker's output and none is delivered.",
+            hint="Set EMAIL_PROVIDER to your provider (postmark, mailgun, amazon_ses, smtp, ...).",
+            id="emails.E005",
+        )
+    ]
+
+
+@register()
 def check_broker(app_configs, **kwargs):
     if not settings.CELERY_TASK_ALWAYS_EAGER or settings.DEBUG:
         return []

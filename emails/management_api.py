@@ -12,12 +12,13 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from emails.composer import compose_content, template_content
 from emails.locales import normalize_locale
-from emails.models import Layout, Template, UsageType
+from emails.models import Layout, Template, UsageType, validate_sender
 from emails.transfer import text_to_html
 from emails.validation import validate_layout, validate_template
 
@@ -67,7 +68,13 @@ class DetailsSerializer(serializers.Serializer):
         "paragraphs in the HTML part.",
     )
     replyTo = serializers.EmailField(source="reply_to", allow_blank=True, required=False)  # noqa: N815
-    sendFrom = serializers.CharField(source="from_email", allow_blank=True, required=False)  # noqa: N815
+    sendFrom = serializers.CharField(  # noqa: N815
+        source="from_email",
+        allow_blank=True,
+        required=False,
+        max_length=320,
+        validators=[validate_sender],
+    )
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
@@ -204,7 +211,23 @@ RENDER_REQUEST = inline_serializer(
 )
 
 
+class RenderRequestSerializer(serializers.Serializer):
+    template = serializers.IntegerField(required=False)
+    templateType = serializers.ChoiceField(choices=UsageType.choices, required=False)  # noqa: N815
+    languageTag = serializers.CharField(required=False, default="en", max_length=35)  # noqa: N815
+    details = serializers.DictField(required=False, default=dict)
+    text = serializers.CharField(
+        required=False, default="", allow_blank=True, trim_whitespace=False
+    )
+    preheader = serializers.CharField(required=False, default="", allow_blank=True)
+    layout = serializers.IntegerField(required=False, allow_null=True)
+    payload = serializers.DictField(required=False, default=dict)
+
+
 class RenderView(TokenAuthenticated, APIView):
+    """Rendering inline content is writing a template: it takes the change permission;
+    rendering a saved one, the view permission."""
+
     permission_classes = [CanViewTemplates]
 
     @extend_schema(
@@ -221,26 +244,43 @@ class RenderView(TokenAuthenticated, APIView):
     )
     def post(self, request):
         """Render a saved template (``template``) or inline content with a payload."""
-        payload = request.data.get("payload") or {}
-        if not isinstance(payload, dict):
-            raise serializers.ValidationError({"payload": ["must be an object"]})
-        if request.data.get("template") is not None:
-            template = Template.objects.filter(pk=request.data["template"]).first()
+        data = _validated(RenderRequestSerializer, request)
+        if data.get("template") is not None:
+            template = Template.objects.filter(pk=data["template"]).first()
             if template is None:
                 raise serializers.ValidationError({"template": ["no such template"]})
             content, locale = template_content(template), template.locale
         else:
-            details = request.data.get("details") or {}
+            if not request.user.has_perm("emails.change_template"):
+                raise PermissionDenied("Rendering inline content needs the change permission.")
+            details = data["details"]
             content = {
                 "subject": str(details.get("subject", "")),
                 "html": str(details.get("content", "")),
-                "text": str(request.data.get("text", "")),
-                "preheader": str(request.data.get("preheader", "")),
-                "layout_id": request.data.get("layout"),
+                "text": data["text"],
+                "preheader": data["preheader"],
+                "layout_id": data.get("layout"),
             }
-            locale = str(request.data.get("languageTag") or "en")
-        parts = compose_content(content, payload=payload, locale=locale, preview=True)
+            locale = data["languageTag"]
+        parts = compose_content(content, payload=data["payload"], locale=locale, preview=True)
         return Response({key: parts[key] for key in ("subject", "html", "text", "errors")})
+
+
+def _validated(serializer_class, request) -> dict:
+    if not isinstance(request.data, dict):
+        raise serializers.ValidationError({"non_field_errors": ["send a JSON object"]})
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ValidateRequestSerializer(serializers.Serializer):
+    templateType = serializers.ChoiceField(choices=UsageType.choices)  # noqa: N815
+    details = serializers.DictField(required=False, default=dict)
+    text = serializers.CharField(
+        required=False, default="", allow_blank=True, trim_whitespace=False
+    )
+    preheader = serializers.CharField(required=False, default="", allow_blank=True)
 
 
 class ValidateView(TokenAuthenticated, APIView):
@@ -258,13 +298,14 @@ class ValidateView(TokenAuthenticated, APIView):
     )
     def post(self, request):
         """Validate a template without saving it; answers every problem with its line."""
-        details = request.data.get("details") or {}
+        data = _validated(ValidateRequestSerializer, request)
+        details = data["details"]
         problems = validate_template(
-            usage_type=str(request.data.get("templateType", "")),
+            usage_type=data["templateType"],
             subject=str(details.get("subject", "")),
             html_body=str(details.get("content", "")),
-            text_body=str(request.data.get("text", "")),
-            preheader=str(request.data.get("preheader", "")),
+            text_body=data["text"],
+            preheader=data["preheader"],
         )
         return Response(
             {

@@ -255,7 +255,7 @@ def _render(engine: Engine, source: str, context: Mapping, part: str) -> str:
     except Exception as exc:
         # Rendering runs author-written code paths (filters on payload data); whatever fails,
         # the caller gets one error type naming the part and line, never a crash.
-        raise TemplateRenderError(_message(exc), part=part, line=_line(exc)) from exc
+        raise TemplateRenderError(_message(exc), part=part, line=_line(exc)) from None
 
 
 @functools.lru_cache(maxsize=512)
@@ -280,6 +280,10 @@ def _message(exc: Exception) -> str:
             f"'{name}' does not exist here; a filter argument must exist "
             "(test it with {% if %}, or use {% firstof %})"
         )
+    if not isinstance(exc, TemplateSyntaxError):
+        # A filter or tag failing on a value: its text may quote the value (a code, a link),
+        # and this message is stored and shown. Name the kind of failure only.
+        return f"{type(exc).__name__} while rendering a tag or filter"
     text = str(exc).strip() or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 

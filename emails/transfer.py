@@ -21,11 +21,13 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils.html import escape
 
 from emails.locales import normalize_locale
-from emails.models import Layout, Template, UsageType
+from emails.models import Layout, Template, UsageType, validate_sender
 from emails.validation import validate_layout, validate_template
 
 EXPORT_VERSION = 1
@@ -251,7 +253,7 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
         preheader=template.preheader,
         html_body=template.html_body,
         text_body=template.text_body,
-    )
+    ) + _sender_problems(template)
     if problems:
         report.outcomes.append(Outcome("template", key, "invalid", "; ".join(map(str, problems))))
         return
@@ -268,6 +270,18 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
     report.outcomes.append(
         Outcome("template", key, action, "" if action == "create" else ", ".join(changed))
     )
+
+
+def _sender_problems(template) -> list[str]:
+    problems = []
+    for name, validator in (("from_email", validate_sender), ("reply_to", validate_email)):
+        value = getattr(template, name)
+        if value:
+            try:
+                validator(value)
+            except ValidationError:
+                problems.append(f"{name} {value[:80]!r} is not an email address")
+    return problems
 
 
 # --- Exporting --------------------------------------------------------------------------------

@@ -41,8 +41,11 @@ EMAILS_TEMPLATE_CACHE_SECONDS = env.float("EMAILS_TEMPLATE_CACHE_SECONDS", defau
 
 # --- Delivery ------------------------------------------------------------------------------
 # A Logto verification code lives 600 s by default. A code email is never sent after that
-# (status "expired"), identical requests within it are one email, and retries stop before it.
+# (status "expired"), and retries stop before it.
 EMAILS_CODE_TTL = env.int("EMAILS_CODE_TTL", default=600)
+# A request identical to a sent one is the same email within this many seconds (a retry),
+# a deliberate resend after it; one still queued or sending is always the same email.
+EMAILS_DEDUP_SECONDS = env.int("EMAILS_DEDUP_SECONDS", default=60)
 # Emails without a code (invitations) are retried for this long.
 EMAILS_RETRY_WINDOW = env.int("EMAILS_RETRY_WINDOW", default=3600)
 EMAILS_MAX_ATTEMPTS = env.int("EMAILS_MAX_ATTEMPTS", default=6)

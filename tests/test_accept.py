@@ -158,3 +158,37 @@ def test_rate_limits_count_in_redis_through_the_pooled_client_backend(send, sett
         body["payload"]["code"] = code
         statuses.append(send(body).status_code)
     assert statuses == [200, 200, 429]
+
+
+def _age(message_id, seconds):
+    message = Message.objects.get(pk=message_id)
+    Message.objects.filter(pk=message_id).update(
+        created_at=message.created_at - timedelta(seconds=seconds)
+    )
+
+
+def test_a_sent_email_asked_for_again_after_the_dedup_window_is_sent_again(send, settings):
+    # Logto's console test always sends the code 000000: a second test is a second email.
+    body = load_payload("generic-console-test.json")
+    first = send(body).json()["id"]
+    _age(first, settings.EMAILS_DEDUP_SECONDS + 1)
+    assert send(body).json()["id"] != first
+    assert len(mail.outbox) == 2
+
+
+def test_a_failed_email_asked_for_again_is_tried_again(send):
+    body = load_payload("organization-invitation-es.json")
+    first = send(body).json()["id"]
+    Message.objects.filter(pk=first).update(status=MessageStatus.FAILED)
+    second = send(body).json()["id"]
+    assert second != first
+    assert Message.objects.get(pk=second).status == MessageStatus.SENT
+
+
+def test_an_email_still_queued_is_the_same_email_however_late_the_repeat(post_email, settings):
+    # No on_commit delivery here: the first stays queued, as when the broker is down.
+    body = load_payload("sign-in-fr.json")
+    first = post_email(body).json()["id"]
+    _age(first, settings.EMAILS_DEDUP_SECONDS * 5)
+    assert post_email(body).json()["id"] == first
+    assert Message.objects.count() == 1

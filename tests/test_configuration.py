@@ -140,10 +140,35 @@ def test_configured_production_passes_the_checks():
         DJANGO_SECRET_KEY="x" * 50,
         LOGTO_AUTHORIZATION="Bearer t",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        CACHE_URL="redis://127.0.0.1:6379/1",
+        EMAIL_PROVIDER="smtp",
+        EMAIL_HOST="smtp.example.com",
     )
     assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+def test_production_on_the_console_backend_is_refused():
+    # The console backend prints every code to the worker's output and delivers nothing.
+    result = manage("check", DJANGO_SECRET_KEY="x" * 50, LOGTO_AUTHORIZATION="Bearer t")
+    assert result.returncode != 0
+    assert "emails.E005" in result.stderr
 
 
 @pytest.mark.django_db
 def test_no_model_change_is_missing_a_migration():
     call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def test_malformed_rate_limit_stops_start_up_not_a_request():
+    result = manage("check", DJANGO_DEBUG="true", EMAILS_RATE_LIMIT_IP="lots")
+    assert result.returncode != 0
+    assert "emails.E003" in result.stderr and "EMAILS_RATE_LIMIT_IP" in result.stderr
+
+
+def test_sending_timeout_shorter_than_the_send_limit_is_refused():
+    result = manage(
+        "check", DJANGO_DEBUG="true", EMAILS_SEND_TIME_LIMIT="60", EMAILS_SENDING_TIMEOUT="30"
+    )
+    assert result.returncode != 0
+    assert "emails.E004" in result.stderr

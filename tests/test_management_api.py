@@ -154,3 +154,27 @@ def test_openapi_schema_and_docs_are_served(client):
     assert "/api/v1/templates/" in text and "languageTag" in text and "/api/logto/email" not in text
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
+
+
+def test_bad_input_is_400_not_500(api):
+    assert (
+        api.post("/api/v1/render", {"layout": "abc", "payload": {}}, format="json").status_code
+        == 400
+    )
+    assert api.post("/api/v1/render", {"template": "abc"}, format="json").status_code == 400
+    assert api.post("/api/v1/render", [1, 2], format="json").status_code == 400
+    assert api.post("/api/v1/validate", [1], format="json").status_code == 400
+    bad_sender = {**NEW, "details": {**NEW["details"], "sendFrom": "not an address"}}
+    response = api.post("/api/v1/templates/", bad_sender, format="json")
+    assert response.status_code == 400 and "sendFrom" in response.json()["details"]
+
+
+def test_rendering_inline_content_needs_the_change_permission():
+    reader = client_for("view_template")
+    inline = {"details": {"subject": "x", "content": "{{ code }}"}, "payload": {"code": "1"}}
+    assert reader.post("/api/v1/render", inline, format="json").status_code == 403
+    saved = Template.objects.get(usage_type="SignIn", locale="en")
+    answer = reader.post(
+        "/api/v1/render", {"template": saved.pk, "payload": {"code": "7"}}, format="json"
+    )
+    assert answer.status_code == 200 and "7" in answer.json()["text"]

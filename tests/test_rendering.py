@@ -127,3 +127,25 @@ def test_an_error_never_dumps_the_payload():
     text = str(caught.value)
     assert "'missing' does not exist here" in text
     assert "482913" not in text and "secret" not in text
+
+
+def test_runtime_errors_name_no_values():
+    with pytest.raises(TemplateRenderError) as caught:
+        render(html="{{ 5|divisibleby:link }}", link="https://app.example.com/inv/SECRET")
+    assert "SECRET" not in str(caught.value)
+    assert str(caught.value) == "HTML body: ValueError while rendering a tag or filter (line 1)"
+
+
+def test_loops_have_a_budget():
+    assert render(html="{% for a in x %}{{ a }}{% endfor %}", x=list(range(100))).html
+    with pytest.raises(TemplateRenderError, match="loops ran more than 10000 times"):
+        render(html="{% for a in x %}{% for b in x %}.{% endfor %}{% endfor %}", x=list(range(200)))
+
+
+def test_add_cannot_double_a_value_into_gigabytes():
+    doubling = "".join(f"{{% with a{i + 1}=a{i}|add:a{i} %}}" for i in range(12))
+    with pytest.raises(TemplateRenderError, match="longer than 10000"):
+        render(html=doubling + "{{ a12 }}" + "{% endwith %}" * 12, a0="x" * 100)
+    assert render(html="{{ a|add:b }}", a="Jane ", b="Doe").html == "Jane Doe"
+    with pytest.raises(TemplateRenderError, match="make_list"):
+        render(html="{{ s|make_list|length }}", s="x" * 2000)

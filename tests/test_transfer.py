@@ -157,3 +157,25 @@ def _snapshot():
     }
     layouts = {layout.name: (layout.html, layout.text) for layout in Layout.objects.all()}
     return templates, layouts
+
+
+def test_import_refuses_a_sender_that_is_no_address(tmp_path):
+    path = tmp_path / "logto.json"
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "languageTag": "nl",
+                    "templateType": "SignIn",
+                    "details": {
+                        "subject": "Code",
+                        "content": "<p>{{ code }}</p>",
+                        "sendFrom": "nobody",
+                    },
+                }
+            ]
+        )
+    )
+    with pytest.raises(CommandError):
+        run(str(path))
+    assert not Template.objects.filter(locale="nl").exists()

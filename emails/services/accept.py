@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from emails.composer import CONTENT_KEYS
 from emails.locales import requested_locales
-from emails.models import Message, Template
+from emails.models import Message, MessageStatus, Template
 from emails.selectors import enabled_templates, template_select
 from emails.services.ratelimit import rate_limit_hit
 
@@ -111,8 +111,8 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             earlier = _recent_duplicate(message.dedup_key, now=now)
             if earlier is not None:
                 return earlier
-            # The clash is with a message older than the TTL whose key the sweeper has not
-            # cleared yet: clear it and insert again.
+            # The earlier one is no repeat of this request (it failed, expired, or was sent
+            # a while ago: a deliberate resend): take its key and insert.
             Message.objects.filter(dedup_key=message.dedup_key).update(dedup_key=None)
             continue
         # Stored and committed: only now tell the broker (in a transaction, after commit).
@@ -122,10 +122,20 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
 
 
 def _recent_duplicate(key: str | None, *, now) -> Message | None:
+    """The earlier message this request repeats, if any: one with the same key that is still
+    on its way (queued, sending: a retry must not make a second email), or that was sent
+    within EMAILS_DEDUP_SECONDS (a double click, a proxy retrying). A failed or expired one,
+    or one sent longer ago, is not repeated but resent: Logto's console test always sends
+    the code 000000, and resending an invitation sends the same link."""
     if key is None:
         return None
-    since = now - timedelta(seconds=settings.EMAILS_CODE_TTL)
-    return Message.objects.filter(dedup_key=key, created_at__gt=since).first()
+    earlier = Message.objects.filter(dedup_key=key).first()
+    if earlier is None or earlier.created_at <= now - timedelta(seconds=settings.EMAILS_CODE_TTL):
+        return None
+    if earlier.status in (MessageStatus.QUEUED, MessageStatus.SENDING):
+        return earlier
+    recent = now - timedelta(seconds=settings.EMAILS_DEDUP_SECONDS)
+    return earlier if earlier.status == MessageStatus.SENT and earlier.created_at > recent else None
 
 
 def dedup_key(*, to: str, usage_type: str, payload: dict) -> str | None:
