@@ -180,8 +180,8 @@ def message_test_send(
     template=None,
 ) -> Message:
     """Send ``content`` (subject/html/text/preheader/layout_id, saved or not) to ``to`` through
-    the real pipeline:
-    a message record marked as a test, the queue, the provider. No dedup, no rate limit."""
+    the real pipeline: a message record marked as a test, the queue, the provider. No dedup,
+    no rate limit."""
     now = timezone.now()
     message = Message(
         to=to,
