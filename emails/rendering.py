@@ -235,11 +235,6 @@ def _plain_link(match: re.Match) -> str:
     return url if not label or label == url else f"{label}: {url}"
 
 
-def check_template_syntax(source: str) -> None:
-    """Raise TemplateRenderError if ``source`` does not compile in the sandbox."""
-    _compile(_HTML_ENGINE, source)
-
-
 def compile_template(source: str):
     """The compiled sandbox template (for inspection); raises TemplateRenderError."""
     return _compile(_HTML_ENGINE, source)

@@ -71,7 +71,6 @@ REQUIRED = {
     **{kind: "code" for kind in UsageType.values if kind != UsageType.ORGANIZATION_INVITATION},
     UsageType.ORGANIZATION_INVITATION: "link",
 }
-TEMPLATE_FIELDS = ("subject", "preheader", "html_body", "text_body")
 MAPPING_METHODS = {"items", "keys", "values"}  # {% for key, value in user.profile.items %}
 
 

@@ -2,7 +2,7 @@ import pytest
 
 from emails.rendering import (
     TemplateRenderError,
-    check_template_syntax,
+    compile_template,
     html_to_text,
     render_email,
 )
@@ -109,7 +109,7 @@ def test_syntax_error_names_part_and_line():
 
 def test_unclosed_block_is_a_clear_error():
     with pytest.raises(TemplateRenderError, match="endif"):
-        check_template_syntax("<p>{% if code %}{{ code }}</p>")
+        compile_template("<p>{% if code %}{{ code }}</p>")
 
 
 def test_ordinary_tags_and_filters_still_work():
