@@ -1,6 +1,7 @@
 from anymail.signals import tracking
-from celery.signals import task_prerun
+from celery.signals import task_prerun, worker_process_init
 from django.db import close_old_connections
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
@@ -25,3 +26,24 @@ def before_task(**kwargs):
     (CONN_HEALTH_CHECKS). Celery's own close-after-every-task is off (CELERY_DB_REUSE_MAX)."""
     if not getattr(kwargs.get("task").request, "is_eager", False):
         close_old_connections()
+
+
+_in_worker_process = False
+
+
+@worker_process_init.connect(dispatch_uid="emails.worker_process_init")
+def on_worker_process_init(**kwargs):
+    global _in_worker_process
+    _in_worker_process = True
+
+
+@receiver(connection_created, dispatch_uid="emails.worker_session")
+def on_connection_created(sender, connection, **kwargs):
+    """Worker sessions commit without waiting for the WAL flush (synchronous_commit off): the
+    claim and the outcome of each email no longer wait for the disk. A PostgreSQL crash can
+    forget the last fraction of a second of such commits: a claim (the message is queued
+    again) or an outcome (the sweeper re-queues it), so at worst an email goes out twice,
+    which at-least-once delivery allows. Accepting (the web's INSERT) stays durable."""
+    if _in_worker_process and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO off")

@@ -1,18 +1,51 @@
 """Celery tasks: each takes a primary key (or nothing), calls one service, and owns only the
 decision to schedule a retry."""
 
-from celery import shared_task
+import time
 
-from emails.services import message_deliver, message_publish, messages_purge, messages_sweep
+from celery import shared_task
+from django.conf import settings
+
+from emails.services import (
+    message_deliver,
+    message_deliver_next,
+    message_publish,
+    messages_purge,
+    messages_sweep,
+    workers_wake,
+)
 
 
 @shared_task(ignore_result=True)
 def deliver_message(message_id: str) -> None:
     outcome = message_deliver(message_id=message_id)
     if outcome is not None and outcome.retry_in is not None:
-        # Published, not Task.retry(): if the broker is down now, the message is queued in
-        # the database with its next_attempt_at and the sweeper publishes it later.
-        message_publish(message_id=message_id, countdown=outcome.retry_in)
+        _schedule_retry(message_id, outcome.retry_in)
+
+
+@shared_task(ignore_result=True)
+def deliver_due() -> int:
+    """Deliver due messages one after another until none is left: what the relay
+    (emails/relay.py) publishes when new messages are stored. Stops after a share of the
+    task's time limit, and publishes itself again if messages were still waiting then."""
+    deadline = time.monotonic() + settings.EMAILS_SEND_TIME_LIMIT / 4
+    delivered = 0
+    while time.monotonic() < deadline:
+        result = message_deliver_next()
+        if result is None:
+            return delivered
+        message_id, outcome = result
+        delivered += 1
+        if outcome.retry_in is not None:
+            _schedule_retry(message_id, outcome.retry_in)
+    workers_wake()
+    return delivered
+
+
+def _schedule_retry(message_id: str, countdown: float) -> None:
+    # Published, not Task.retry(): if the broker is down now, the message is queued in
+    # the database with its next_attempt_at and the relay or the sweeper publishes it later.
+    message_publish(message_id=message_id, countdown=countdown)
 
 
 @shared_task(ignore_result=True)

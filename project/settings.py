@@ -57,6 +57,11 @@ EMAILS_SENDING_TIMEOUT = env.int("EMAILS_SENDING_TIMEOUT", default=2 * EMAILS_SE
 EMAILS_SWEEP_INTERVAL = env.float("EMAILS_SWEEP_INTERVAL", default=30.0)
 # A queued message nobody claimed for this long is published again (lost publish, broker down).
 EMAILS_REPUBLISH_AFTER = env.int("EMAILS_REPUBLISH_AFTER", default=60)
+# With PostgreSQL and a broker, workers learn of new messages from the database (LISTEN/NOTIFY,
+# see emails/relay.py) and the web request never talks to the broker. Off: publish per message.
+EMAILS_RELAY = env.bool("EMAILS_RELAY", default=True)
+EMAILS_RELAY_POLL = env.float("EMAILS_RELAY_POLL", default=5.0)
+EMAILS_RELAY_COALESCE = env.float("EMAILS_RELAY_COALESCE", default=0.02)
 EMAILS_RETENTION_DAYS = env.int("EMAILS_RETENTION_DAYS", default=30)
 EMAILS_PREVIEW_LINK_DAYS = env.int("EMAILS_PREVIEW_LINK_DAYS", default=7)
 # The brand shown when Logto's payload names none (no application or organization branding).

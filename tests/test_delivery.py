@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from emails.models import MessageStatus
 from emails.services import message_deliver
-from emails.tasks import deliver_message
+from emails.tasks import deliver_due, deliver_message
 from tests.factories import MessageFactory, TemplateFactory
 
 pytestmark = pytest.mark.django_db
@@ -208,3 +208,37 @@ def test_switching_provider_is_only_settings(
     assert recipient_of(request) == "jane@example.com"
     assert message.status == MessageStatus.SENT
     assert message.provider_message_id
+
+
+def test_deliver_due_drains_every_due_message_oldest_first(postmark):
+    # Given three due messages stored at different times, one claimed by another worker, and
+    # one whose retry is not due yet
+    now = timezone.now()
+    late = MessageFactory(to="late@example.com", next_attempt_at=now - timedelta(seconds=1))
+    early = MessageFactory(to="early@example.com", next_attempt_at=now - timedelta(seconds=30))
+    middle = MessageFactory(to="middle@example.com", next_attempt_at=now - timedelta(seconds=10))
+    claimed = MessageFactory(status=MessageStatus.SENDING, claimed_at=now)
+    later = MessageFactory(next_attempt_at=now + timedelta(minutes=5))
+
+    # When one deliver_due task runs (what the relay publishes)
+    delivered = deliver_due.apply().get()
+
+    # Then it sends every due message, the longest waiting first, and nothing else
+    assert delivered == 3
+    assert [request.json()["To"] for request in postmark.requests] == [
+        "early@example.com",
+        "middle@example.com",
+        "late@example.com",
+    ]
+    for message in (early, middle, late):
+        message.refresh_from_db()
+        assert message.status == MessageStatus.SENT
+    claimed.refresh_from_db()
+    later.refresh_from_db()
+    assert (claimed.status, later.status) == (MessageStatus.SENDING, MessageStatus.QUEUED)
+
+
+def test_deliver_due_with_nothing_due_sends_nothing(postmark):
+    MessageFactory(next_attempt_at=timezone.now() + timedelta(minutes=5))
+    assert deliver_due.apply().get() == 0
+    assert postmark.requests == []

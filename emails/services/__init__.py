@@ -6,8 +6,14 @@ from emails.services.accept import (
     message_accept,
     message_publish,
     message_test_send,
+    workers_wake,
 )
-from emails.services.delivery import DeliveryOutcome, message_deliver, messages_resend
+from emails.services.delivery import (
+    DeliveryOutcome,
+    message_deliver,
+    message_deliver_next,
+    messages_resend,
+)
 from emails.services.previews import (
     PreviewLinkGone,
     PreviewLinkInvalid,
@@ -26,6 +32,7 @@ __all__ = [
     "SweepReport",
     "message_accept",
     "message_deliver",
+    "message_deliver_next",
     "messages_resend",
     "message_publish",
     "message_test_send",
@@ -38,4 +45,5 @@ __all__ = [
     "messages_purge",
     "messages_sweep",
     "tracking_event_record",
+    "workers_wake",
 ]

@@ -1,7 +1,9 @@
 """Accepting Logto's request: the outbox write.
 
-Accept = one INSERT, committed; the broker is told after commit, in a way that cannot fail the
-request. The record is the source of truth: whatever the broker loses, the sweeper finds.
+Accept = one INSERT, committed. With PostgreSQL and a broker that is all: the database
+notifies the workers' relay at commit (emails/relay.py). Otherwise the broker is told after
+commit, in a way that cannot fail the request. The record is the source of truth: whatever
+the broker loses, the relay's poll and the sweeper find.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import hmac
 import logging
 from contextlib import nullcontext
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 
+import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -20,6 +23,7 @@ from django.utils import timezone
 from emails.composer import CONTENT_KEYS
 from emails.locales import requested_locales
 from emails.models import Message, MessageStatus, Template
+from emails.relay import relay_enabled
 from emails.selectors import enabled_templates, template_select
 from emails.services.ratelimit import rate_limit_hit
 
@@ -102,7 +106,7 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             # A single statement needs no transaction of its own; inside a caller's
             # transaction, a savepoint keeps a clash from aborting it.
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                message.save(force_insert=True)
+                _insert(message)
         except IntegrityError:
             if not Template.objects.filter(pk=message.template_id).exists():
                 raise _TemplateGone() from None
@@ -115,10 +119,43 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             # a while ago: a deliberate resend): take its key and insert.
             Message.objects.filter(dedup_key=message.dedup_key).update(dedup_key=None)
             continue
-        # Stored and committed: only now tell the broker (in a transaction, after commit).
-        transaction.on_commit(partial(message_publish, message_id=message.pk))
+        # Stored and committed. With the relay, PostgreSQL tells the workers at commit;
+        # otherwise tell the broker now (in a caller's transaction: after its commit).
+        if not relay_enabled():
+            transaction.on_commit(partial(message_publish, message_id=message.pk))
         return None
     raise IntegrityError("message could not be stored: its dedup key kept clashing")
+
+
+def _insert(message: Message) -> None:
+    """``message.save(force_insert=True)``, at a third of the cost on PostgreSQL.
+
+    The ORM compiles the 27-column INSERT on every call and sends it with client-side
+    binding, so PostgreSQL parses and plans it every time too: together about as much as
+    the rest of the request. Here the statement is built once from the model's fields, the
+    values come from each field's own conversion (as the ORM's), and the statement is
+    prepared once per connection."""
+    if connection.vendor != "postgresql":
+        message.save(force_insert=True)
+        return
+    fields = Message._meta.concrete_fields
+    values = [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields]
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        # Django's cursor binds client-side; a server-binding cursor on the same connection
+        # (same transaction) can use a prepared statement.
+        psycopg.Cursor(cursor.cursor.connection).execute(_insert_sql(), values, prepare=True)
+
+
+@cache
+def _insert_sql() -> str:
+    quote = connection.ops.quote_name
+    fields = Message._meta.concrete_fields
+    # Identifiers from the model, quoted; values are parameters.
+    return "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
+        quote(Message._meta.db_table),
+        ", ".join(quote(field.column) for field in fields),
+        ", ".join(["%s"] * len(fields)),
+    )
 
 
 def _recent_duplicate(key: str | None, *, now) -> Message | None:
@@ -165,6 +202,19 @@ def message_publish(*, message_id, countdown: float | None = None) -> bool:
         logger.warning(
             "message %s stored but not queued (%s: %s)", message_id, type(exc).__name__, exc
         )
+        return False
+    return True
+
+
+def workers_wake() -> bool:
+    """Queue one ``deliver_due`` task (a worker drains every due message). Never raises: True
+    if the broker took it; if not, the relay's next poll or the sweeper tries again."""
+    from emails.tasks import deliver_due
+
+    try:
+        deliver_due.apply_async(retry=False)
+    except Exception as exc:
+        logger.warning("could not queue delivery of due messages (%s: %s)", type(exc).__name__, exc)
         return False
     return True
 

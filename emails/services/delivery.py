@@ -27,7 +27,7 @@ from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsR
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -58,11 +58,68 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     """
     now = timezone.now()
     # The claim: one conditional UPDATE, so only one worker ever holds a message.
-    claimed = Message.objects.filter(
-        pk=message_id, status=MessageStatus.QUEUED, next_attempt_at__lte=now + timedelta(seconds=1)
-    ).update(status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now)
+    claimed = _due(Message.objects.filter(pk=message_id), now).update(
+        status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
+    )
     if not claimed:
         return None
+    return _deliver_claimed(message_id, now=now)
+
+
+def message_deliver_next() -> tuple[str, DeliveryOutcome] | None:
+    """Claim the message that has waited longest among those due, and deliver it. Returns
+    its id and outcome, or None when nothing is due (or every due one is claimed already).
+
+    What the relay's ``deliver_due`` task loops on: one statement claims the next message,
+    so a worker drains the queue without a broker round trip per email."""
+    now = timezone.now()
+    message_id = _claim_next(now)
+    if message_id is None:
+        return None
+    return str(message_id), _deliver_claimed(message_id, now=now)
+
+
+def _due(messages, now):
+    # One second of slack: a retry published with a countdown may run a moment early.
+    return messages.filter(
+        status=MessageStatus.QUEUED, next_attempt_at__lte=now + timedelta(seconds=1)
+    )
+
+
+_CLAIM_NEXT_SQL = """
+UPDATE emails_message SET status = %s, attempts = attempts + 1, claimed_at = %s
+WHERE id = (
+    SELECT id FROM emails_message WHERE status = %s AND next_attempt_at <= %s
+    ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
+
+
+def _claim_next(now):
+    if connection.vendor == "postgresql":
+        # One round trip; SKIP LOCKED lets concurrent workers take different messages.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _CLAIM_NEXT_SQL,
+                [MessageStatus.SENDING, now, MessageStatus.QUEUED, now + timedelta(seconds=1)],
+            )
+            row = cursor.fetchone()
+        return row[0] if row else None
+    # Elsewhere (SQLite): pick the oldest due message, then claim it conditionally.
+    for message_id in (
+        _due(Message.objects.all(), now)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:5]
+    ):
+        if _due(Message.objects.filter(pk=message_id), now).update(
+            status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
+        ):
+            return message_id
+    return None
+
+
+def _deliver_claimed(message_id, *, now) -> DeliveryOutcome:
     message = Message.objects.select_related("template__layout").get(pk=message_id)
 
     if message.attempts > settings.EMAILS_MAX_ATTEMPTS:

@@ -1,0 +1,34 @@
+from django.db import migrations
+
+CREATE = """
+CREATE FUNCTION emails_message_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('mailroom_queued', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER emails_message_notify AFTER INSERT ON emails_message
+    FOR EACH STATEMENT EXECUTE FUNCTION emails_message_notify();
+"""
+DROP = """
+DROP TRIGGER IF EXISTS emails_message_notify ON emails_message;
+DROP FUNCTION IF EXISTS emails_message_notify();
+"""
+
+
+def create(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(CREATE)
+
+
+def drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP)
+
+
+class Migration(migrations.Migration):
+    """PostgreSQL tells listening workers when messages are stored (emails/relay.py): one
+    notification per committed INSERT statement, sent by the database at commit."""
+
+    dependencies = [("emails", "0002_starter_templates")]
+
+    operations = [migrations.RunPython(create, drop)]
