@@ -48,25 +48,59 @@ The causes, in the order found:
 7. (In the benchmark's own stub: keep-alive responses stalled 40 ms on Nagle's algorithm and
    delayed ACKs until the stub set `TCP_NODELAY`.)
 
+### Second round: the publish off the request path, and the worker's per-email costs
+
+Profiled again the same way (py-spy on the gunicorn worker under wrk, cProfile in-process). The
+machine was about 1.7× slower that day than on the first round (the one-INSERT baseline did
+about 500 requests/s instead of 860), so compare ratios, not requests/s.
+
+| | before | after |
+|---|---|---|
+| accept, in-process time per request (one-INSERT baseline: 1.3 ms) | 7.6 ms | 3.7 ms |
+| accept requests/s (Mailroom / one-INSERT, wrk) | 215 / 530 (0.40×) | see the table above |
+| end to end, accept → provider p50 (2,000 messages) | 1,207 ms | 19 ms |
+
+1. **The publish to Celery was a third of the accept request** (building the message, and
+   kombu creating a Redis client for each publish). The web request no longer talks to the
+   broker at all: a trigger makes PostgreSQL send `NOTIFY` when the INSERT commits, and a
+   relay thread in each `celery worker` LISTENs and queues one `deliver_due` task, which
+   claims and delivers due messages one after another (`UPDATE ... FOR UPDATE SKIP LOCKED`,
+   one statement per claim) until none is left. A burst of a thousand emails costs a handful
+   of tasks instead of a thousand. Nothing relies on a notification arriving: the relay polls
+   every `EMAILS_RELAY_POLL` seconds and after every reconnection, and the sweeper still
+   republishes anything left queued (emails/relay.py).
+2. **The ORM compiled the 27-column INSERT on every request** and sent it with client-side
+   binding, so PostgreSQL parsed and planned it every time as well. The statement is now built
+   once from the model's fields and run as a prepared statement on the same connection (the
+   values still come from each field's own conversion).
+3. **DRF's serializer deep-copied its fields on every request** (about a sixth of the request).
+   The four fields are checked by plain code with the same rules and the same error texts.
+4. **Every claim and outcome in the worker waited for the WAL flush.** Worker sessions now
+   commit with `synchronous_commit = off`. A PostgreSQL crash can forget the last fraction of
+   a second of worker commits, which at worst sends an email twice (at-least-once allows it).
+   The web's INSERT, the promise made to Logto, still waits for the disk.
+
 **Targets still missed, and why.** On 2 cores shared by gunicorn, PostgreSQL, Redis, Celery and
 the load generator:
 
-- *Accept ≥ 0.9× one INSERT.* What remains beyond the INSERT is the publish to Celery (about
-  15 % of the worker's time: Celery builds the message and kombu a Redis client per publish),
-  DRF's parsing and validation, the ORM, and one Redis round trip for the rate limit. Reaching
-  0.9× needs the publish off the request path: a relay that publishes from the table (for
-  example on PostgreSQL `LISTEN/NOTIFY`). That is an architecture change, proposed as a
-  follow-up rather than done here.
-- *p99 < 25 ms at 300 requests/s on one worker.* One sync worker tops out near 300 requests/s
-  here, so a constant 300/s queues; with two workers, or the relay above, it would not.
+- *Accept ≥ 0.9× one INSERT.* The baseline does two round trips per request to another process
+  (Django's connection health check, the INSERT). Mailroom does three: the rate limit is one
+  Redis round trip (about 16 % of the request in py-spy), and on a saturated 2-core machine
+  every hop to another process costs a context switch away and back. Its INSERT also does more
+  work in PostgreSQL (a wider row, nine indexes, the foreign-key check and the notification
+  trigger). Closing the gap needs the rate limit counted inside the INSERT statement itself
+  (PostgreSQL instead of Redis), proposed as a follow-up.
+- *p99 < 25 ms at 300 requests/s on one worker.* Met only if one sync worker has headroom at
+  300 requests/s on the machine of the day; see the table above.
 - *Rendering ≥ 3× post_office.* Mailroom renders about 2× post_office's speed with CSS inlining
-  and about 3× without it: css-inline costs about 0.09 ms of Mailroom's 0.27 ms per email, work
-  post_office does not do at all.
-- *End to end ≥ 0.8× the plain loop.* Each email costs the worker two committed UPDATEs (claim,
-  outcome) and a SELECT, plus Celery's per-task broker round trips, and here it shares the CPU
-  with the accept side. Options, not taken: `synchronous_commit = off` for worker sessions
-  (at-least-once already allows the rare resend it could cause), and claiming messages in
-  batches.
+  and about 3× without it: css-inline is about a third of Mailroom's time per email, work
+  post_office does not do at all. Not changed in the second round.
+- *End to end ≥ 0.8× the plain loop.* The plain loop only sends; Mailroom must also accept
+  each email (gunicorn, the load generator and PostgreSQL's durable INSERT) on the same two
+  cores while it delivers. With the relay the workers keep pace with what one gunicorn worker
+  accepts (accept → provider p50 in milliseconds, not seconds), so end to end is now bounded
+  by the accept side sharing the CPU: a second gunicorn worker raised accept throughput but
+  not messages/s, and made the workers fall behind instead.
 """
 
 
@@ -110,11 +144,11 @@ the same server; absolute numbers drift on a shared 2-core machine.
 `gunicorn --workers 1` (sync) with PostgreSQL, Redis as broker and rate-limit cache, driven by
 `wrk -t1 -c8` for {r.get("wrk_seconds", 10)} s per run, best of the rounds (median in brackets).
 Every request is a new sign-in code email (unique recipient and code, so no request is a
-duplicate and every one is inserted, rate-limited and published).
+duplicate and every one is rate-limited and inserted).
 
 | endpoint | what it does | requests/s | p50 | p99 | ratio to one-INSERT |
 |---|---|---|---|---|---|
-| `/api/logto/email` | Mailroom: auth, validation, template choice, rate limit, INSERT + commit, publish | {a["mailroom"]["rps"]:.0f} ({a["mailroom"]["rps_median"]:.0f}) | {a["mailroom"]["p50_ms"]:.2f} ms | {a["mailroom"]["p99_ms"]:.2f} ms | {accept_ratio:.2f}× |
+| `/api/logto/email` | Mailroom: auth, validation, template choice, rate limit (Redis), INSERT + commit (PostgreSQL notifies the workers) | {a["mailroom"]["rps"]:.0f} ({a["mailroom"]["rps_median"]:.0f}) | {a["mailroom"]["p50_ms"]:.2f} ms | {a["mailroom"]["p99_ms"]:.2f} ms | {accept_ratio:.2f}× |
 | `/bench/insert` | parse JSON, one INSERT (the floor of a durable accept) | {a["insert"]["rps"]:.0f} ({a["insert"]["rps_median"]:.0f}) | {a["insert"]["p50_ms"]:.2f} ms | {a["insert"]["p99_ms"]:.2f} ms | 1.00× |
 | `/bench/nodb` | parse JSON, answer (the ceiling) | {a["nodb"]["rps"]:.0f} ({a["nodb"]["rps_median"]:.0f}) | {a["nodb"]["p50_ms"]:.2f} ms | {a["nodb"]["p99_ms"]:.2f} ms | {a["nodb"]["rps"] / a["insert"]["rps"]:.2f}× |
 
@@ -147,7 +181,9 @@ email.
 ## 3. End to end
 
 {e2e["posted"]:,} POSTs (8 at a time) to gunicorn (1 worker), delivered by `celery worker
---concurrency 2` through anymail's real Postmark backend to a local stub of Postmark's API,
+--concurrency 2` (woken by its relay, draining due messages with `deliver_due`; worker
+sessions with `synchronous_commit = off`) through anymail's real Postmark backend to a local
+stub of Postmark's API,
 beside a plain loop in 2 processes that renders the same messages and sends them straight
 through anymail to the same stub (no database, no queue: the limit).
 
