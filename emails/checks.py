@@ -82,13 +82,4 @@ def check_delivery_settings(app_configs, **kwargs):
                 id="emails.E004",
             )
         )
-    backend = settings.CACHES["default"]["BACKEND"]
-    if not settings.DEBUG and backend.endswith(("LocMemCache", "DummyCache")):
-        errors.append(
-            Warning(
-                "Rate limits are counted per process: the cache is not shared.",
-                hint="Set CACHE_URL=redis://.../1.",
-                id="emails.W002",
-            )
-        )
     return errors

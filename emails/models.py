@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
@@ -228,15 +230,14 @@ class Message(models.Model):
     expires_at = models.DateTimeField(
         null=True, blank=True, help_text="For a verification code: when it is dead."
     )
-    dedup_key = models.CharField(
+    dedup_key = models.CharField(  # noqa: DJ001  (NULL: no key; the unique index skips NULLs)
         max_length=64,
         null=True,
         blank=True,
-        unique=True,
         editable=False,
         help_text="Keyed hash of recipient, type, code and link; cleared after the code TTL.",
     )
-    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
     delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
     delivery_status_at = models.DateTimeField(null=True, blank=True)
@@ -255,6 +256,7 @@ class Message(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,  # a partial index below: only test sends have one
         help_text="For a test send: who sent it.",
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -263,8 +265,34 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Every index costs each accepting INSERT, so each one here serves a query, and the
+        # ones only some rows need are partial (declared here, not with unique/db_index on
+        # the field, so PostgreSQL gets no extra varchar_pattern_ops copy for LIKE).
         indexes = [
+            # The claim, the relay and the sweeper.
             models.Index(fields=["status", "next_attempt_at"], name="emails_message_status_idx"),
+            # Rate limits (services/ratelimit.py): recent messages per recipient and per IP.
+            models.Index(Lower("to"), "created_at", name="emails_message_to_recent_idx"),
+            models.Index(
+                fields=["ip", "created_at"],
+                name="emails_message_ip_recent_idx",
+                condition=~Q(ip=""),
+            ),
+            # Tracking webhooks find a message by the provider's id, once it has one.
+            models.Index(
+                fields=["provider_message_id"],
+                name="emails_message_provider_idx",
+                condition=~Q(provider_message_id=""),
+            ),
+            models.Index(
+                fields=["requested_by"],
+                name="emails_message_requester_idx",
+                condition=Q(requested_by__isnull=False),
+            ),
+        ]
+        constraints = [
+            # Two identical requests at once are one email (services/accept.py).
+            models.UniqueConstraint(fields=["dedup_key"], name="emails_message_dedup_key_uniq"),
         ]
 
     def __str__(self):

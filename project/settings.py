@@ -85,15 +85,6 @@ EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 
-# Rate-limit counters. Use Redis in production (CACHE_URL=redis://...): the per-process
-# default cannot count across gunicorn workers.
-CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
-if CACHES["default"]["BACKEND"].endswith("RedisCache"):
-    # Django's backend, keeping one redis client per pool (see emails/cache.py for why).
-    CACHES["default"]["BACKEND"] = "emails.cache.RedisCache"
-    # On the request path: an unreachable Redis must cost a second at most (limits fail open).
-    CACHES["default"].setdefault("OPTIONS", {}).update(socket_connect_timeout=1, socket_timeout=1)
-
 # --- Celery --------------------------------------------------------------------------------
 _broker_url = env.str("CELERY_BROKER_URL", default="")
 # No broker: run tasks in-process right after commit, so the one-command dev setup needs no

@@ -102,16 +102,6 @@ def celery_broker(url: str):
         app.conf.update(previous)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    """Rate-limit counters live in the cache: every test starts with none."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
-
-
 @pytest.fixture
 def api():
     """A client that talks to the Logto endpoint the way Logto does."""

@@ -55,5 +55,4 @@ EMAILS_RETRY_BASE_DELAY = 0.01
 EMAILS_TEMPLATE_CACHE_SECONDS = 0
 EMAILS_RATE_LIMIT_RECIPIENT = "15/600"
 EMAILS_RATE_LIMIT_IP = "300/600"
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -25,7 +25,7 @@ from emails.locales import requested_locales
 from emails.models import Message, MessageStatus, Template
 from emails.relay import relay_enabled
 from emails.selectors import enabled_templates, template_select
-from emails.services.ratelimit import rate_limit_hit
+from emails.services.ratelimit import rate_limit_condition, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
@@ -53,18 +53,10 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
     locales = requested_locales(payload, default=settings.EMAILS_DEFAULT_LOCALE)
     now = timezone.now()
     key = dedup_key(to=to, usage_type=usage_type, payload=payload)
-    for attempt in range(2):
+    for _attempt in range(2):
         choice = template_select(usage_type=usage_type, locales=locales)
         if choice is None:
             raise NoTemplateError(usage_type)
-        if attempt == 0:
-            scope = rate_limit_hit(to=to, ip=ip)
-            if scope is not None:
-                # A repeat of an email already accepted gets its id, even over the limit.
-                earlier = _recent_duplicate(key, now=now)
-                if earlier is not None:
-                    return earlier
-                raise RateLimitedError(scope)
         message = Message(
             to=to,
             usage_type=usage_type,
@@ -87,11 +79,23 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
         except _TemplateGone:
             # Deleted since this process last looked (see selectors.enabled_templates).
             enabled_templates.clear()
+        except _OverLimit as refused:
+            # A repeat of an email already accepted gets its id, even over the limit.
+            earlier = _recent_duplicate(key, now=now)
+            if earlier is not None:
+                return earlier
+            raise RateLimitedError(refused.scope) from None
     raise NoTemplateError(usage_type)
 
 
 class _TemplateGone(Exception):
     pass
+
+
+class _OverLimit(Exception):
+    def __init__(self, scope: str):
+        super().__init__(scope)
+        self.scope = scope
 
 
 def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
@@ -106,7 +110,7 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             # A single statement needs no transaction of its own; inside a caller's
             # transaction, a savepoint keeps a clash from aborting it.
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                _insert(message)
+                _insert(message, now=now)
         except IntegrityError:
             if not Template.objects.filter(pk=message.template_id).exists():
                 raise _TemplateGone() from None
@@ -127,35 +131,59 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
     raise IntegrityError("message could not be stored: its dedup key kept clashing")
 
 
-def _insert(message: Message) -> None:
-    """``message.save(force_insert=True)``, at a third of the cost on PostgreSQL.
+def _insert(message: Message, *, now) -> None:
+    """``message.save(force_insert=True)`` unless a rate limit refuses it (_OverLimit), in one
+    statement and at a third of the ORM's cost on PostgreSQL.
 
     The ORM compiles the 27-column INSERT on every call and sends it with client-side
     binding, so PostgreSQL parses and plans it every time too: together about as much as
     the rest of the request. Here the statement is built once from the model's fields, the
     values come from each field's own conversion (as the ORM's), and the statement is
-    prepared once per connection."""
+    prepared once per connection. The rate limits are counted in the same statement
+    (``INSERT ... SELECT ... WHERE <under the limits>``: see services/ratelimit.py)."""
     if connection.vendor != "postgresql":
+        scope = rate_limit_hit(to=message.to, ip=message.ip, now=now)
+        if scope is not None:
+            raise _OverLimit(scope)
         message.save(force_insert=True)
         return
+    condition, limit_params = rate_limit_condition(to=message.to, ip=message.ip, now=now)
     fields = Message._meta.concrete_fields
     values = [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields]
     with connection.cursor() as cursor, connection.wrap_database_errors:
         # Django's cursor binds client-side; a server-binding cursor on the same connection
         # (same transaction) can use a prepared statement.
-        psycopg.Cursor(cursor.cursor.connection).execute(_insert_sql(), values, prepare=True)
+        inserted = (
+            psycopg.Cursor(cursor.cursor.connection)
+            .execute(_insert_sql(condition), values + limit_params, prepare=True)
+            .rowcount
+        )
+    if not inserted:
+        raise _OverLimit(rate_limit_hit(to=message.to, ip=message.ip, now=now) or "recipient")
 
 
 @cache
-def _insert_sql() -> str:
+def _insert_sql(condition: str) -> str:
     quote = connection.ops.quote_name
     fields = Message._meta.concrete_fields
-    # Identifiers from the model, quoted; values are parameters.
-    return "INSERT INTO {} ({}) VALUES ({})".format(  # noqa: S608
-        quote(Message._meta.db_table),
-        ", ".join(quote(field.column) for field in fields),
-        ", ".join(["%s"] * len(fields)),
+    columns = ", ".join(quote(field.column) for field in fields)
+    # Identifiers from the model, quoted; values and limits are parameters.
+    if not condition:
+        values = ", ".join(["%s"] * len(fields))
+        return f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) VALUES ({values})"  # noqa: S608
+    # In a SELECT list PostgreSQL cannot infer a parameter's type from the column: cast it
+    # (text for strings, so an over-long value is refused by the column, never truncated).
+    values = ", ".join(f"%s::{_cast_type(field)}" for field in fields)
+    return (
+        f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "  # noqa: S608
+        f"SELECT {values} WHERE {condition}"
     )
+
+
+def _cast_type(field) -> str:
+    if field.get_internal_type() in ("CharField", "TextField"):
+        return "text"
+    return field.cast_db_type(connection)
 
 
 def _recent_duplicate(key: str | None, *, now) -> Message | None:

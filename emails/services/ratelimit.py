@@ -1,23 +1,27 @@
-"""Fixed-window rate limits per recipient and per end-user IP, kept in Django's cache
-(Redis in production).
+"""Rate limits per recipient and per end-user IP, counted in the database.
 
-Failure contract: a cache that cannot be reached never refuses an email. Limits fail open
-(logged): losing a sign-in code is worse than letting a burst through, and Logto applies its
-own per-recipient limit before calling us.
+A sliding window: a new email is refused when the recipient (or the IP) already has ``count``
+emails stored in the last ``seconds``. Test sends from the admin do not count; refused
+requests store nothing and so do not count either.
+
+On PostgreSQL the count is part of the accepting INSERT itself (``INSERT ... SELECT ...
+WHERE <under the limits>``, see accept.py), so a limit costs no round trip and no other
+service: no cache to be down, nothing to fail open. Two requests for the same recipient at
+the same moment can both pass the count, so a limit may be exceeded by the number of
+concurrent requests; Logto applies its own per-recipient limit before calling us.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Value
+from django.db.models.functions import Lower
 
-logger = logging.getLogger(__name__)
+from emails.models import Message
 
 
 @dataclass(frozen=True)
@@ -39,50 +43,52 @@ class Limit:
         return cls(count, seconds)
 
 
-def _keys(*, to: str, ip: str) -> list[tuple[str, Limit]]:
-    keys = []
-    checks = [
-        (
-            "recipient",
-            to.lower(),
-            settings.EMAILS_RATE_LIMIT_RECIPIENT,
-            "EMAILS_RATE_LIMIT_RECIPIENT",
-        ),
-        ("ip", ip, settings.EMAILS_RATE_LIMIT_IP, "EMAILS_RATE_LIMIT_IP"),
-    ]
-    now = time.time()
-    for scope, value, setting, name in checks:
-        limit = Limit.parse(setting, name=name)
-        if limit is None or not value:
-            continue
-        # Hashed so no address or IP sits in the cache in clear.
-        digest = hashlib.sha256(value.encode()).hexdigest()[:32]
-        window = int(now // limit.seconds)
-        keys.append((f"emails:rate:{scope}:{digest}:{window}", limit))
-    return keys
+# scope -> (setting, the SQL that selects the scope's recent messages by one parameter)
+_SCOPES = {
+    "recipient": ("EMAILS_RATE_LIMIT_RECIPIENT", 'lower("to") = lower(%s)'),
+    "ip": ("EMAILS_RATE_LIMIT_IP", "ip = %s"),
+}
 
 
-def rate_limit_hit(*, to: str, ip: str) -> str | None:
-    """Count this request against its limits; the scope ("recipient" or "ip") whose limit it
-    goes over, else None. One cache round trip per scope for a new window (ADD), two after.
-    Every request counts, refused ones too, as fixed-window limiters do."""
-    for key, limit in _keys(to=to, ip=ip):
-        try:
-            count = _increment(key, limit)
-        except Exception as exc:
-            logger.warning("rate limit not checked, cache unavailable (%s)", type(exc).__name__)
-            return None
-        if count > limit.count:
-            return key.split(":")[2]
+def _active(*, to: str, ip: str) -> list[tuple[str, str, Limit]]:
+    """(scope, value, limit) for each limit that applies to this request."""
+    values = {"recipient": to, "ip": ip}
+    active = []
+    for scope, (name, _) in _SCOPES.items():
+        limit = Limit.parse(getattr(settings, name), name=name)
+        if limit is not None and values[scope]:
+            active.append((scope, values[scope], limit))
+    return active
+
+
+def rate_limit_condition(*, to: str, ip: str, now: datetime) -> tuple[str, list]:
+    """A SQL condition, true while this request is under every limit, and its parameters;
+    ``("", [])`` when no limit applies. Each count stops at the limit (LIMIT), so it reads at
+    most ``count`` index entries (emails_message_to_recent_idx, emails_message_ip_recent_idx).
+    """
+    parts, params = [], []
+    for scope, value, limit in _active(to=to, ip=ip):
+        # Only constants from _SCOPES are formatted in; values are parameters.
+        parts.append(
+            "(SELECT count(*) FROM (SELECT 1 FROM emails_message WHERE "  # noqa: S608
+            f"{_SCOPES[scope][1]} AND created_at > %s AND NOT is_test LIMIT %s) recent) < %s"
+        )
+        params += [value, now - timedelta(seconds=limit.seconds), limit.count, limit.count]
+    return " AND ".join(parts), params
+
+
+def rate_limit_hit(*, to: str, ip: str, now: datetime) -> str | None:
+    """The scope ("recipient" or "ip") whose limit this request would go over, else None.
+    Costs a query per limit: used where the INSERT cannot count (SQLite), and to name the
+    scope after the INSERT refused."""
+    for scope, value, limit in _active(to=to, ip=ip):
+        recent = Message.objects.filter(
+            created_at__gt=now - timedelta(seconds=limit.seconds), is_test=False
+        )
+        if scope == "recipient":
+            recent = recent.alias(to_lower=Lower("to")).filter(to_lower=Lower(Value(value)))
+        else:
+            recent = recent.filter(ip=value)
+        if recent[: limit.count].count() >= limit.count:
+            return scope
     return None
-
-
-def _increment(key: str, limit: Limit) -> int:
-    # ADD first: most recipients have no window open yet, so one round trip is the usual cost.
-    if cache.add(key, 1, timeout=limit.seconds + 1):
-        return 1
-    try:
-        return cache.incr(key)
-    except ValueError:  # the window expired between the two calls: this request opens one
-        cache.add(key, 1, timeout=limit.seconds + 1)
-        return 1
