@@ -16,10 +16,12 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from types import MappingProxyType
 
 import css_inline
 from django.template import Context, Engine, TemplateSyntaxError, VariableDoesNotExist
+from django.template.base import Lexer, TokenType, VariableNode, tag_re
 from django.utils.safestring import mark_safe
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
@@ -153,7 +155,12 @@ def render_email(
     ``context`` (from email_context) replaces the bare payload when given.
     Raises TemplateRenderError for the first part that fails.
     """
-    parts = _render_all(subject, html, text, preheader, layout, context or freeze(payload))
+    context = context or freeze(payload)
+    if layout is not None:
+        prepared = _render_prepared(subject, html, text, preheader, layout, context)
+        if prepared is not None:
+            return prepared
+    parts = _render_all(subject, html, text, preheader, layout, context)
     if parts["errors"]:
         raise parts["errors"][0]
     return RenderedEmail(subject=parts["subject"], html=parts["html"], text=parts["text"])
@@ -177,6 +184,153 @@ def render_preview(
         for error in parts["errors"]
     ]
     return parts
+
+
+def _render_prepared(subject, html, text, preheader, layout, context) -> RenderedEmail | None:
+    """render_email's fast path, for an email with a layout and its own text: the layout and
+    body as one template whose CSS was inlined when it was compiled (_inlined_source), so no
+    email pays for parsing and inlining its HTML. None when that template cannot be used or
+    a part fails (the usual path then renders, or names the failing part and line)."""
+    source = _inlined_source(layout.html, html) if text.strip() else None
+    if source is None:
+        return None
+    context = dict(context)
+    try:
+        subject = " ".join(_render(_TEXT_ENGINE, subject, context, "subject").split())
+        preheader = " ".join(_render(_TEXT_ENGINE, preheader, context, "preheader").split())
+        wrapped = {**context, "subject": subject, "preheader": preheader}
+        body = _render(_HTML_ENGINE, source, wrapped, "HTML body")
+        own_text = _render(_TEXT_ENGINE, text, context, "plain-text body")
+        if layout.text.strip():
+            own_text = _render(_TEXT_ENGINE, layout.text, {**wrapped, "content": own_text}, "")
+    except TemplateRenderError:
+        return None
+    return RenderedEmail(subject=subject, html=body, text=own_text)
+
+
+# Where the CSS may be inlined before rendering: rules whose selectors are only classes, ids,
+# html or body (an element's own markup decides whether they match, never its neighbours or a
+# conditional ancestor), and no template tag where they are matched or the HTML is made.
+_SIMPLE_SELECTOR = re.compile(r"^(?:html|body|\.[A-Za-z_][\w-]*|#[A-Za-z_][\w-]*)$")
+_STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
+_TAG_IN_MATCHED_ATTRIBUTE = re.compile(r"\b(?:class|id)\s*=\s*(?:\"[^\"]*|'[^']*)\{[{%]", re.I)
+_UNSAFE_TAGS = re.compile(r"\b(?:safe|safeseq|autoescape)\b")
+_LAYOUT_ONLY_NAMES = re.compile(r"\b(?:content|subject|preheader)\b")
+_CONTENT = re.compile(r"\bcontent\b")
+_MARKER = re.compile("\ue000(\\d+)\ue001")
+
+
+@functools.lru_cache(maxsize=512)
+def _inlined_source(layout_html: str, body_html: str) -> str | None:
+    """The layout with the body in place of its ``{{ content }}`` and the CSS inlined: the
+    same email as inlining each rendered one, when the checks below can promise that.
+
+    The layout must have exactly one plain ``{{ content }}`` at its top level (not inside a
+    tag that changes how the body renders), and the body must not use the names only the
+    layout sees. Then, after inlining, every template tag must still be there, in order and
+    in its place among the elements (see _skeleton)."""
+    try:
+        layout = _compile(_HTML_ENGINE, layout_html)
+        _compile(_HTML_ENGINE, body_html)
+    except TemplateRenderError:
+        return None
+    slots = [
+        node
+        for node in layout.nodelist
+        if isinstance(node, VariableNode) and node.filter_expression.token.strip() == "content"
+    ]
+    content_mentions = sum(len(_CONTENT.findall(tag)) for tag in _tags(layout_html))
+    body_uses_layout_names = any(_LAYOUT_ONLY_NAMES.search(tag) for tag in _tags(body_html))
+    if len(slots) != 1 or content_mentions != 1 or body_uses_layout_names:
+        return None
+    start, end = slots[0].token.position
+    merged = layout_html[:start] + body_html + layout_html[end:]
+    styles = _STYLE_BLOCK.findall(merged)
+    if (
+        not styles
+        or not all(_simple_css(style) for style in styles)
+        or _TAG_IN_MATCHED_ATTRIBUTE.search(merged)
+        or any(_UNSAFE_TAGS.search(tag) for tag in _tags(merged))
+    ):
+        return None
+    # The inliner sees each template tag as an opaque marker (so it neither escapes `<` in
+    # `{% if a < b %}` nor parses anything in it), and each marker must come back in place.
+    originals = []
+
+    def protect(match: re.Match) -> str:
+        originals.append(match.group(0))
+        return f"\ue000{len(originals) - 1}\ue001"
+
+    protected = tag_re.sub(protect, merged)
+    try:
+        inlined = _CSS_INLINER.inline(protected)
+    except ValueError:
+        return None
+    # The parser builds a tree: text it finds where HTML allows none (a tag between table
+    # rows) is moved, which would move the tag out of what it wraps. Every marker must keep
+    # its place among the elements.
+    every_marker = [str(index) for index in range(len(originals))]
+    if _MARKER.findall(inlined) != every_marker or _skeleton(inlined) != _skeleton(protected):
+        return None
+    return _MARKER.sub(lambda match: originals[int(match.group(1))], inlined)
+
+
+class _Skeleton(HTMLParser):
+    """Start tags and template-tag markers in document order, leaving out what an HTML
+    parser adds or drops by itself (html, head, body, tbody, end tags)."""
+
+    IMPLIED = frozenset({"html", "head", "body", "tbody"})
+
+    def __init__(self):
+        super().__init__(convert_charrefs=False)
+        self.items: list = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in self.IMPLIED:
+            markers = [_MARKER.findall(value or "") for _, value in attrs]
+            self.items.append((tag, [marker for found in markers for marker in found]))
+
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+
+    def handle_data(self, data):
+        self.items.extend(_MARKER.findall(data))
+
+
+def _skeleton(html: str) -> list:
+    parser = _Skeleton()
+    parser.feed(html)
+    parser.close()
+    return parser.items
+
+
+def _tags(source: str) -> list[str]:
+    """The template's variables and tags, in order, as written."""
+    return [
+        token.contents for token in Lexer(source).tokenize() if token.token_type != TokenType.TEXT
+    ]
+
+
+def _simple_css(css: str) -> bool:
+    if "{{" in css or "{%" in css:
+        return False
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    rules, depth, selector = [], 0, []
+    for char in css:  # top-level rules only: @media blocks are kept, never inlined
+        if char == "{":
+            if depth == 0:
+                rules.append("".join(selector))
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            selector = []
+        elif depth == 0:
+            selector.append(char)
+    return all(
+        rule.strip().startswith("@")
+        or all(_SIMPLE_SELECTOR.match(part.strip()) for part in rule.split(","))
+        for rule in rules
+    )
 
 
 def _render_all(subject, html, text, preheader, layout, context) -> dict:
@@ -243,7 +397,9 @@ def compile_template(source: str):
 def _render(engine: Engine, source: str, context: Mapping, part: str) -> str:
     try:
         template = _compile(engine, source)
-        return template.render(Context(dict(context), autoescape=engine.autoescape))
+        # No localisation: numbers render the same whatever language the process has active
+        # (an email has its own locale; the server's is not it).
+        return template.render(Context(dict(context), autoescape=engine.autoescape, use_l10n=False))
     except TemplateRenderError as exc:
         exc.part = part
         raise
@@ -253,7 +409,7 @@ def _render(engine: Engine, source: str, context: Mapping, part: str) -> str:
         raise TemplateRenderError(_message(exc), part=part, line=_line(exc)) from None
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=2048)
 def _compile_cached(engine: Engine, source: str):
     return engine.from_string(source)
 

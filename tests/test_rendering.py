@@ -1,11 +1,18 @@
+from html.parser import HTMLParser
+
 import pytest
 
+from emails import rendering
+from emails.defaults import default_layout, default_templates
 from emails.rendering import (
+    LayoutSource,
     TemplateRenderError,
     compile_template,
+    email_context,
     html_to_text,
     render_email,
 )
+from emails.samples import samples_for
 
 
 def render(html="", subject="s", text="t", **payload):
@@ -149,3 +156,108 @@ def test_add_cannot_double_a_value_into_gigabytes():
     assert render(html="{{ a|add:b }}", a="Jane ", b="Doe").html == "Jane Doe"
     with pytest.raises(TemplateRenderError, match="make_list"):
         render(html="{{ s|make_list|length }}", s="x" * 2000)
+
+
+class _Dom(HTMLParser):
+    """An HTML document as a list of events, entities decoded, whitespace and the order of
+    style declarations ignored: two serialisations of the same document compare equal."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.events = []
+
+    def handle_starttag(self, tag, attrs):
+        normal = []
+        for name, value in sorted(attrs):
+            if name == "style" and value:
+                value = sorted(part.replace(" ", "") for part in value.split(";") if part.strip())
+            normal.append((name, str(value)))
+        self.events.append(("start", tag, normal))
+
+    def handle_endtag(self, tag):
+        self.events.append(("end", tag))
+
+    def handle_data(self, data):
+        if data.split():
+            self.events.append(("text", " ".join(data.split())))
+
+
+def _dom(html: str) -> list:
+    parser = _Dom()
+    parser.feed(html)
+    return parser.events
+
+
+def _both_paths(subject, html, text, layout, context, preheader=""):
+    prepared = rendering._render_prepared(subject, html, text, preheader, layout, context)
+    usual = rendering._render_all(subject, html, text, preheader, layout, context)
+    assert not usual["errors"]
+    return prepared, usual
+
+
+def test_every_shipped_email_is_the_same_whether_its_css_is_inlined_once_or_per_email():
+    layout = LayoutSource(html=default_layout()["html"], text=default_layout()["text"])
+    brand = {"name": "Acme", "logo_url": "", "company_info": "Acme Inc.\nMain Street 1"}
+    checked = 0
+    for shipped in default_templates():
+        for payload in samples_for(shipped["usage_type"]).values():
+            context = email_context(
+                payload, locale=shipped["locale"], brand=brand, expires_in_minutes=10
+            )
+            prepared, usual = _both_paths(
+                shipped["subject"],
+                shipped["html_body"],
+                shipped["text_body"],
+                layout,
+                context,
+                shipped["preheader"],
+            )
+            # Every shipped template takes the inlined-once path...
+            assert prepared is not None, (shipped["usage_type"], shipped["locale"])
+            # ...and it sends the same email as inlining each rendered one
+            assert (prepared.subject, prepared.text) == (usual["subject"], usual["text"])
+            assert _dom(prepared.html) == _dom(usual["html"])
+            assert (
+                'class="code" style="' in prepared.html
+                or "{{ code }}" not in (shipped["html_body"])
+            )
+            checked += 1
+    assert checked > 180
+
+
+@pytest.mark.parametrize(
+    ("layout_html", "why"),
+    [
+        (
+            "<style>td + td { color: red; }</style><table><tr><td>a</td><td>{{ content }}"
+            "</td></tr></table>",
+            "a selector that depends on neighbours",
+        ),
+        (
+            "<style>.x { color: red; }</style>{% if brand.name %}{{ content }}{% endif %}",
+            "the body inside a tag",
+        ),
+        (
+            '<style>.x { color: red; }</style><p class="{{ lang }}">{{ content }}</p>',
+            "a template tag in a class attribute",
+        ),
+        (
+            "<style>.x { color: red; }</style><table>{% if lang %}<tr><td>-</td></tr>"
+            "{% endif %}<tr><td>{{ content }}</td></tr></table>",
+            "a tag where the HTML parser moves text",
+        ),
+    ],
+)
+def test_css_is_inlined_per_email_when_inlining_once_could_differ(layout_html, why):
+    layout = LayoutSource(html=layout_html, text="{{ content }}")
+    context = email_context(
+        {"code": "123456"}, locale="en", brand={"name": "Acme"}, expires_in_minutes=10
+    )
+    body = '<span class="x">{{ code }}</span>'
+    prepared, usual = _both_paths("Code", body, "{{ code }}", layout, context)
+    assert prepared is None, why
+    # The email is still inlined, by the per-email path
+    email = render_email(
+        subject="Code", html=body, text="{{ code }}", payload={}, layout=layout, context=context
+    )
+    assert email.html == usual["html"] and 'style="color: red;"' in email.html
