@@ -48,17 +48,17 @@ The causes, in the order found:
 7. (In the benchmark's own stub: keep-alive responses stalled 40 ms on Nagle's algorithm and
    delayed ACKs until the stub set `TCP_NODELAY`.)
 
-### Second round: the publish off the request path, and the worker's per-email costs
+### Second round: nothing but the INSERT on the request path, and cheaper deliveries
 
-Profiled again the same way (py-spy on the gunicorn worker under wrk, cProfile in-process). The
-machine was about 1.7× slower that day than on the first round (the one-INSERT baseline did
-about 500 requests/s instead of 860), so compare ratios, not requests/s.
+Profiled again the same way. The machine was about 1.7× slower that day than on the first
+round, so compare ratios. Accept, before (the code after the first round) and after, served
+alternately by the same gunicorn setup, 3 rounds of `wrk` for 5 s each, medians:
 
 | | before | after |
 |---|---|---|
-| accept, in-process time per request (one-INSERT baseline: 1.3 ms) | 7.6 ms | 3.7 ms |
-| accept requests/s (Mailroom / one-INSERT, wrk) | 215 / 530 (0.40×) | see the table above |
-| end to end, accept → provider p50 (2,000 messages) | 1,207 ms | 19 ms |
+| accept requests/s ÷ one-INSERT requests/s, same run | 0.25× | 0.46× |
+| round trips to other processes per accept | 4 (health check, Redis rate limit, INSERT, Redis publish) | 2 (health check, INSERT) |
+| end to end, accept → provider p50, 2,000 messages | 1,207 ms (relay, claims waiting for the disk) | 19 ms |
 
 1. **The publish to Celery was a third of the accept request** (building the message, and
    kombu creating a Redis client for each publish). The web request no longer talks to the
@@ -69,38 +69,60 @@ about 500 requests/s instead of 860), so compare ratios, not requests/s.
    of tasks instead of a thousand. Nothing relies on a notification arriving: the relay polls
    every `EMAILS_RELAY_POLL` seconds and after every reconnection, and the sweeper still
    republishes anything left queued (emails/relay.py).
-2. **The ORM compiled the 27-column INSERT on every request** and sent it with client-side
-   binding, so PostgreSQL parsed and planned it every time as well. The statement is now built
-   once from the model's fields and run as a prepared statement on the same connection (the
-   values still come from each field's own conversion).
-3. **DRF's serializer deep-copied its fields on every request** (about a sixth of the request).
-   The four fields are checked by plain code with the same rules and the same error texts.
-4. **Every claim and outcome in the worker waited for the WAL flush.** Worker sessions now
-   commit with `synchronous_commit = off`. A PostgreSQL crash can forget the last fraction of
-   a second of worker commits, which at worst sends an email twice (at-least-once allows it).
-   The web's INSERT, the promise made to Logto, still waits for the disk.
+2. **The rate limit was a Redis round trip** (about 15 % of the request in py-spy): on a
+   saturated 2-core machine every hop to another process costs a context switch away and
+   back. The limit is now counted by the accepting INSERT itself (`INSERT ... SELECT ... WHERE`
+   fewer than N messages for this recipient in the window, on an index of recent messages per
+   recipient): a sliding window, in the database that is the source of truth anyway, with
+   nothing to fail open. Redis is off the request path entirely.
+3. **The ORM compiled the 27-column INSERT on every request** and sent it with client-side
+   binding, so PostgreSQL parsed and planned it every time as well (planning alone took
+   0.2–0.4 ms in `EXPLAIN ANALYZE`). The statement is now built once from the model's fields
+   and run as a prepared statement on the same connection (the values still come from each
+   field's own conversion).
+4. **DRF's serializer deep-copied its fields on every request.** The four fields are checked
+   by plain code with the same rules and the same error texts.
+5. **Nine indexes on the message table**, two of them `varchar_pattern_ops` copies Django adds
+   for `LIKE` and two on columns almost always empty. Now six on a typical INSERT: the empty
+   ones are partial indexes and the `LIKE` copies are gone.
+6. **Every claim and outcome in the worker waited for the WAL flush**, and behind that the
+   workers fell seconds behind the accepts. Worker sessions now commit with
+   `synchronous_commit = off`. A PostgreSQL crash can forget the last fraction of a second of
+   worker commits, which at worst sends an email twice (at-least-once allows it). The web's
+   INSERT, the promise made to Logto, still waits for the disk.
 
-**Targets still missed, and why.** On 2 cores shared by gunicorn, PostgreSQL, Redis, Celery and
-the load generator:
+7. **CSS inlining was half of rendering** (css-inline parsing and re-serialising each 4 KB
+   email). The layout, with the body in place of its `{{ content }}`, is now inlined once when
+   it is compiled, with each template tag hidden behind a marker, and then rendered like any
+   template. That is used only when it provably gives the same email: selectors that are only
+   classes, ids, `html` or `body` (so an element's own markup decides what it gets), no
+   template tag in a `class` or `id`, the body not inside a tag of the layout, and every marker
+   back in its place among the elements after inlining (an HTML parser moves text it finds
+   between table rows, which would move a tag out of what it wraps). Anything else is inlined
+   per email, as before. All 180 shipped templates qualify, and a test renders each with every
+   sample payload both ways and compares the documents.
+8. **Django localised every number** in every template, a lookup of the process's active
+   language per value (16 % of a render). Emails are rendered without localisation: a number
+   reads the same whichever language the worker process happens to have active.
 
-- *Accept ≥ 0.9× one INSERT.* The baseline does two round trips per request to another process
-  (Django's connection health check, the INSERT). Mailroom does three: the rate limit is one
-  Redis round trip (about 16 % of the request in py-spy), and on a saturated 2-core machine
-  every hop to another process costs a context switch away and back. Its INSERT also does more
-  work in PostgreSQL (a wider row, nine indexes, the foreign-key check and the notification
-  trigger). Closing the gap needs the rate limit counted inside the INSERT statement itself
-  (PostgreSQL instead of Redis), proposed as a follow-up.
-- *p99 < 25 ms at 300 requests/s on one worker.* Met only if one sync worker has headroom at
-  300 requests/s on the machine of the day; see the table above.
-- *Rendering ≥ 3× post_office.* Mailroom renders about 2× post_office's speed with CSS inlining
-  and about 3× without it: css-inline is about a third of Mailroom's time per email, work
-  post_office does not do at all. Not changed in the second round.
-- *End to end ≥ 0.8× the plain loop.* The plain loop only sends; Mailroom must also accept
-  each email (gunicorn, the load generator and PostgreSQL's durable INSERT) on the same two
-  cores while it delivers. With the relay the workers keep pace with what one gunicorn worker
-  accepts (accept → provider p50 in milliseconds, not seconds), so end to end is now bounded
-  by the accept side sharing the CPU: a second gunicorn worker raised accept throughput but
-  not messages/s, and made the workers fall behind instead.
+**Targets still missed, and why.** On 2 cores shared by gunicorn, PostgreSQL, Celery and the
+load generator:
+
+- *Accept ≥ 0.9× one INSERT.* Both endpoints now make the same two round trips (Django's
+  connection health check and the INSERT), and the INSERT itself costs PostgreSQL about the
+  same (0.2–0.3 ms against 0.16 ms in `EXPLAIN ANALYZE`, with the rate-limit count and the
+  notification trigger). What remains is Python: the authorization check, the field checks,
+  the template choice, the dedup key's HMAC, the model instance and DRF's request handling,
+  about half of the request here. Going further means leaving Django and DRF for this one
+  endpoint, which the product's stack rules out.
+- *p99 < 25 ms at 300 requests/s on one worker.* Met only when one sync worker has headroom
+  at 300 requests/s on the machine of the day; see the table above.
+- *End to end ≥ 0.8× the plain loop.* The plain loop only renders and sends; Mailroom must
+  also accept every email (gunicorn, the load generator and PostgreSQL's durable INSERT) on
+  the same two cores while it delivers. The workers now keep pace with what one gunicorn
+  worker accepts (accept → provider p50 in milliseconds), so end to end is bounded by the
+  accept side sharing the CPU: a second gunicorn worker raised the accept rate but not
+  messages/s, and made the workers fall behind instead.
 """
 
 
@@ -141,14 +163,14 @@ the same server; absolute numbers drift on a shared 2-core machine.
 
 ## 1. Accept path
 
-`gunicorn --workers 1` (sync) with PostgreSQL, Redis as broker and rate-limit cache, driven by
+`gunicorn --workers 1` (sync) with PostgreSQL (Redis is the workers' broker, not on this path), driven by
 `wrk -t1 -c8` for {r.get("wrk_seconds", 10)} s per run, best of the rounds (median in brackets).
 Every request is a new sign-in code email (unique recipient and code, so no request is a
 duplicate and every one is rate-limited and inserted).
 
 | endpoint | what it does | requests/s | p50 | p99 | ratio to one-INSERT |
 |---|---|---|---|---|---|
-| `/api/logto/email` | Mailroom: auth, validation, template choice, rate limit (Redis), INSERT + commit (PostgreSQL notifies the workers) | {a["mailroom"]["rps"]:.0f} ({a["mailroom"]["rps_median"]:.0f}) | {a["mailroom"]["p50_ms"]:.2f} ms | {a["mailroom"]["p99_ms"]:.2f} ms | {accept_ratio:.2f}× |
+| `/api/logto/email` | Mailroom: auth, validation, template choice, one INSERT that also counts the rate limit, commit (PostgreSQL notifies the workers) | {a["mailroom"]["rps"]:.0f} ({a["mailroom"]["rps_median"]:.0f}) | {a["mailroom"]["p50_ms"]:.2f} ms | {a["mailroom"]["p99_ms"]:.2f} ms | {accept_ratio:.2f}× |
 | `/bench/insert` | parse JSON, one INSERT (the floor of a durable accept) | {a["insert"]["rps"]:.0f} ({a["insert"]["rps_median"]:.0f}) | {a["insert"]["p50_ms"]:.2f} ms | {a["insert"]["p99_ms"]:.2f} ms | 1.00× |
 | `/bench/nodb` | parse JSON, answer (the ceiling) | {a["nodb"]["rps"]:.0f} ({a["nodb"]["rps_median"]:.0f}) | {a["nodb"]["p50_ms"]:.2f} ms | {a["nodb"]["p99_ms"]:.2f} ms | {a["nodb"]["rps"] / a["insert"]["rps"]:.2f}× |
 
@@ -171,12 +193,16 @@ layout and body as one template and does less work).
 | | emails/s | ratio |
 |---|---|---|
 | Mailroom (layout + CSS inlining + text) | {render["mailroom"]:.0f} | {render_ratio:.1f}× |
-| Mailroom without CSS inlining | {render["mailroom_without_inlining"]:.0f} | {render["mailroom_without_inlining"] / render["post_office"]:.1f}× |
+| Mailroom, inlining each rendered email (the fallback path) | {render["mailroom_inlining_each"]:.0f} | {render["mailroom_inlining_each"] / render["post_office"]:.1f}× |
 | django-post_office | {render["post_office"]:.0f} | 1.0× |
 
 The rendered HTML is {render["html_bytes"]:,} bytes. Mailroom compiles each template once (cached
 by source) and renders from the compiled form; post_office parses the template source on every
-email.
+email. Mailroom also inlines the CSS once per layout and body, not once per email: the layout
+with the body in its place is inlined when it is compiled, then rendered like any template. It
+does so only when that provably gives the same email (simple selectors, every template tag back
+in place after inlining; all 180 shipped templates qualify, and a test compares both paths on
+each); otherwise it inlines each rendered email, the second row.
 
 ## 3. End to end
 

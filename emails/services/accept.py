@@ -18,6 +18,7 @@ from functools import cache, partial
 import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.utils import timezone
 
 from emails.composer import CONTENT_KEYS
@@ -150,16 +151,22 @@ def _insert(message: Message, *, now) -> None:
     condition, limit_params = rate_limit_condition(to=message.to, ip=message.ip, now=now)
     fields = Message._meta.concrete_fields
     values = [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields]
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        # Django's cursor binds client-side; a server-binding cursor on the same connection
-        # (same transaction) can use a prepared statement.
-        inserted = (
-            psycopg.Cursor(cursor.cursor.connection)
-            .execute(_insert_sql(condition), values + limit_params, prepare=True)
-            .rowcount
-        )
+    with connection.cursor() as django_cursor:  # the health check, the connection
+        # Django's cursors bind client-side; a server-binding cursor on the same connection
+        # (same transaction) can use a prepared statement. Wrapped as Django wraps its own,
+        # so errors are Django's and the query is logged and counted like any other.
+        raw = _PreparingCursor(django_cursor.cursor.connection)
+        wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+        with wrapper(raw, connection) as cursor:
+            cursor.execute(_insert_sql(condition), values + limit_params)
+            inserted = cursor.rowcount
     if not inserted:
         raise _OverLimit(rate_limit_hit(to=message.to, ip=message.ip, now=now) or "recipient")
+
+
+class _PreparingCursor(psycopg.Cursor):
+    def execute(self, query, params=None, **kwargs):
+        return super().execute(query, params, prepare=True)
 
 
 @cache
