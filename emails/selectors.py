@@ -54,6 +54,33 @@ class _EnabledTemplates:
 enabled_templates = _EnabledTemplates()
 
 
+class _SendingTemplates:
+    """Template (with its layout) by id, for the workers: kept per process for
+    EMAILS_TEMPLATE_CACHE_SECONDS, like the list above, so an email costs no template query.
+    An edit reaches the workers within that time; each message records the version that
+    rendered it."""
+
+    def __init__(self):
+        self._entries: dict[int, tuple[float, Template | None]] = {}
+
+    def get(self, pk: int) -> Template | None:
+        entry = self._entries.get(pk)
+        if (
+            entry is not None
+            and time.monotonic() - entry[0] < settings.EMAILS_TEMPLATE_CACHE_SECONDS
+        ):
+            return entry[1]
+        template = Template.objects.select_related("layout").filter(pk=pk).first()
+        self._entries[pk] = (time.monotonic(), template)
+        return template
+
+    def clear(self) -> None:
+        self._entries = {}
+
+
+sending_templates = _SendingTemplates()
+
+
 def template_select(*, usage_type: str, locales: list[str]) -> TemplateChoice | None:
     """The enabled template that serves ``usage_type`` in the first of ``locales`` that has
     one; then the same chain for Generic. Unknown types (a newer Logto, the old ``Test``) go

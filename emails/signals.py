@@ -5,14 +5,16 @@ from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from emails.models import Template
-from emails.selectors import enabled_templates
+from emails.models import Layout, Template
+from emails.selectors import enabled_templates, sending_templates
 from emails.services import tracking_event_record
 
 
 @receiver([post_save, post_delete], sender=Template, dispatch_uid="emails.templates_changed")
+@receiver([post_save, post_delete], sender=Layout, dispatch_uid="emails.layouts_changed")
 def on_template_change(sender, **kwargs):
     enabled_templates.clear()
+    sending_templates.clear()
 
 
 @receiver(tracking, dispatch_uid="emails.tracking_event")

@@ -242,3 +242,20 @@ def test_deliver_due_with_nothing_due_sends_nothing(postmark):
     MessageFactory(next_attempt_at=timezone.now() + timedelta(minutes=5))
     assert deliver_due.apply().get() == 0
     assert postmark.requests == []
+
+
+def test_workers_keep_templates_but_an_edit_applies_to_the_next_email(postmark, settings):
+    # Given a worker that keeps templates in memory (as in production)
+    settings.EMAILS_TEMPLATE_CACHE_SECONDS = 3600
+    template = TemplateFactory(subject="First subject")
+    deliver(MessageFactory(template=template))
+    # When the template is edited and saved (the admin saves it)
+    template.subject = "Second subject"
+    template.save()
+    # Then the next email uses the edit, and records the version that rendered it
+    second = deliver(MessageFactory(template=template))
+    assert [request.json()["Subject"] for request in postmark.requests] == [
+        "First subject",
+        "Second subject",
+    ]
+    assert second.template_version == template.version

@@ -39,6 +39,7 @@ from emails.models import (
     MessageStatus,
 )
 from emails.rendering import TemplateRenderError
+from emails.selectors import sending_templates
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     )
     if not claimed:
         return None
-    return _deliver_claimed(message_id, now=now)
+    return _deliver_claimed(Message.objects.get(pk=message_id), now=now)
 
 
 def message_deliver_next() -> tuple[str, DeliveryOutcome] | None:
@@ -73,10 +74,10 @@ def message_deliver_next() -> tuple[str, DeliveryOutcome] | None:
     What the relay's ``deliver_due`` task loops on: one statement claims the next message,
     so a worker drains the queue without a broker round trip per email."""
     now = timezone.now()
-    message_id = _claim_next(now)
-    if message_id is None:
+    message = _claim_next(now)
+    if message is None:
         return None
-    return str(message_id), _deliver_claimed(message_id, now=now)
+    return str(message.pk), _deliver_claimed(message, now=now)
 
 
 def _due(messages, now):
@@ -92,20 +93,20 @@ WHERE id = (
     SELECT id FROM emails_message WHERE status = %s AND next_attempt_at <= %s
     ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+RETURNING *
 """
 
 
-def _claim_next(now):
+def _claim_next(now) -> Message | None:
+    """The claimed message, or None."""
     if connection.vendor == "postgresql":
-        # One round trip; SKIP LOCKED lets concurrent workers take different messages.
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _CLAIM_NEXT_SQL,
-                [MessageStatus.SENDING, now, MessageStatus.QUEUED, now + timedelta(seconds=1)],
-            )
-            row = cursor.fetchone()
-        return row[0] if row else None
+        # One round trip, which also returns the claimed row; SKIP LOCKED lets concurrent
+        # workers take different messages.
+        claimed = Message.objects.raw(
+            _CLAIM_NEXT_SQL,
+            [MessageStatus.SENDING, now, MessageStatus.QUEUED, now + timedelta(seconds=1)],
+        )
+        return next(iter(claimed), None)
     # Elsewhere (SQLite): pick the oldest due message, then claim it conditionally.
     for message_id in (
         _due(Message.objects.all(), now)
@@ -115,19 +116,18 @@ def _claim_next(now):
         if _due(Message.objects.filter(pk=message_id), now).update(
             status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
         ):
-            return message_id
+            return Message.objects.get(pk=message_id)
     return None
 
 
-def _deliver_claimed(message_id, *, now) -> DeliveryOutcome:
-    message = Message.objects.select_related("template__layout").get(pk=message_id)
+def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
 
     if message.attempts > settings.EMAILS_MAX_ATTEMPTS:
         # Tries that never came back (a worker killed mid-send) count too: dead letter.
         return _finish(message, MessageStatus.FAILED, error=_dead_letter_reason(message))
     if message.expires_at is not None and now >= message.expires_at:
         return _finish(message, MessageStatus.EXPIRED, error="the code expired before sending")
-    template = message.template
+    template = sending_templates.get(message.template_id) if message.template_id else None
     # A test send from the admin renders the (possibly unsaved) content it was given.
     content = message.test_content or (template_content(template) if template else None)
     if content is None:
