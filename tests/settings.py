@@ -8,6 +8,7 @@ PostgreSQL is an error, so CI never passes by skipping.
 
 import os
 import socket
+import tempfile
 from urllib.parse import urlsplit
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key")
@@ -37,7 +38,16 @@ if POSTGRES_AVAILABLE:
 elif IN_CI:
     raise RuntimeError(f"CI=true but PostgreSQL at {TEST_DATABASE_URL} does not answer.")
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+    # A file, not :memory:, so that a test that closes and reopens the connection (or
+    # uses another thread) sees the same database.
+    _sqlite = os.path.join(tempfile.gettempdir(), f"mailroom-tests-{os.getpid()}.sqlite3")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _sqlite,
+            "TEST": {"NAME": _sqlite},
+        }
+    }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 LOGTO_AUTHORIZATION = ["Bearer test-token"]
