@@ -58,11 +58,7 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     worker has it, it is final, or its retry is not due): a task delivered twice sends once.
     """
     now = timezone.now()
-    # The claim: one conditional UPDATE, so only one worker ever holds a message.
-    claimed = _due(Message.objects.filter(pk=message_id), now).update(
-        status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
-    )
-    if not claimed:
+    if not _claim(message_id, now):
         return None
     return _deliver_claimed(Message.objects.get(pk=message_id), now=now)
 
@@ -84,6 +80,15 @@ def _due(messages, now):
     # One second of slack: a retry published with a countdown may run a moment early.
     return messages.filter(
         status=MessageStatus.QUEUED, next_attempt_at__lte=now + timedelta(seconds=1)
+    )
+
+
+def _claim(message_id, now) -> bool:
+    """The claim: one conditional UPDATE, so only one worker ever holds a message."""
+    return bool(
+        _due(Message.objects.filter(pk=message_id), now).update(
+            status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
+        )
     )
 
 
@@ -113,15 +118,12 @@ def _claim_next(now) -> Message | None:
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:5]
     ):
-        if _due(Message.objects.filter(pk=message_id), now).update(
-            status=MessageStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now
-        ):
+        if _claim(message_id, now):
             return Message.objects.get(pk=message_id)
     return None
 
 
 def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
-
     if message.attempts > settings.EMAILS_MAX_ATTEMPTS:
         # Tries that never came back (a worker killed mid-send) count too: dead letter.
         return _finish(message, MessageStatus.FAILED, error=_dead_letter_reason(message))
