@@ -32,7 +32,8 @@ The causes, in the order found:
 
 1. **Django's Redis cache built a new `redis.Redis` client for every cache call**, and redis-py
    8 registers some 170 response callbacks in each: a third of the accept request. Fixed with
-   `emails.cache.RedisCache`, Django's backend keeping one client per pool.
+   `emails.cache.RedisCache`, Django's backend keeping one client per pool (removed in the
+   second round, when the rate limit moved into the INSERT and no cache was left on the path).
 2. **A template query per request.** Which templates exist is now read once per process every
    `EMAILS_TEMPLATE_CACHE_SECONDS` (2 s); edits in the same process apply at once.
 3. **A transaction around a single INSERT** (BEGIN, INSERT, COMMIT: three round trips).
@@ -59,7 +60,10 @@ alternately by the same gunicorn setup, 3 rounds of `wrk` for 5 s each, medians:
 |---|---|---|
 | accept requests/s ÷ one-INSERT requests/s, same run | 0.25× | 0.46× |
 | round trips to other processes per accept | 4 (health check, Redis rate limit, INSERT, Redis publish) | 2 (health check, INSERT) |
-| end to end, accept → provider p50, 2,000 messages | 1,207 ms (relay, claims waiting for the disk) | 19 ms |
+| end to end, 2,000 to 3,000 messages: messages/s (accept → provider p50) | 90/s (1,207 ms), see below | 109/s (10 ms) |
+| one worker process delivering alone, time per email | 13.8 ms, see below | 8.0 ms |
+
+The last two "before" figures were measured with the relay (1) already in place, before 6 to 9.
 
 1. **The publish to Celery was a third of the accept request** (building the message, and
    kombu creating a Redis client for each publish). The web request no longer talks to the
@@ -86,13 +90,16 @@ alternately by the same gunicorn setup, 3 rounds of `wrk` for 5 s each, medians:
 5. **Nine indexes on the message table**, two of them `varchar_pattern_ops` copies Django adds
    for `LIKE` and two on columns almost always empty. Now six on a typical INSERT: the empty
    ones are partial indexes and the `LIKE` copies are gone.
-6. **Every claim and outcome in the worker waited for the WAL flush**, and behind that the
-   workers fell seconds behind the accepts. Worker sessions now commit with
-   `synchronous_commit = off`. A PostgreSQL crash can forget the last fraction of a second of
+6. **Every claim and outcome in the worker waited for the WAL flush.** Worker sessions now
+   commit with `synchronous_commit = off`. A PostgreSQL crash can forget the last fraction of a second of
    worker commits, which at worst sends an email twice (at-least-once allows it). The web's
    INSERT, the promise made to Logto, still waits for the disk.
-
-7. **CSS inlining was half of rendering** (css-inline parsing and re-serialising each 4 KB
+7. **A second query per email for the claimed message and its template.** The claim now
+   returns the claimed row (`UPDATE ... RETURNING`), and workers keep templates with their
+   layouts in memory for `EMAILS_TEMPLATE_CACHE_SECONDS` (2 s), as the accept path keeps its
+   list; a save in the admin clears them, and each message records the version that rendered
+   it.
+8. **CSS inlining was half of rendering** (css-inline parsing and re-serialising each 4 KB
    email). The layout, with the body in place of its `{{ content }}`, is now inlined once when
    it is compiled, with each template tag hidden behind a marker, and then rendered like any
    template. That is used only when it provably gives the same email: selectors that are only
@@ -102,7 +109,7 @@ alternately by the same gunicorn setup, 3 rounds of `wrk` for 5 s each, medians:
    between table rows, which would move a tag out of what it wraps). Anything else is inlined
    per email, as before. All 180 shipped templates qualify, and a test renders each with every
    sample payload both ways and compares the documents.
-8. **Django localised every number** in every template, a lookup of the process's active
+9. **Django localised every number** in every template, a lookup of the process's active
    language per value (16 % of a render). Emails are rendered without localisation: a number
    reads the same whichever language the worker process happens to have active.
 
@@ -112,18 +119,21 @@ load generator:
 - *Accept ≥ 0.9× one INSERT.* Both endpoints now make the same two round trips (Django's
   connection health check and the INSERT), and the INSERT itself costs PostgreSQL about the
   same (0.2–0.3 ms against 0.16 ms in `EXPLAIN ANALYZE`, with the rate-limit count and the
-  notification trigger). What remains is Python: the authorization check, the field checks,
-  the template choice, the dedup key's HMAC, the model instance and DRF's request handling,
-  about half of the request here. Going further means leaving Django and DRF for this one
-  endpoint, which the product's stack rules out.
+  notification trigger). What remains is Python: in py-spy the view's own work (the
+  authorization check, the field checks, the template choice, the dedup key's HMAC, the model
+  instance and the statement's values) is about a fifth of the request, and DRF's dispatch
+  around it another 6 %. Each is a few percent; none is a cause the size of the gap. Closing
+  it would mean serving this endpoint without Django and DRF, which the product's stack rules
+  out.
 - *p99 < 25 ms at 300 requests/s on one worker.* Met only when one sync worker has headroom
   at 300 requests/s on the machine of the day; see the table above.
 - *End to end ≥ 0.8× the plain loop.* The plain loop only renders and sends; Mailroom must
   also accept every email (gunicorn, the load generator and PostgreSQL's durable INSERT) on
-  the same two cores while it delivers. The workers now keep pace with what one gunicorn
-  worker accepts (accept → provider p50 in milliseconds), so end to end is bounded by the
-  accept side sharing the CPU: a second gunicorn worker raised the accept rate but not
-  messages/s, and made the workers fall behind instead.
+  the same two cores while it delivers, so the two sides take CPU from each other. Over 2,000
+  to 3,000 messages the workers kept pace with one gunicorn worker (accept → provider p50
+  around 10 ms); over 5,000, as in the table, they fall a few seconds behind. A second
+  gunicorn worker raised the accept rate but not messages/s. The limit would be approached
+  with the accepting side on other cores, which this benchmark's single machine rules out.
 """
 
 
