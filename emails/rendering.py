@@ -201,7 +201,7 @@ def _render_prepared(subject, html, text, preheader, layout, context) -> Rendere
         wrapped = {**context, "subject": subject, "preheader": preheader}
         body = _render(_HTML_ENGINE, source, wrapped, "HTML body")
         own_text = _render(_TEXT_ENGINE, text, context, "plain-text body")
-        if layout.text.strip():
+        if own_text and layout.text.strip():
             own_text = _render(_TEXT_ENGINE, layout.text, {**wrapped, "content": own_text}, "")
     except TemplateRenderError:
         return None
@@ -213,8 +213,11 @@ def _render_prepared(subject, html, text, preheader, layout, context) -> Rendere
 # conditional ancestor), and no template tag where they are matched or the HTML is made.
 _SIMPLE_SELECTOR = re.compile(r"^(?:html|body|\.[A-Za-z_][\w-]*|#[A-Za-z_][\w-]*)$")
 _STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
-_TAG_IN_MATCHED_ATTRIBUTE = re.compile(r"\b(?:class|id)\s*=\s*(?:\"[^\"]*|'[^']*)\{[{%]", re.I)
+# Tags whose output is markup, so the inliner would not see it.
 _UNSAFE_TAGS = re.compile(r"\b(?:safe|safeseq|autoescape)\b")
+# firstof/cycle/now/regroup ... as name: a variable the rest of the page sees.
+_ASSIGNED = re.compile(r"\bas\s+(\w+)")
+_WORD = re.compile(r"\w+")
 _LAYOUT_ONLY_NAMES = re.compile(r"\b(?:content|subject|preheader)\b")
 _CONTENT = re.compile(r"\bcontent\b")
 _MARKER = re.compile("\ue000(\\d+)\ue001")
@@ -226,9 +229,10 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
     same email as inlining each rendered one, when the checks below can promise that.
 
     The layout must have exactly one plain ``{{ content }}`` at its top level (not inside a
-    tag that changes how the body renders), and the body must not use the names only the
-    layout sees. Then, after inlining, every template tag must still be there, in order and
-    in its place among the elements (see _skeleton)."""
+    tag that changes how the body renders), and neither may see a name only the other has
+    (the layout's subject, preheader and content; a variable set with ``as``). Then, after
+    inlining, every template tag must still be there, in order and in its place among the
+    elements, and none may sit where it changes what the CSS matches (see _Skeleton)."""
     try:
         layout = _compile(_HTML_ENGINE, layout_html)
         _compile(_HTML_ENGINE, body_html)
@@ -241,7 +245,12 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
     ]
     content_mentions = sum(len(_CONTENT.findall(tag)) for tag in _tags(layout_html))
     body_uses_layout_names = any(_LAYOUT_ONLY_NAMES.search(tag) for tag in _tags(body_html))
-    if len(slots) != 1 or content_mentions != 1 or body_uses_layout_names:
+    if (
+        len(slots) != 1
+        or content_mentions != 1
+        or body_uses_layout_names
+        or _shared_assignments(_tags(layout_html), _tags(body_html))
+    ):
         return None
     start, end = slots[0].token.position
     merged = layout_html[:start] + body_html + layout_html[end:]
@@ -249,7 +258,6 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
     if (
         not styles
         or not all(_simple_css(style) for style in styles)
-        or _TAG_IN_MATCHED_ATTRIBUTE.search(merged)
         or any(_UNSAFE_TAGS.search(tag) for tag in _tags(merged))
     ):
         return None
@@ -270,25 +278,39 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
     # rows) is moved, which would move the tag out of what it wraps. Every marker must keep
     # its place among the elements.
     every_marker = [str(index) for index in range(len(originals))]
-    if _MARKER.findall(inlined) != every_marker or _skeleton(inlined) != _skeleton(protected):
+    skeleton = _skeleton(protected)
+    if (
+        skeleton is None
+        or _MARKER.findall(inlined) != every_marker
+        or _skeleton(inlined) != skeleton
+    ):
         return None
     return _MARKER.sub(lambda match: originals[int(match.group(1))], inlined)
 
 
 class _Skeleton(HTMLParser):
     """Start tags and template-tag markers in document order, leaving out what an HTML
-    parser adds or drops by itself (html, head, body, tbody, end tags)."""
+    parser adds or drops by itself (html, head, body, tbody, end tags). ``refused`` when a
+    template tag sits where it changes what CSS matches or how the inliner reads the tag: in
+    an attribute's name (``{% if %}class="x"{% endif %}``), or in a class, id or style."""
 
     IMPLIED = frozenset({"html", "head", "body", "tbody"})
+    MATCHED = frozenset({"class", "id", "style"})
 
     def __init__(self):
         super().__init__(convert_charrefs=False)
         self.items: list = []
+        self.refused = False
 
     def handle_starttag(self, tag, attrs):
+        markers = []
+        for name, value in attrs:
+            in_value = _MARKER.findall(value or "")
+            if _MARKER.search(name) or (in_value and name in self.MATCHED):
+                self.refused = True
+            markers += in_value
         if tag not in self.IMPLIED:
-            markers = [_MARKER.findall(value or "") for _, value in attrs]
-            self.items.append((tag, [marker for found in markers for marker in found]))
+            self.items.append((tag, markers))
 
     def handle_startendtag(self, tag, attrs):
         self.handle_starttag(tag, attrs)
@@ -297,11 +319,26 @@ class _Skeleton(HTMLParser):
         self.items.extend(_MARKER.findall(data))
 
 
-def _skeleton(html: str) -> list:
+def _skeleton(html: str) -> list | None:
     parser = _Skeleton()
     parser.feed(html)
     parser.close()
-    return parser.items
+    return None if parser.refused else parser.items
+
+
+def _shared_assignments(layout_tags: list[str], body_tags: list[str]) -> bool:
+    """Whether a name one template assigns (``... as name``) appears in the other: rendered
+    apart they never see each other's, merged they would."""
+
+    def assigned(tags):
+        return {name for tag in tags for name in _ASSIGNED.findall(tag)}
+
+    def words(tags):
+        return {word for tag in tags for word in _WORD.findall(tag)}
+
+    return bool(
+        assigned(body_tags) & words(layout_tags) or assigned(layout_tags) & words(body_tags)
+    )
 
 
 def _tags(source: str) -> list[str]:

@@ -261,3 +261,41 @@ def test_css_is_inlined_per_email_when_inlining_once_could_differ(layout_html, w
         subject="Code", html=body, text="{{ code }}", payload={}, layout=layout, context=context
     )
     assert email.html == usual["html"] and 'style="color: red;"' in email.html
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        ('<a {% if code %}class="x"{% endif %}>Go</a>', "a tag around an attribute"),
+        ('<a {% if code %} class="x" {% endif %}>Go</a>', "the same, spaced"),
+        ("<p class={{ code }}>x</p>", "a variable as an unquoted class"),
+        ('<p class="x" style="color: {{ code }}">x</p>', "a variable in a style"),
+        ('{% firstof code "" as brand_line %}<p class="x">x</p>', "a name the layout also uses"),
+    ],
+)
+def test_a_body_that_could_render_differently_is_inlined_per_email(body, why):
+    layout = LayoutSource(
+        html="<style>.x { color: red; }</style><div>{{ content }}</div>{{ brand_line }}",
+        text="{{ content }}",
+    )
+    context = email_context(
+        {"code": "123456"}, locale="en", brand={"name": "Acme"}, expires_in_minutes=10
+    )
+    prepared, usual = _both_paths("Code", body, "{{ code }}", layout, context)
+    assert prepared is None, why
+    email = render_email(
+        subject="Code", html=body, text="{{ code }}", payload={}, layout=layout, context=context
+    )
+    assert email.html == usual["html"]
+
+
+def test_a_text_body_that_renders_empty_is_not_wrapped_in_the_layout_text():
+    layout = LayoutSource(
+        html='<style>.x { color: red; }</style><div class="x">{{ content }}</div>',
+        text="{{ content }}\n-- Acme",
+    )
+    context = email_context({}, locale="en", brand={"name": "Acme"}, expires_in_minutes=10)
+    prepared, usual = _both_paths(
+        "Hi", "<p>Hi</p>", "{% if code %}{{ code }}{% endif %}", layout, context
+    )
+    assert prepared is not None and prepared.text == usual["text"] == ""
