@@ -11,7 +11,7 @@ from django.db import connection
 
 from emails.models import Message, MessageStatus
 from tests.conftest import require_postgres, require_service
-from tests.factories import MessageFactory
+from tests.factories import MessageFactory, TemplateFactory
 from tests.processes import celery_worker, database_url, running, service_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -77,3 +77,26 @@ def test_without_a_notification_the_relay_poll_delivers_the_message(provider_stu
         # Then the relay's poll finds it and the worker delivers it
         wait_for(lambda: delivered(message), timeout=30, what="the polled message to be sent")
     assert [request.json()["To"] for request in provider_stub.requests] == ["polled@example.com"]
+
+
+def test_only_a_stored_message_notifies_the_workers(settings):
+    require_postgres()
+    import psycopg
+
+    from emails.services import RateLimitedError, message_accept
+
+    settings.EMAILS_RATE_LIMIT_RECIPIENT = "1/600"
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # the relay's setting: nothing is published
+    listener = psycopg.connect(database_url(connection.settings_dict), autocommit=True)
+    try:
+        listener.execute("LISTEN mailroom_queued")
+        # A stored message notifies at commit
+        TemplateFactory(usage_type="SignIn", locale="en")
+        message_accept(to="once@example.com", usage_type="SignIn", payload={"code": "1"})
+        assert len(list(listener.notifies(timeout=2, stop_after=1))) == 1
+        # A request the rate limit refuses stores nothing and wakes no one
+        with pytest.raises(RateLimitedError):
+            message_accept(to="once@example.com", usage_type="SignIn", payload={"code": "2"})
+        assert list(listener.notifies(timeout=1)) == []
+    finally:
+        listener.close()

@@ -7,7 +7,7 @@ BEGIN
     RETURN NULL;
 END $$;
 CREATE TRIGGER emails_message_notify AFTER INSERT ON emails_message
-    FOR EACH STATEMENT EXECUTE FUNCTION emails_message_notify();
+    FOR EACH ROW EXECUTE FUNCTION emails_message_notify();
 """
 DROP = """
 DROP TRIGGER IF EXISTS emails_message_notify ON emails_message;
@@ -26,8 +26,9 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    """PostgreSQL tells listening workers when messages are stored (emails/relay.py): one
-    notification per committed INSERT statement, sent by the database at commit."""
+    """PostgreSQL tells listening workers when messages are stored (emails/relay.py), at
+    commit. Per row, so an INSERT that stores nothing (a rate-limited request) wakes no one;
+    the notifications of one transaction are one (same channel, same payload)."""
 
     dependencies = [("emails", "0002_starter_templates")]
 

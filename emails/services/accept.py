@@ -155,13 +155,21 @@ def _insert(message: Message, *, now) -> None:
         # Django's cursors bind client-side; a server-binding cursor on the same connection
         # (same transaction) can use a prepared statement. Wrapped as Django wraps its own,
         # so errors are Django's and the query is logged and counted like any other.
-        raw = _PreparingCursor(django_cursor.cursor.connection)
+        pg = django_cursor.cursor.connection
+        if pg.prepare_threshold is None:
+            # Django turns psycopg's prepared statements off (its own cursors bind client-side
+            # and cannot use them); allow them for server-binding cursors, i.e. this one.
+            pg.prepare_threshold = _PREPARE_THRESHOLD
+        raw = _PreparingCursor(pg)
         wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
         with wrapper(raw, connection) as cursor:
             cursor.execute(_insert_sql(condition), values + limit_params)
             inserted = cursor.rowcount
     if not inserted:
         raise _OverLimit(rate_limit_hit(to=message.to, ip=message.ip, now=now) or "recipient")
+
+
+_PREPARE_THRESHOLD = 5
 
 
 class _PreparingCursor(psycopg.Cursor):

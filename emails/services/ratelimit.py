@@ -46,7 +46,8 @@ class Limit:
 # scope -> (setting, the SQL that selects the scope's recent messages by one parameter)
 _SCOPES = {
     "recipient": ("EMAILS_RATE_LIMIT_RECIPIENT", 'lower("to") = lower(%s)'),
-    "ip": ("EMAILS_RATE_LIMIT_IP", "ip = %s"),
+    # ip <> '' lets a prepared (generic) plan use the partial index on non-empty IPs.
+    "ip": ("EMAILS_RATE_LIMIT_IP", "ip <> '' AND ip = %s"),
 }
 
 
