@@ -41,9 +41,12 @@ def relay_enabled() -> bool:
 
 
 class Relay:
-    def __init__(self, *, poll: float, coalesce: float):
+    def __init__(self, *, poll: float, coalesce: float, enough_waiting: int = 2):
         self.poll = poll
         self.coalesce = coalesce
+        # Each deliver_due task drains everything due, so once this many wait in the queue,
+        # another adds nothing: under sustained load the queue does not fill with them.
+        self.enough_waiting = enough_waiting
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mailroom-relay", daemon=True)
 
@@ -100,17 +103,36 @@ class Relay:
             last_publish = self._publish()
 
     def _due_exists(self, pg) -> bool:
+        from django.utils import timezone
+
+        # The workers' clock, as their claim uses (delivery._due), not the database's.
         row = pg.execute(
             "SELECT EXISTS (SELECT 1 FROM emails_message "
-            "WHERE status = 'queued' AND next_attempt_at <= now())"
+            "WHERE status = 'queued' AND next_attempt_at <= %s)",
+            [timezone.now()],
         ).fetchone()
         return bool(row[0])
 
     def _publish(self) -> float:
         from emails.services import workers_wake
 
-        workers_wake()  # logs when the broker is down; the next poll tries again
+        if self._waiting_tasks() < self.enough_waiting:
+            workers_wake()  # logs when the broker is down; the next poll tries again
         return time.monotonic()
+
+    def _waiting_tasks(self) -> int:
+        """Tasks waiting in the workers' queue (0 when the broker cannot say)."""
+        from celery import current_app
+        from django.conf import settings
+
+        try:
+            with current_app.pool.acquire(block=True, timeout=1) as broker:
+                declared = broker.default_channel.queue_declare(
+                    queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+                )
+            return declared.message_count
+        except Exception:
+            return 0
 
 
 class RelayStep(bootsteps.StartStopStep):
@@ -127,7 +149,9 @@ class RelayStep(bootsteps.StartStopStep):
 
         if relay_enabled():
             self.relay = Relay(
-                poll=settings.EMAILS_RELAY_POLL, coalesce=settings.EMAILS_RELAY_COALESCE
+                poll=settings.EMAILS_RELAY_POLL,
+                coalesce=settings.EMAILS_RELAY_COALESCE,
+                enough_waiting=max(2, worker.concurrency or 1),
             )
             self.relay.start()
 

@@ -1,5 +1,6 @@
 from anymail.signals import tracking
 from celery.signals import task_prerun, worker_process_init
+from django.conf import settings
 from django.db import close_old_connections
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_save
@@ -46,6 +47,10 @@ def on_connection_created(sender, connection, **kwargs):
     forget the last fraction of a second of such commits: a claim (the message is queued
     again) or an outcome (the sweeper re-queues it), so at worst an email goes out twice,
     which at-least-once delivery allows. Accepting (the web's INSERT) stays durable."""
-    if _in_worker_process and connection.vendor == "postgresql":
+    if (
+        _in_worker_process
+        and connection.vendor == "postgresql"
+        and settings.EMAILS_WORKER_ASYNC_COMMIT
+    ):
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit TO off")

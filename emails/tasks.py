@@ -23,12 +23,21 @@ def deliver_message(message_id: str) -> None:
         _schedule_retry(message_id, outcome.retry_in)
 
 
-@shared_task(ignore_result=True)
+# deliver_due starts new sends for DRAIN_SECONDS, and its time limits leave the last one as
+# long as one deliver_message has (checks.py: the sweeper's sending timeout covers both).
+DRAIN_SECONDS = settings.EMAILS_SEND_TIME_LIMIT / 4
+
+
+@shared_task(
+    ignore_result=True,
+    soft_time_limit=DRAIN_SECONDS + settings.CELERY_TASK_SOFT_TIME_LIMIT,
+    time_limit=DRAIN_SECONDS + settings.CELERY_TASK_TIME_LIMIT,
+)
 def deliver_due() -> int:
     """Deliver due messages one after another until none is left: what the relay
-    (emails/relay.py) publishes when new messages are stored. Stops after a share of the
-    task's time limit, and publishes itself again if messages were still waiting then."""
-    deadline = time.monotonic() + settings.EMAILS_SEND_TIME_LIMIT / 4
+    (emails/relay.py) publishes when new messages are stored. Starts no new send after
+    DRAIN_SECONDS, and publishes itself again if messages were still waiting then."""
+    deadline = time.monotonic() + DRAIN_SECONDS
     delivered = 0
     while time.monotonic() < deadline:
         result = message_deliver_next()

@@ -62,6 +62,10 @@ EMAILS_REPUBLISH_AFTER = env.int("EMAILS_REPUBLISH_AFTER", default=60)
 EMAILS_RELAY = env.bool("EMAILS_RELAY", default=True)
 EMAILS_RELAY_POLL = env.float("EMAILS_RELAY_POLL", default=5.0)
 EMAILS_RELAY_COALESCE = env.float("EMAILS_RELAY_COALESCE", default=0.02)
+# Worker sessions commit without waiting for the disk (emails/signals.py). A session setting:
+# turn it off when workers reach PostgreSQL through a transaction-pooling PgBouncer, where it
+# would stay on a pooled connection that a web process may use next.
+EMAILS_WORKER_ASYNC_COMMIT = env.bool("EMAILS_WORKER_ASYNC_COMMIT", default=True)
 EMAILS_RETENTION_DAYS = env.int("EMAILS_RETENTION_DAYS", default=30)
 EMAILS_PREVIEW_LINK_DAYS = env.int("EMAILS_PREVIEW_LINK_DAYS", default=7)
 # The brand shown when Logto's payload names none (no application or organization branding).

@@ -140,7 +140,6 @@ def test_configured_production_passes_the_checks():
         DJANGO_SECRET_KEY="x" * 50,
         LOGTO_AUTHORIZATION="Bearer t",
         CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
-        CACHE_URL="redis://127.0.0.1:6379/1",
         EMAIL_PROVIDER="smtp",
         EMAIL_HOST="smtp.example.com",
     )

@@ -59,7 +59,6 @@ class Stack:
         self.schedule_dir = tempfile.mkdtemp(prefix="mailroom-beat-")
         common = dict(
             CELERY_BROKER_URL=f"{self.redis.url}/0",
-            CACHE_URL=f"{self.redis.url}/1",
             LOGTO_AUTHORIZATION=AUTHORIZATION,
             EMAIL_PROVIDER="postmark",
             ANYMAIL_POSTMARK_SERVER_TOKEN="fault-suite-token",

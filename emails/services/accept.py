@@ -167,6 +167,7 @@ def _insert(message: Message, *, now) -> None:
             inserted = cursor.rowcount
     if not inserted:
         raise _OverLimit(rate_limit_hit(to=message.to, ip=message.ip, now=now) or "recipient")
+    message._state.adding, message._state.db = False, connection.alias  # as save() leaves it
 
 
 _PREPARE_THRESHOLD = 5
