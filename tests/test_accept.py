@@ -167,3 +167,18 @@ def test_an_email_still_queued_is_the_same_email_however_late_the_repeat(post_em
     _age(first, settings.EMAILS_DEDUP_SECONDS * 5)
     assert post_email(body).json()["id"] == first
     assert Message.objects.count() == 1
+
+
+def test_accepting_is_one_logged_statement(send):
+    # The fast INSERT (PostgreSQL) is counted and logged like any Django query
+    from django.test.utils import CaptureQueriesContext
+
+    body = load_payload("register-en.json")
+    send(body)  # the process's template list is read once
+    body["payload"]["code"] = "300003"
+    with CaptureQueriesContext(connection) as queries:
+        assert send(body).status_code == 200
+    inserts = [
+        q["sql"] for q in queries if (q["sql"] or "").startswith('INSERT INTO "emails_message"')
+    ]
+    assert len(inserts) == 1, [q["sql"] for q in queries]

@@ -161,7 +161,7 @@ def _insert(message: Message, *, now) -> None:
             # and cannot use them); allow them for server-binding cursors, i.e. this one.
             pg.prepare_threshold = _PREPARE_THRESHOLD
         raw = _PreparingCursor(pg)
-        wrapper = CursorDebugWrapper if connection.queries_logged else CursorWrapper
+        wrapper = _LoggedCursor if connection.queries_logged else CursorWrapper
         with wrapper(raw, connection) as cursor:
             cursor.execute(_insert_sql(condition), values + limit_params)
             inserted = cursor.rowcount
@@ -171,6 +171,14 @@ def _insert(message: Message, *, now) -> None:
 
 
 _PREPARE_THRESHOLD = 5
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    def execute(self, sql, params=None):
+        # A prepared statement leaves psycopg no query text to report (Django would log
+        # None): log the statement as written.
+        with self.debug_sql(sql, params):
+            return CursorWrapper.execute(self, sql, params)
 
 
 class _PreparingCursor(psycopg.Cursor):
