@@ -2,7 +2,7 @@
 
 Ratios against baselines measured in the same run on the same server are the results; the
 absolute numbers drift on a shared 2-core machine. Needs PostgreSQL and Redis on loopback and
-wrk (`apt-get install wrk`); uses the databases mailroom_bench and Redis dbs 14/15.
+wrk (`apt-get install wrk`); uses the database mailroom_bench and Redis db 14.
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ def env(**extra) -> dict:
             "DATABASE_CONN_MAX_AGE": "600",
             "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
             "CELERY_TASK_DEFAULT_QUEUE": f"bench-{uuid.uuid4().hex[:8]}",
-            "CACHE_URL": "redis://127.0.0.1:6379/15",
             "LOGTO_AUTHORIZATION": AUTH,
             "EMAIL_PROVIDER": "postmark",
             "ANYMAIL_POSTMARK_SERVER_TOKEN": "bench",
@@ -211,7 +210,6 @@ def main():
 
     psql(CREATE_TABLE, DB_NAME)
     subprocess.run(["redis-cli", "-n", "14", "flushdb"], check=True, capture_output=True)
-    subprocess.run(["redis-cli", "-n", "15", "flushdb"], check=True, capture_output=True)
     logs = Path(tempfile.mkdtemp(prefix="mailroom-bench-"))
     script = logs / "post.lua"
     script.write_text(WRK_SCRIPT)
