@@ -16,7 +16,7 @@ from emails.models import (
     Template,
     UsageType,
 )
-from emails.samples import samples_for
+from emails.samples import sample_logo_url, samples_for
 from emails.services import messages_resend, preview_link_create, preview_links_revoke
 
 CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
@@ -109,7 +109,10 @@ class TemplateAdmin(VersionedAdmin):
         usage_type = template.usage_type if template else request.GET.get("usage_type", "")
         extra_context = {
             **(extra_context or {}),
-            "samples": {kind: samples_for(kind) for kind in UsageType.values},
+            "samples": {
+                kind: samples_for(kind, logo_url=sample_logo_url(request))
+                for kind in UsageType.values
+            },
             "siblings": Template.objects.filter(usage_type=usage_type).only("pk", "locale")
             if usage_type
             else [],

@@ -9,8 +9,11 @@ import difflib
 import io
 import json
 import zipfile
+from urllib.parse import urlsplit
 
+from csp.constants import NONE, UNSAFE_INLINE
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.validators import validate_email
@@ -29,19 +32,37 @@ from emails.coverage import coverage_matrix
 from emails.locales import normalize_locale
 from emails.models import Template, UsageType
 from emails.services import message_test_send, preview_link_create, preview_link_token
+from emails.services.test_sends import RefusedTestSend, message_test_send_permit
 from emails.transfer import ImportFormatError, export_zip, import_templates, parse_json, read_zip
 
-# Rendered email HTML may show images and inline styles, nothing else: no script, no form,
-# no plugin, no navigation of the page around it (the sandbox directive).
-EMAIL_CSP = (
-    "default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline' https:; "
-    "font-src https: data:; sandbox"
-)
+
+def email_csp(request) -> dict:
+    """The policy of rendered email HTML (django-csp directives): images and inline styles,
+    nothing else. No script, form, plugin or navigation of the page around it (``sandbox``:
+    the document also gets an origin of its own). Images come from this server (the bundled
+    sample logo), data: URLs and the configured brand logo's host; any other host only with
+    EMAILS_PREVIEW_REMOTE_IMAGES, so that a template cannot learn a viewer's IP address."""
+    # Named explicitly: inside a sandboxed document 'self' no longer means this server.
+    own = [f"{request.scheme}://{request.get_host()}"]
+    brand = urlsplit(settings.EMAILS_BRAND_LOGO_URL)
+    if brand.scheme in ("http", "https") and brand.netloc:
+        own.append(f"{brand.scheme}://{brand.netloc}")
+    remote = ["https:", "http:"] if settings.EMAILS_PREVIEW_REMOTE_IMAGES else []
+    return {
+        "default-src": [NONE],
+        "img-src": ["data:", *own, *remote],
+        "style-src": [UNSAFE_INLINE, *remote],
+        "font-src": ["data:", *remote],
+        "base-uri": [NONE],
+        "form-action": [NONE],
+        "sandbox": True,
+    }
 
 
-def email_html_response(html: str) -> HttpResponse:
+def email_html_response(request, html: str) -> HttpResponse:
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
-    response["Content-Security-Policy"] = EMAIL_CSP
+    # django-csp's per-response policy (what its @csp decorator sets), in place of the site's.
+    response._csp_config = email_csp(request)
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "no-store"
     return response
@@ -113,7 +134,7 @@ def preview_html(request):
         errors = [error for error in parts["errors"] if error["part"] in ("HTML body", "layout")]
     if errors:
         html = render_to_string("emails/preview/error.html", {"errors": errors})
-    return email_html_response(html)
+    return email_html_response(request, html)
 
 
 @require_POST
@@ -132,6 +153,10 @@ def test_send(request, object_id=None):
     usage_type = request.POST.get("usage_type") or (template.usage_type if template else "")
     if usage_type not in UsageType.values:
         return JsonResponse({"error": "Choose a usage type first."}, status=400)
+    try:
+        message_test_send_permit(user=request.user, to=to)
+    except RefusedTestSend as refused:
+        return JsonResponse({"error": refused.message}, status=refused.status)
     locale = _locale(request, payload)
     message = message_test_send(
         to=to,

@@ -10,8 +10,9 @@ Every write goes through the same validation as the admin (emails.validation).
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import permissions, serializers, viewsets
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -169,6 +170,23 @@ class LayoutSerializer(serializers.ModelSerializer):
 
 class TokenAuthenticated:
     authentication_classes = [TokenAuthentication]
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document, for those who may use the API: a token (scripts, client
+    generators) or an admin session (a person in the browser), with the view permission on
+    templates. It describes every endpoint, so it is not public."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [CanViewTemplates]
+
+
+class DocsView(SpectacularSwaggerSplitView):
+    """Swagger UI behind the same rule as the document. The split view serves its start-up
+    script as a file of its own (``?script``), so the page needs no inline script (CSP)."""
+
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [CanViewTemplates]
 
 
 class TemplateViewSet(TokenAuthenticated, viewsets.ModelViewSet):

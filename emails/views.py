@@ -16,7 +16,7 @@ from emails.admin_views import email_html_response
 from emails.composer import compose_content, template_content
 from emails.models import Template, UsageType
 from emails.rendering import TemplateRenderError
-from emails.samples import samples_for
+from emails.samples import sample_logo_url, samples_for
 from emails.services import PreviewLinkGone, PreviewLinkInvalid, preview_link_resolve
 
 NO_INDEX = {
@@ -49,8 +49,10 @@ def _templates(link):
     return list(templates)
 
 
-def _render(template: Template, sample: str | None):
-    samples = samples_for(template.usage_type, locale=template.locale)
+def _render(request, template: Template, sample: str | None):
+    samples = samples_for(
+        template.usage_type, locale=template.locale, logo_url=sample_logo_url(request)
+    )
     name = sample if sample in samples else next(iter(samples))
     try:
         rendered = compose_content(
@@ -76,7 +78,7 @@ def preview_page(request, token):
         (t for t in templates if t.locale == settings.EMAILS_DEFAULT_LOCALE), templates[0]
     )
     selected = next((t for t in templates if str(t.pk) == request.GET.get("template")), default)
-    samples, sample, rendered, error = _render(selected, request.GET.get("sample"))
+    samples, sample, rendered, error = _render(request, selected, request.GET.get("sample"))
     context = {
         "token": token,
         "link": link,
@@ -105,8 +107,10 @@ def preview_email(request, token, template_id):
     template = next((t for t in _templates(link) if t.pk == template_id), None)
     if template is None:
         raise Http404
-    _, _, rendered, error = _render(template, request.GET.get("sample"))
-    response = email_html_response(rendered.html if rendered else f"<pre>{escape(error)}</pre>")
+    _, _, rendered, error = _render(request, template, request.GET.get("sample"))
+    response = email_html_response(
+        request, rendered.html if rendered else f"<pre>{escape(error)}</pre>"
+    )
     for header, value in NO_INDEX.items():
         response[header] = value
     return response

@@ -4,9 +4,11 @@ Every variable is listed in README.md's configuration table.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from project.providers import anymail_settings_from_env, email_backend_for
@@ -68,6 +70,14 @@ EMAILS_RELAY_COALESCE = env.float("EMAILS_RELAY_COALESCE", default=0.02)
 EMAILS_WORKER_ASYNC_COMMIT = env.bool("EMAILS_WORKER_ASYNC_COMMIT", default=True)
 EMAILS_RETENTION_DAYS = env.int("EMAILS_RETENTION_DAYS", default=30)
 EMAILS_PREVIEW_LINK_DAYS = env.int("EMAILS_PREVIEW_LINK_DAYS", default=7)
+# Previews (admin editor, designer links) show no remote image, font or stylesheet unless this
+# is on: a template could otherwise learn each viewer's IP address from a remote image. The
+# configured EMAILS_BRAND_LOGO_URL is always allowed (an operator's setting, not an author's).
+EMAILS_PREVIEW_REMOTE_IMAGES = env.bool("EMAILS_PREVIEW_REMOTE_IMAGES", default=False)
+# Admin test sends go to the requesting staff user's own address, or to these addresses and
+# @domains ("@example.com,designer@agency.example"); at most EMAILS_TEST_SEND_LIMIT per user.
+EMAILS_TEST_RECIPIENTS = env.list("EMAILS_TEST_RECIPIENTS", default=[])
+EMAILS_TEST_SEND_LIMIT = env.str("EMAILS_TEST_SEND_LIMIT", default="20/3600")
 # The brand shown when Logto's payload names none (no application or organization branding).
 EMAILS_BRAND_NAME = env.str("EMAILS_BRAND_NAME", default="")
 EMAILS_BRAND_LOGO_URL = env.str("EMAILS_BRAND_LOGO_URL", default="")
@@ -147,6 +157,8 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "anymail",
+    "csp",
+    "axes",
     "emails",
 ]
 
@@ -160,7 +172,43 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Records who made each template/layout version.
     "simple_history.middleware.HistoryRequestMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: counts failed admin logins and locks out (429).
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Admin login throttling (django-axes; its own variable names): after AXES_FAILURE_LIMIT
+# failed logins for one username from one IP address, that pair is locked out for
+# AXES_COOLOFF_TIME hours. Behind a proxy, set AXES_IPWARE_PROXY_COUNT (see README).
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(hours=env.float("AXES_COOLOFF_TIME", default=1.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0) or None
+
+# Every HTML page we serve (admin, designer previews, Swagger UI) runs only scripts from our
+# own static files: no inline script, no eval, nothing from another origin. Inline styles are
+# allowed (the admin uses style attributes); rendered email HTML is never part of these pages,
+# it is served to a sandboxed iframe with a policy of its own (emails/admin_views.py).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [NONE],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "frame-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
 
 ROOT_URLCONF = "project.urls"
 WSGI_APPLICATION = "project.wsgi.application"
@@ -226,10 +274,25 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+_LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # A designer's preview link is a bearer secret in the URL path; Django logs the path of
+    # every 4xx answer (and runserver every request): it is written as /preview/<token>/.
+    "filters": {"preview_tokens": {"()": "project.logfilters.RedactPreviewTokens"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["preview_tokens"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": _LOG_LEVEL},
+    # Django's own loggers (4xx paths, runserver's request lines) through the same filter.
+    "loggers": {
+        "django": {"handlers": ["console"], "level": _LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["console"], "level": _LOG_LEVEL, "propagate": False},
+    },
 }

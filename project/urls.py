@@ -1,10 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from emails.api import LogtoEmailView
-from emails.management_api import LayoutViewSet, RenderView, TemplateViewSet, ValidateView
+from emails.management_api import (
+    DocsView,
+    LayoutViewSet,
+    RenderView,
+    SchemaView,
+    TemplateViewSet,
+    ValidateView,
+)
 
 router = DefaultRouter()
 router.register("templates", TemplateViewSet)
@@ -20,8 +26,9 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/v1/render", RenderView.as_view(), name="api-render"),
     path("api/v1/validate", ValidateView.as_view(), name="api-validate"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The OpenAPI document and Swagger UI: token or admin session, view permission on templates.
+    path("api/schema/", SchemaView.as_view(), name="api-schema"),
+    path("api/docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     # Designers' preview links: no login, signed tokens (emails/views.py).
     path("preview/", include("emails.urls")),

@@ -129,13 +129,14 @@ def running(*processes: Process):
             process.stop()
 
 
-def gunicorn(env: dict, port: int) -> Process:
+def gunicorn(env: dict, port: int, *, config: str | None = None) -> Process:
     process = Process(
         "gunicorn",
         [
             sys.executable,
             "-m",
             "gunicorn",
+            *(["--config", config] if config else []),
             "project.wsgi",
             "--bind",
             f"127.0.0.1:{port}",

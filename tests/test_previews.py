@@ -78,8 +78,9 @@ def test_preview_refuses_a_post_without_csrf():
 
 
 def test_test_send_goes_through_the_pipeline_with_unsaved_content(
-    admin_client, django_capture_on_commit_callbacks
+    admin_client, django_capture_on_commit_callbacks, settings
 ):
+    settings.EMAILS_TEST_RECIPIENTS = ["@example.com"]
     template = TemplateFactory(usage_type="SignIn", locale="de")
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(

@@ -1,0 +1,61 @@
+"""Who may receive an admin test send, and how many.
+
+A test send mails any content the editor typed, so without a rule it is an open relay for
+anyone holding the template change permission. The rule: a test goes to the requesting staff
+user's own address, or to an address or ``@domain`` listed in EMAILS_TEST_RECIPIENTS, and a
+user sends at most EMAILS_TEST_SEND_LIMIT of them (count/seconds). Each test message records
+who sent it (``Message.requested_by``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from emails.models import Message
+from emails.services.ratelimit import Limit
+
+
+class RefusedTestSend(Exception):
+    """The test send is not allowed; ``message`` says why (shown to the editor), ``status``
+    is the HTTP status that fits (403 recipient, 429 limit)."""
+
+    def __init__(self, message: str, *, status: int):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def recipient_may_receive_tests(*, user, to: str) -> bool:
+    address = to.strip().lower()
+    own = (getattr(user, "email", "") or "").strip().lower()
+    if own and address == own:
+        return True
+    domain = "@" + address.rpartition("@")[2]
+    allowed = {entry.strip().lower() for entry in settings.EMAILS_TEST_RECIPIENTS}
+    return address in allowed or domain in allowed
+
+
+def message_test_send_permit(*, user, to: str) -> None:
+    """Raises RefusedTestSend unless ``user`` may send a test to ``to`` now."""
+    if not recipient_may_receive_tests(user=user, to=to):
+        raise RefusedTestSend(
+            "Test emails go to your own address"
+            + (" or to EMAILS_TEST_RECIPIENTS" if settings.EMAILS_TEST_RECIPIENTS else "")
+            + f" ({user.email or 'your account has no email address'}).",
+            status=403,
+        )
+    limit = Limit.parse(settings.EMAILS_TEST_SEND_LIMIT, name="EMAILS_TEST_SEND_LIMIT")
+    if limit is None:
+        return
+    since = timezone.now() - timedelta(seconds=limit.seconds)
+    recent = Message.objects.filter(is_test=True, requested_by=user, created_at__gt=since)
+    if recent[: limit.count].count() >= limit.count:
+        minutes = max(1, round(limit.seconds / 60))
+        raise RefusedTestSend(
+            f"You have sent {limit.count} test emails in the last {minutes} minutes; "
+            "please wait before sending more.",
+            status=429,
+        )

@@ -1,0 +1,50 @@
+"""Keeping designers' preview tokens out of the logs we write.
+
+A preview link (``/preview/<token>/``) is a bearer secret in the URL path. Django logs the
+path of every 4xx answer (``Not Found: /preview/...``), runserver logs every request line, and
+gunicorn's access log (when turned on) writes request lines and referrers. Each goes through
+redact() here: the token is written as ``<token>``. A proxy in front of Mailroom keeps its own
+access log; see README ("Security model").
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from gunicorn.glogging import Logger
+
+# /preview/<token>/ and /preview/<token>/email/<id>/: the token is the only secret in a path.
+_PREVIEW_TOKEN = re.compile(r"(/preview/)[^/\s?#\"']+")
+
+
+def redact(text: str) -> str:
+    return _PREVIEW_TOKEN.sub(r"\1<token>", text) if "/preview/" in text else text
+
+
+class RedactPreviewTokens(logging.Filter):
+    """For settings.LOGGING's handlers: rewrites a record whose text holds a preview token.
+    Never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record whose arguments do not fit its format: leave it as is
+            return True
+        if "/preview/" in text:
+            record.msg, record.args = redact(text), None
+        return True
+
+
+class GunicornLogger(Logger):
+    """gunicorn's logger with the request line, path and referrer of its access log redacted
+    (project/gunicorn.conf.py names it)."""
+
+    REDACTED_ATOMS = ("r", "U", "f", "{referer}i")
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in self.REDACTED_ATOMS:
+            if isinstance(atoms.get(key), str):
+                atoms[key] = redact(atoms[key])
+        return atoms
