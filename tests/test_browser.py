@@ -1,11 +1,13 @@
 """The admin editor and the designers' preview, driven in Debian's Chromium by Playwright.
 
 Skips when /usr/bin/chromium is missing on a developer's machine (`apt-get install chromium`);
-fails under CI=true. Takes the README's screenshots into docs/screenshots/.
+fails under CI=true. Takes the README's screenshots (into docs/screenshots/ when
+MAILROOM_SCREENSHOTS=docs/screenshots is set).
 """
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,11 @@ from emails.models import Layout, Template
 from tests.factories import TemplateFactory
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# Tests never rewrite tracked files: screenshots go to a temporary folder unless
+# MAILROOM_SCREENSHOTS names one (MAILROOM_SCREENSHOTS=docs/screenshots refreshes the README's).
+SCREENSHOTS = Path(
+    os.environ.get("MAILROOM_SCREENSHOTS") or tempfile.mkdtemp(prefix="mailroom-screenshots-")
+)
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are
@@ -130,3 +136,46 @@ def test_editor_previews_shares_and_revokes(admin_page, browser, live_server):
     assert response.status == 410
     expect(shared.locator("h1")).to_have_text("This preview link has expired or was revoked")
     designer.close()
+
+
+def test_markup_from_templates_and_samples_runs_nothing_on_our_pages(admin_page, live_server):
+    """The shipped "Name with markup" sample and a template whose subject and plain text hold
+    <script> and <img onerror> run nothing on the designer page, the gallery or the editor:
+    no dialog opens and the browser reports no error (a blocked inline script is one)."""
+    from playwright.sync_api import expect
+
+    from emails.services import preview_link_create, preview_link_token
+
+    page = admin_page
+    dialogs, errors = [], []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sync_defaults(Template, Layout)
+    hostile = TemplateFactory(
+        usage_type="SignIn",
+        locale="de",
+        subject="<img src=x onerror=alert('subject')> {{ code }}",
+        html_body="<p>{{ code }}</p>",
+        text_body="<script>alert('text')</script> <img src=x onerror=alert('img')> {{ code }}",
+    )
+    markup_sample = "Name with markup"
+
+    for link_type in ("SignIn", ""):  # a usage type's link, then the gallery
+        token = preview_link_token(preview_link_create(usage_type=link_type))
+        for template in (hostile, Template.objects.get(usage_type="SignIn", locale="en")):
+            page.goto(
+                f"{live_server.url}/preview/{token}/?template={template.pk}&sample={markup_sample}"
+            )
+            expect(page.locator("#preview-text")).to_contain_text("<script>alert(")
+            expect(page.frame_locator("#preview-frame").locator("body")).to_be_visible()
+    expect(page.locator("#preview-subject")).to_contain_text("Your sign-in code")
+
+    page.goto(f"{live_server.url}/admin/emails/template/{hostile.pk}/change/")
+    page.select_option("#mailroom-sample", markup_sample)
+    expect(page.locator("#mailroom-text")).to_contain_text("<script>alert('text')</script>")
+    expect(page.locator("#mailroom-subject")).to_contain_text("<img src=x onerror=")
+    page.wait_for_timeout(500)  # let the frame's last render arrive
+
+    assert dialogs == []
+    assert errors == []
