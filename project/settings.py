@@ -183,12 +183,12 @@ AUTHENTICATION_BACKENDS = [
 ]
 # Admin login throttling (django-axes; its own variable names): after AXES_FAILURE_LIMIT
 # failed logins for one username from one IP address, that pair is locked out for
-# AXES_COOLOFF_TIME hours. Behind a proxy, set AXES_IPWARE_PROXY_COUNT (see README).
+# AXES_COOLOFF_TIME hours. The address is REMOTE_ADDR, never a forwarded header a client can
+# invent; behind a proxy that makes the lockout one per username (README, "Security model").
 AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(hours=env.float("AXES_COOLOFF_TIME", default=1.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("AXES_IPWARE_PROXY_COUNT", default=0) or None
 
 # Every HTML page we serve (admin, designer previews, Swagger UI) runs only scripts from our
 # own static files: no inline script, no eval, nothing from another origin. Inline styles are

@@ -232,6 +232,13 @@ def test_admin_login_is_throttled(client, settings):
     locked = client.post("/admin/login/", {"username": "root", "password": "the-right-password"})
     assert locked.status_code == 429
     assert "_auth_user_id" not in client.session
+    # A forwarded-for header the client invents is no new address.
+    spoofed = client.post(
+        "/admin/login/",
+        {"username": "root", "password": "the-right-password"},
+        HTTP_X_FORWARDED_FOR="198.51.100.7",
+    )
+    assert spoofed.status_code == 429
     # Another username from the same address is not locked out with it.
     User.objects.create_superuser("second", "s@example.com", "another-password")
     other = client.post("/admin/login/", {"username": "second", "password": "another-password"})
