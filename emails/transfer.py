@@ -10,6 +10,13 @@ Imports understand three shapes:
 
 Every imported template passes the same validation as the admin; a dry run reports what would
 be created, changed or left alone without writing.
+
+An import file is untrusted input. Whatever is wrong with it ends as an ImportFormatError that
+says what and where (or as an "invalid" item, for a value the database could not store), never
+as another exception: shapes are checked before use, a zip's members (count, declared sizes,
+names, encryption, compression) before anything is unpacked, and every file is read to at most
+its cap + 1 byte (the MAX_IMPORT_* caps below). Paths named in mailroom.json must be relative,
+without ``..``, and, for a folder, resolve inside it (a symlink out is refused too).
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
+from pathlib import Path, PureWindowsPath
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -31,6 +40,15 @@ from emails.models import Layout, Template, UsageType, validate_sender
 from emails.validation import validate_layout, validate_template
 
 EXPORT_VERSION = 1
+EXPORT_META = "mailroom.json"
+
+# Caps on what one import may make the server read and hold (an import is validated, and so
+# compiled, in full before anything is written).
+MAX_IMPORT_FILE_BYTES = 5 << 20  # an uploaded file, or the file the command is given
+MAX_IMPORT_BYTES = 5 << 20  # all files of an export together, unpacked
+MAX_IMPORT_MEMBER_BYTES = 1 << 20  # one file of an export, unpacked
+MAX_IMPORT_MEMBERS = 2000  # files (and folders) in a zip
+MAX_IMPORT_ITEMS = 2000  # templates, or layouts, in one import
 TEMPLATE_FIELDS = (
     "subject",
     "preheader",
@@ -96,27 +114,134 @@ def text_to_html(source: str) -> str:
 def read_source(path: Path, *, fmt: str = "auto", locale: str | None = None):
     """(layouts, items) from a file, a zip or an export directory."""
     if path.is_dir():
-        return _read_export(lambda name: (path / name).read_text(encoding="utf-8"))
-    if zipfile.is_zipfile(path):
-        return read_zip(path.read_bytes())
+        files = _FolderFiles(path)
+        return _read_export(_load_json(files.read(EXPORT_META), EXPORT_META), files)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImportFormatError(f"{path.name} is not JSON: {exc}") from None
+        with path.open("rb") as handle:
+            content = handle.read(MAX_IMPORT_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ImportFormatError(f"cannot read {path}: {exc.strerror or exc}") from None
+    _check_file_size(len(content), path.name)
+    if zipfile.is_zipfile(io.BytesIO(content)):
+        return read_zip(content)
+    data = _load_json(content, path.name)
     if fmt in ("auto", "mailroom") and isinstance(data, dict) and "mailroom_export" in data:
-        return _read_export(lambda name: (path.parent / name).read_text(encoding="utf-8"))
+        files = _FolderFiles(path.parent)
+        files.budget.charge(len(content), path.name)
+        return _read_export(data, files)
     return [], parse_json(data, fmt=fmt, locale=locale)
 
 
-def read_zip(content: bytes):
-    with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        names = archive.namelist()
-        root = next(
-            (n[: -len("mailroom.json")] for n in names if n.endswith("mailroom.json")), None
+def read_upload(content: bytes, *, locale: str | None = None):
+    """(layouts, items) from an uploaded file: a zipped export or a Logto JSON file."""
+    _check_file_size(len(content), "the file")
+    if zipfile.is_zipfile(io.BytesIO(content)):
+        return read_zip(content)
+    data = _load_json(content, "the file")
+    if isinstance(data, dict) and "mailroom_export" in data:
+        raise ImportFormatError(
+            "this is a Mailroom export's mailroom.json, which names the export's other files: "
+            "upload the whole export as a zip"
         )
-        if root is None:
-            raise ImportFormatError("the zip holds no mailroom.json")
-        return _read_export(lambda name: archive.read(root + name).decode("utf-8"))
+    return [], parse_json(data, locale=locale)
+
+
+def read_zip(content: bytes):
+    """(layouts, items) from a zipped Mailroom export, within the caps above."""
+    _check_file_size(len(content), "the zip")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(content))
+    except (zipfile.BadZipFile, NotImplementedError, ValueError) as exc:
+        # ValueError: undecodable member names (UnicodeDecodeError); NotImplementedError: a
+        # zip version this module does not read.
+        raise ImportFormatError(f"the zip is broken: {_short(str(exc), 200)}") from None
+    with archive:
+        files = _ZipFiles(archive, len(content))
+        return _read_export(_load_json(files.read(EXPORT_META), EXPORT_META), files)
+
+
+def format_size(size: int) -> str:
+    if size >= 1 << 20:
+        return f"{size / (1 << 20):.1f}".removesuffix(".0") + " MB"
+    return f"{size / (1 << 10):.1f}".removesuffix(".0") + " KB"
+
+
+def _check_file_size(size: int, name: str) -> None:
+    if size > MAX_IMPORT_FILE_BYTES:
+        raise ImportFormatError(
+            f"{name} is larger than {format_size(MAX_IMPORT_FILE_BYTES)}, the limit"
+        )
+
+
+def _load_json(source: bytes | str, name: str):
+    try:
+        return json.loads(source)
+    except RecursionError:
+        raise ImportFormatError(f"{name} is nested too deeply to be read") from None
+    except ValueError as exc:  # UnicodeDecodeError included
+        raise ImportFormatError(f"{name} is not JSON: {_short(str(exc), 200)}") from None
+
+
+# Shapes: every value is checked before it is used, so a wrong shape is an ImportFormatError
+# that says where, never a TypeError or AttributeError on the way.
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _object(value, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ImportFormatError(f"{where} must be an object, not {_kind(value)}")
+    return value
+
+
+def _entries(value, where: str, noun: str) -> list:
+    if not isinstance(value, list):
+        raise ImportFormatError(f"{where} must be a list, not {_kind(value)}")
+    if len(value) > MAX_IMPORT_ITEMS:
+        raise ImportFormatError(
+            f"{where} holds {len(value)} {noun}; the limit is {MAX_IMPORT_ITEMS}"
+        )
+    return value
+
+
+def _string(entry: dict, key: str, where: str, *, required=False, null_is_absent=False) -> str:
+    """entry[key], a string; "" when absent (an error when required)."""
+    value = entry.get(key)
+    if key not in entry or (value is None and null_is_absent):
+        if required:
+            raise ImportFormatError(f"{where}.{key} is missing")
+        return ""
+    if not isinstance(value, str):
+        raise ImportFormatError(f"{where}.{key} must be a string, not {_kind(value)}")
+    return value
+
+
+def _string_or_null(entry: dict, key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ImportFormatError(f"{where}.{key} must be a string or null, not {_kind(value)}")
+    return value
+
+
+def _with_context(context: str, parse, *args, **kwargs):
+    try:
+        return parse(*args, **kwargs)
+    except ImportFormatError as exc:
+        raise ImportFormatError(f"{context}: {exc}") from None
 
 
 def parse_json(data, *, fmt: str = "auto", locale: str | None = None) -> list[Item]:
@@ -131,11 +256,20 @@ def parse_json(data, *, fmt: str = "auto", locale: str | None = None) -> list[It
                 "Mailroom export"
             )
     if fmt == "smtp":
+        config = _object(data, "a Logto SMTP config")
+        entries = _entries(config.get("templates"), "a Logto SMTP config's templates", "templates")
         if not locale:
             raise ImportFormatError("a Logto SMTP config has no language: choose a locale")
-        return [_smtp_item(entry, normalize_locale(locale)) for entry in data.get("templates", [])]
+        try:
+            locale = normalize_locale(locale)
+        except ValueError as exc:
+            raise ImportFormatError(f"locale: {exc}") from None
+        return _with_context("Logto SMTP config", _smtp_items, entries, locale)
     if fmt == "logto":
-        return [_logto_item(entry) for entry in data]
+        entries = _entries(data, "a Logto email-templates list", "templates")
+        return _with_context("Logto email-templates list", _logto_items, entries)
+    if fmt == "mailroom":
+        raise ImportFormatError("not a Mailroom export: it has no mailroom_export key")
     raise ImportFormatError(f"unknown format {fmt!r}")
 
 
@@ -145,46 +279,288 @@ def _content(content: str, content_type: str) -> dict:
     return {"html_body": content, "text_body": ""}
 
 
-def _smtp_item(entry: dict, locale: str) -> Item:
-    values = {
-        "subject": entry.get("subject", ""),
-        "layout": None,
-        **_content(entry.get("content", ""), entry.get("contentType", "text/html")),
-    }
-    return Item(str(entry.get("usageType", "")), locale, values)
+def _smtp_items(entries: list, locale: str) -> list[Item]:
+    items = []
+    for index, entry in enumerate(entries):
+        where = f"templates[{index}]"
+        entry = _object(entry, where)
+        text = partial(_string, entry, where=where, null_is_absent=True)
+        values = {
+            "subject": text("subject"),
+            "layout": None,
+            **_content(text("content"), text("contentType") or "text/html"),
+        }
+        items.append(Item(text("usageType"), locale, values))
+    return items
 
 
-def _logto_item(entry: dict) -> Item:
-    details = entry.get("details") or {}
-    values = {
-        "subject": details.get("subject", ""),
-        "layout": None,
-        **_content(details.get("content", ""), details.get("contentType", "text/html")),
-    }
-    if details.get("replyTo"):
-        values["reply_to"] = details["replyTo"]
-    if details.get("sendFrom"):
-        values["from_email"] = details["sendFrom"]
-    return Item(str(entry.get("templateType", "")), str(entry.get("languageTag", "")), values)
+def _logto_items(entries: list) -> list[Item]:
+    items = []
+    for index, entry in enumerate(entries):
+        where = f"[{index}]"
+        entry = _object(entry, where)
+        details = entry.get("details")
+        details = {} if details is None else _object(details, f"{where}.details")
+        text = partial(_string, details, where=f"{where}.details", null_is_absent=True)
+        values = {
+            "subject": text("subject"),
+            "layout": None,
+            **_content(text("content"), text("contentType") or "text/html"),
+        }
+        if reply_to := text("replyTo"):
+            values["reply_to"] = reply_to
+        if send_from := text("sendFrom"):
+            values["from_email"] = send_from
+        usage_type = _string(entry, "templateType", where, null_is_absent=True)
+        items.append(Item(usage_type, _string(entry, "languageTag", where), values))
+    return items
 
 
-def _read_export(read):
-    try:
-        meta = json.loads(read("mailroom.json"))
-        layouts = [
-            {"name": entry["name"], "html": read(entry["html"]), "text": read(entry["text"])}
-            for entry in meta["layouts"]
-        ]
-        items = []
-        for entry in meta["templates"]:
-            values = {name: entry[name] for name in TEMPLATE_FIELDS if name in entry}
-            values["html_body"] = read(entry["html"])
-            values["text_body"] = read(entry["text"]) if entry.get("text") else ""
-            values["layout"] = entry.get("layout")
-            items.append(Item(entry["usage_type"], entry["locale"], values))
-    except (KeyError, TypeError, ValueError, FileNotFoundError) as exc:
-        raise ImportFormatError(f"broken Mailroom export: {exc!r}") from None
+# Mailroom's export: mailroom.json names the other files by relative path.
+
+
+@dataclass
+class _LayoutEntry:
+    name: str
+    html: str  # paths inside the export
+    text: str
+
+
+@dataclass
+class _TemplateEntry:
+    usage_type: str
+    locale: str
+    values: dict  # TEMPLATE_FIELDS but the bodies, + "layout"
+    html: str
+    text: str | None
+
+
+def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
+    """Check all of mailroom.json and every path it names, then read the files."""
+    if not isinstance(meta, dict):
+        raise ImportFormatError(f"{EXPORT_META} must be an object, not {_kind(meta)}")
+    layout_entries, template_entries = _with_context(EXPORT_META, _export_entries, meta)
+    for path in [
+        *(path for entry in layout_entries for path in (entry.html, entry.text)),
+        *(path for entry in template_entries for path in (entry.html, entry.text) if path),
+    ]:
+        if not _is_safe_relative_path(path):
+            raise ImportFormatError(
+                f"{EXPORT_META} names {_short(path, 100)!r}, outside the export folder: paths in "
+                "an export must be relative, without '..'"
+            )
+    layouts = [
+        {"name": entry.name, "html": files.read(entry.html), "text": files.read(entry.text)}
+        for entry in layout_entries
+    ]
+    items = []
+    for entry in template_entries:
+        values = {
+            **entry.values,
+            "html_body": files.read(entry.html),
+            "text_body": files.read(entry.text) if entry.text else "",
+        }
+        items.append(Item(entry.usage_type, entry.locale, values))
     return layouts, items
+
+
+def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry]]:
+    version = meta.get("mailroom_export", EXPORT_VERSION)
+    if type(version) is not int or version != EXPORT_VERSION:
+        raise ImportFormatError(
+            f"export version {_short(repr(version), 40)}; this Mailroom reads version "
+            f"{EXPORT_VERSION}"
+        )
+    for key in ("layouts", "templates"):
+        if key not in meta:
+            raise ImportFormatError(f"{key} is missing")
+    layouts = []
+    for index, entry in enumerate(_entries(meta["layouts"], "layouts", "layouts")):
+        where = f"layouts[{index}]"
+        entry = _object(entry, where)
+        required = partial(_string, entry, where=where, required=True)
+        layouts.append(_LayoutEntry(required("name"), required("html"), required("text")))
+    templates = []
+    for index, entry in enumerate(_entries(meta["templates"], "templates", "templates")):
+        where = f"templates[{index}]"
+        entry = _object(entry, where)
+        values = {
+            name: _string(entry, name, where)
+            for name in ("subject", "preheader", "from_email", "reply_to")
+            if name in entry
+        }
+        if "enabled" in entry:
+            if not isinstance(entry["enabled"], bool):
+                raise ImportFormatError(
+                    f"{where}.enabled must be true or false, not {_kind(entry['enabled'])}"
+                )
+            values["enabled"] = entry["enabled"]
+        values["layout"] = _string_or_null(entry, "layout", where)
+        required = partial(_string, entry, where=where, required=True)
+        templates.append(
+            _TemplateEntry(
+                usage_type=required("usage_type"),
+                locale=required("locale"),
+                values=values,
+                html=required("html"),
+                text=_string_or_null(entry, "text", where),
+            )
+        )
+    return layouts, templates
+
+
+def _is_safe_relative_path(path: str) -> bool:
+    """Relative, without '..', without a drive or NUL: it cannot name anything outside."""
+    if not path or "\x00" in path:
+        return False
+    unified = path.replace("\\", "/")
+    if unified.startswith("/") or PureWindowsPath(path).drive:
+        return False
+    return ".." not in unified.split("/")
+
+
+class _Budget:
+    """What the files of one export may add up to, counted as they are read (a file named
+    twice counts twice): what a zip declares is checked first, but never trusted."""
+
+    def __init__(self):
+        self.used = 0
+
+    def charge(self, size: int, name: str) -> None:
+        if size > MAX_IMPORT_MEMBER_BYTES:
+            raise ImportFormatError(
+                f"{_short(name, 100)} is larger than {format_size(MAX_IMPORT_MEMBER_BYTES)}, "
+                "the limit per file"
+            )
+        self.used += size
+        if self.used > MAX_IMPORT_BYTES:
+            raise ImportFormatError(
+                f"the export's files add up to more than {format_size(MAX_IMPORT_BYTES)}, the limit"
+            )
+
+    def text(self, data: bytes, name: str) -> str:
+        self.charge(len(data), name)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ImportFormatError(f"{_short(name, 100)} is not UTF-8 text") from None
+
+
+class _FolderFiles:
+    """The files of an export folder; a path that leads outside it (``..``, an absolute path,
+    a symlink) is refused."""
+
+    def __init__(self, folder: Path):
+        try:
+            self.root = folder.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            raise ImportFormatError(f"cannot read {folder}: {exc}") from None
+        self.budget = _Budget()
+
+    def read(self, name: str) -> str:
+        shown = _short(name, 100)
+        try:
+            target = (self.root / name).resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+            raise ImportFormatError(f"{shown!r} cannot be resolved in the export folder") from None
+        if not target.is_relative_to(self.root):
+            raise ImportFormatError(f"{shown!r} leads outside the export folder")
+        if not target.is_file():
+            raise ImportFormatError(f"the export folder has no file {shown!r}")
+        try:
+            with target.open("rb") as handle:
+                data = handle.read(MAX_IMPORT_MEMBER_BYTES + 1)
+        except OSError as exc:
+            raise ImportFormatError(f"cannot read {shown!r}: {exc.strerror or exc}") from None
+        return self.budget.text(data, name)
+
+
+# General-purpose flag bits the zip module cannot read: 0 encrypted, 5 compressed patched
+# data, 6 strong encryption.
+_ZIP_ENCRYPTED, _ZIP_UNSUPPORTED_FLAGS = 0x41, 0x20
+_ZIP_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+class _ZipFiles:
+    """The files of a zipped export, under the folder that holds mailroom.json. The whole
+    zip is checked before anything is unpacked: member count, declared sizes, names,
+    encryption and compression; then each member is read to at most its cap + 1 byte."""
+
+    def __init__(self, archive: zipfile.ZipFile, size: int):
+        self.archive, self.budget = archive, _Budget()
+        members = archive.infolist()
+        if len(members) > MAX_IMPORT_MEMBERS:
+            raise ImportFormatError(
+                f"the zip holds {len(members)} files; the limit is {MAX_IMPORT_MEMBERS}"
+            )
+        declared = sum(member.file_size for member in members)
+        if declared > MAX_IMPORT_BYTES:
+            raise ImportFormatError(
+                f"the zip expands to {format_size(declared)}; the limit is "
+                f"{format_size(MAX_IMPORT_BYTES)}"
+            )
+        for member in members:
+            self._check(member, size)
+        roots = sorted(
+            (member.filename.count("/"), member.filename[: -len(EXPORT_META)])
+            for member in members
+            if member.filename == EXPORT_META or member.filename.endswith("/" + EXPORT_META)
+        )
+        if not roots:
+            raise ImportFormatError(f"the zip holds no {EXPORT_META}")
+        if len(roots) > 1 and roots[0][0] == roots[1][0]:
+            raise ImportFormatError(
+                f"the zip holds more than one export: {roots[0][1]!r} and {roots[1][1]!r}"
+            )
+        self.root = roots[0][1]
+
+    def _check(self, member: zipfile.ZipInfo, size: int) -> None:
+        name = _short(member.filename, 100)
+        if not _is_safe_relative_path(member.filename):
+            raise ImportFormatError(
+                f"the zip holds {name!r}, which is not a relative path inside the export"
+            )
+        if member.file_size > MAX_IMPORT_MEMBER_BYTES:
+            raise ImportFormatError(
+                f"{name} expands to {format_size(member.file_size)}; the limit per file is "
+                f"{format_size(MAX_IMPORT_MEMBER_BYTES)}"
+            )
+        if member.flag_bits & _ZIP_ENCRYPTED:
+            raise ImportFormatError(
+                f"the zip is encrypted ({name}): export it again without a password"
+            )
+        if member.flag_bits & _ZIP_UNSUPPORTED_FLAGS:
+            raise ImportFormatError(f"{name} is stored as compressed patched data: unsupported")
+        if member.compress_type not in _ZIP_COMPRESSIONS:
+            raise ImportFormatError(
+                f"{name} uses compression method {member.compress_type}; only stored and "
+                "deflated (what zip tools write by default) are supported"
+            )
+        if not 0 <= member.header_offset < size:
+            raise ImportFormatError(f"the zip is broken: {name} starts outside the file")
+
+    def read(self, name: str) -> str:
+        path = self.root + name
+        try:
+            member = self.archive.getinfo(path)
+        except KeyError:
+            raise ImportFormatError(f"the zip has no {_short(path, 100)}") from None
+        if member.is_dir():
+            raise ImportFormatError(f"{_short(path, 100)} is a folder, not a file")
+        try:
+            with self.archive.open(member) as handle:
+                data = handle.read(MAX_IMPORT_MEMBER_BYTES + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError) as exc:
+            # Damage only reading shows: a bad CRC or header, a broken deflate stream, data
+            # cut short, an undecodable name in the local header.
+            raise ImportFormatError(
+                f"the zip is broken: {_short(path, 100)}: {_short(str(exc), 200)}"
+            ) from None
+        return self.budget.text(data, path)
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- Applying ---------------------------------------------------------------------------------
@@ -203,17 +579,20 @@ def import_templates(layouts: list[dict], items: list[Item], *, dry_run: bool) -
 
 
 def _import_layout(fields: dict, known: dict, report: ImportReport, dry_run: bool) -> None:
-    problems = validate_layout(html=fields["html"], text=fields["text"])
+    key = _short(fields["name"], 80)
+    problems = _storage_problems(Layout, fields)
+    if not fields["name"].strip():
+        problems.append("a layout needs a name")
+    if not problems:
+        problems = list(map(str, validate_layout(html=fields["html"], text=fields["text"])))
     if problems:
-        report.outcomes.append(
-            Outcome("layout", fields["name"], "invalid", "; ".join(map(str, problems)))
-        )
+        report.outcomes.append(Outcome("layout", key, "invalid", "; ".join(problems)))
         return
     layout = known.get(fields["name"])
     if layout is None:
         action, layout = "create", Layout(name=fields["name"])
     elif (layout.html, layout.text) == (fields["html"], fields["text"]):
-        report.outcomes.append(Outcome("layout", fields["name"], "unchanged"))
+        report.outcomes.append(Outcome("layout", key, "unchanged"))
         return
     else:
         action = "change"
@@ -221,11 +600,11 @@ def _import_layout(fields: dict, known: dict, report: ImportReport, dry_run: boo
     if not dry_run:
         layout.save()
     known[fields["name"]] = layout
-    report.outcomes.append(Outcome("layout", fields["name"], action))
+    report.outcomes.append(Outcome("layout", key, action))
 
 
 def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: bool) -> None:
-    key = f"{item.usage_type} · {item.locale}"
+    key = f"{_short(item.usage_type, 40)} · {_short(item.locale, 40)}"
     if item.usage_type not in UsageType.values:
         report.outcomes.append(Outcome("template", key, "skipped", "unknown usage type"))
         return
@@ -236,8 +615,14 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
         return
     values = dict(item.values)
     layout_name = values.pop("layout", None)
+    problems = _storage_problems(Template, values)
+    if problems:
+        report.outcomes.append(Outcome("template", key, "invalid", "; ".join(problems)))
+        return
     if layout_name and layout_name not in layouts:
-        report.outcomes.append(Outcome("template", key, "invalid", f"no layout {layout_name!r}"))
+        report.outcomes.append(
+            Outcome("template", key, "invalid", f"no layout {_short(layout_name, 80)!r}")
+        )
         return
     template = Template.objects.filter(usage_type=item.usage_type, locale=locale).first()
     action = "create" if template is None else "change"
@@ -270,6 +655,25 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
     report.outcomes.append(
         Outcome("template", key, action, "" if action == "create" else ", ".join(changed))
     )
+
+
+def _storage_problems(model, values: dict) -> list[str]:
+    """What the database would refuse (and fail the whole import on): a value longer than its
+    column, a NUL character, a lone surrogate (which JSON can spell)."""
+    problems = []
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        max_length = model._meta.get_field(name).max_length
+        if max_length is not None and len(value) > max_length:
+            problems.append(f"{name} is {len(value)} characters long; the limit is {max_length}")
+        if "\x00" in value:
+            problems.append(f"{name} contains a NUL character, which cannot be stored")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"{name} is not valid Unicode (a lone surrogate)")
+    return problems
 
 
 def _sender_problems(template) -> list[str]:

@@ -8,7 +8,8 @@ from emails.transfer import ImportFormatError, import_templates, read_source
 class Command(BaseCommand):
     help = (
         "Import templates from a Logto SMTP connector config (with --locale), a Logto "
-        "email-templates API list, or a Mailroom export (directory, mailroom.json or zip)."
+        "email-templates API list, or a Mailroom export (directory, mailroom.json or zip). "
+        "Paths named in mailroom.json must stay inside the export's folder."
     )
 
     def add_arguments(self, parser):
@@ -22,7 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, path, format, locale, dry_run, **options):
         try:
             layouts, items = read_source(path, fmt=format, locale=locale)
-        except (ImportFormatError, OSError, ValueError) as exc:
+        except (ImportFormatError, OSError) as exc:  # OSError: e.g. the path is unreadable
             raise CommandError(str(exc)) from None
         report = import_templates(layouts, items, dry_run=dry_run)
         for outcome in report.outcomes:
