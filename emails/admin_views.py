@@ -6,9 +6,7 @@ scripts, so nothing in a template runs on the admin's origin."""
 from __future__ import annotations
 
 import difflib
-import io
 import json
-import zipfile
 from urllib.parse import urlsplit
 
 from csp.constants import NONE, UNSAFE_INLINE
@@ -33,7 +31,14 @@ from emails.locales import normalize_locale
 from emails.models import Template, UsageType
 from emails.services import message_test_send, preview_link_create, preview_link_token
 from emails.services.test_sends import RefusedTestSend, message_test_send_permit
-from emails.transfer import ImportFormatError, export_zip, import_templates, parse_json, read_zip
+from emails.transfer import (
+    MAX_IMPORT_FILE_BYTES,
+    ImportFormatError,
+    export_zip,
+    format_size,
+    import_templates,
+    read_upload,
+)
 
 
 def email_csp(request) -> dict:
@@ -296,12 +301,21 @@ def coverage(request, model_admin):
 class ImportForm(forms.Form):
     file = forms.FileField(
         help_text="A Logto SMTP connector config (JSON), a Logto email-templates list (JSON), "
-        "or a Mailroom export (zip)."
+        f"or a Mailroom export (zip); at most {format_size(MAX_IMPORT_FILE_BYTES)}."
     )
     locale = forms.CharField(
         required=False, help_text="For a Logto SMTP config: the language of its templates."
     )
     dry_run = forms.BooleanField(required=False, initial=True, label="Dry run (write nothing)")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_IMPORT_FILE_BYTES:
+            raise forms.ValidationError(
+                f"The file is {format_size(upload.size)}; the limit is "
+                f"{format_size(MAX_IMPORT_FILE_BYTES)}."
+            )
+        return upload
 
 
 def import_view(request, model_admin):
@@ -311,17 +325,12 @@ def import_view(request, model_admin):
         raise PermissionDenied
     report, form = None, ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        content = form.cleaned_data["file"].read()
+        # Every way an upload can be wrong ends as an ImportFormatError (emails/transfer.py).
+        content = form.cleaned_data["file"].read(MAX_IMPORT_FILE_BYTES + 1)
         try:
-            if zipfile.is_zipfile(io.BytesIO(content)):
-                layouts, items = read_zip(content)
-            else:
-                layouts, items = (
-                    [],
-                    parse_json(json.loads(content), locale=form.cleaned_data["locale"] or None),
-                )
+            layouts, items = read_upload(content, locale=form.cleaned_data["locale"] or None)
             report = import_templates(layouts, items, dry_run=form.cleaned_data["dry_run"])
-        except (ImportFormatError, ValueError, UnicodeDecodeError) as exc:
+        except ImportFormatError as exc:
             form.add_error("file", str(exc))
     context = {
         **model_admin.admin_site.each_context(request),
