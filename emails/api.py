@@ -13,8 +13,6 @@ import json
 import math
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import EmailValidator
 from django.db import InterfaceError, OperationalError
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
@@ -23,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from emails.addresses import AddressRefused, mailbox, network
 from emails.services import NoTemplateError, RateLimitedError, message_accept
 
 MAX_ADDRESS_LENGTH = 254
@@ -136,15 +135,21 @@ class _Invalid(Exception):
 def _validated(data: dict) -> tuple[str, str, dict, str]:
     """(to, type, payload, ip) from Logto's request, or _Invalid for the first bad field.
 
+    ``to`` and ``ip`` come back canonical (emails/addresses.py): the one spelling of the
+    mailbox, and the IPv4 address or IPv6 /64 network, which is what is stored, sent to,
+    deduplicated and rate-limited. So one mailbox or one network is one rate limit, however
+    the request spells it.
+
     Plain checks rather than a DRF serializer: a serializer deep-copies its fields on every
     request, which cost a sixth of the whole accept. The rules and wording are the ones the
     API has always had (tests/test_api.py holds them)."""
     to = _text(data, "to", max_length=MAX_ADDRESS_LENGTH)
-    # One bare address: EmailValidator refuses lists, display names and whitespace.
+    # One bare, deliverable address: no list, display name, whitespace, invisible character,
+    # encoded word, needed quotes, domain literal or special-use domain.
     try:
-        EmailValidator()(to)
-    except ValidationError:
-        raise _Invalid("to", "must be one email address") from None
+        to = mailbox(to, max_length=MAX_ADDRESS_LENGTH)
+    except AddressRefused as exc:
+        raise _Invalid("to", exc.reason) from None
     usage_type = _text(data, "type", max_length=MAX_TYPE_LENGTH)
     if "payload" not in data:
         raise _Invalid("payload", "is required")
@@ -158,6 +163,11 @@ def _validated(data: dict) -> tuple[str, str, dict, str]:
     except ValueError as exc:
         raise _Invalid("payload", str(exc)) from None
     ip = _text(data, "ip", max_length=MAX_IP_LENGTH, optional=True)
+    if ip:
+        try:
+            ip = network(ip)
+        except AddressRefused as exc:
+            raise _Invalid("ip", exc.reason) from None
     return to, usage_type, payload, ip
 
 

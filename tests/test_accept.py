@@ -8,9 +8,9 @@ from django.core import mail
 from django.db import connection
 from rest_framework.test import APIClient
 
-from emails.models import Message, MessageStatus
+from emails.models import Message, MessageStatus, Template
 from tests.conftest import AUTHORIZATION, load_payload, require_postgres
-from tests.factories import MessageFactory
+from tests.factories import MessageFactory, TemplateFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +71,9 @@ def test_the_same_code_after_the_ttl_is_a_new_email(send, settings):
 @pytest.mark.django_db(transaction=True)
 def test_identical_posts_at_the_same_moment_are_one_email():
     require_postgres()
+    # Its own template: an earlier transactional test may have flushed the shipped ones.
+    Template.objects.filter(usage_type="Register", locale="en").delete()
+    TemplateFactory(usage_type="Register", locale="en")
     body = load_payload("register-en.json")
     answers, start = [], threading.Barrier(4)
 
@@ -182,3 +185,112 @@ def test_accepting_is_one_logged_statement(send):
         q["sql"] for q in queries if (q["sql"] or "").startswith('INSERT INTO "emails_message"')
     ]
     assert len(inserts) == 1, [q["sql"] for q in queries]
+
+
+# --- One mailbox, one rate limit -------------------------------------------------------
+# Spellings that reach jane@example.com. Each one used to be stored as sent and counted as a
+# mailbox of its own (or, with fullwidth letters, refused while its neighbours were not).
+JANE_SPELLINGS = [
+    "jane@example.com",
+    "JANE@EXAMPLE.COM",  # the local part's case is kept, but counted case-blind
+    "ｊａｎｅ@example.com",  # fullwidth letters
+    "jane＠example.com",  # fullwidth at-sign
+    "jane@ｅｘａｍｐｌｅ.ｃｏｍ",  # fullwidth domain
+    "jane@example。com",  # ideographic full stop
+    "jane@example．com",  # fullwidth full stop
+    '"jane"@example.com',  # needless quotes
+    '"ja\\ne"@example.com',  # needless quotes and a needless escape
+    '"ｊａｎｅ"@ＥＸＡＭＰＬＥ。com',
+]
+
+
+def _to(to: str, code: str) -> dict:
+    body = load_payload("register-en.json")
+    body["to"], body["payload"]["code"] = to, code
+    del body["ip"]
+    return body
+
+
+@pytest.mark.parametrize("to", JANE_SPELLINGS)
+def test_every_spelling_of_a_mailbox_is_stored_and_sent_as_that_mailbox(send, to):
+    response = send(_to(to, "400004"))
+    assert response.status_code == 200, response.content
+    message = Message.objects.get(pk=response.json()["id"])
+    expected = "JANE@example.com" if to.startswith("JANE") else "jane@example.com"
+    assert message.to == expected
+    assert mail.outbox[0].to == [expected]
+
+
+def test_spellings_of_one_mailbox_share_one_rate_limit(send, settings):
+    settings.EMAILS_RATE_LIMIT_RECIPIENT = "3/600"
+    statuses = [
+        send(_to(to, f"5000{number:02}")).status_code for number, to in enumerate(JANE_SPELLINGS)
+    ]
+    assert statuses == [200] * 3 + [429] * (len(JANE_SPELLINGS) - 3)
+    assert set(Message.objects.values_list("to", flat=True)) <= {
+        "jane@example.com",
+        "JANE@example.com",
+    }
+    # Another mailbox is not affected
+    assert send(_to("john@example.com", "500099")).status_code == 200
+
+
+def test_spellings_of_one_mailbox_are_one_email_for_one_code(send):
+    first = send(_to("jane@example.com", "600006")).json()["id"]
+    again = [send(_to(to, "600006")).json()["id"] for to in JANE_SPELLINGS]
+    assert set(again) == {first}
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize(
+    ("spellings", "stored"),
+    [
+        (["jane@BÜCHER.de", "jane@bücher.de", "jane@xn--bcher-kva.de"], "jane@xn--bcher-kva.de"),
+        # IDNA 2008: ß is a letter of its own (IDNA 2003, Python's codec, made it "ss")
+        (["jane@straße.de", "jane@STRAßE.de", "jane@xn--strae-oqa.de"], "jane@xn--strae-oqa.de"),
+    ],
+)
+def test_an_international_domain_is_stored_in_its_ascii_form(send, settings, spellings, stored):
+    settings.EMAILS_RATE_LIMIT_RECIPIENT = "2/600"
+    statuses = [send(_to(to, f"70000{n}")).status_code for n, to in enumerate(spellings)]
+    assert statuses == [200, 200, 429]
+    assert set(Message.objects.values_list("to", flat=True)) == {stored}
+    assert mail.outbox[0].to == [stored]
+    assert send(_to("jane@strasse.de", "700009")).status_code == 200  # another domain
+
+
+def _from(ip: str, number: int) -> dict:
+    body = load_payload("register-en.json")
+    body["to"], body["ip"] = f"user{number}@example.com", ip
+    return body
+
+
+@pytest.mark.parametrize(
+    ("ips", "stored"),
+    [
+        # Spellings of one IPv6 address
+        (["2001:db8::1", "2001:0DB8:0:0::1", "2001:db8:0:0:0:0:0:1"], "2001:db8::/64"),
+        # Neighbours in one /64
+        (["2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::abcd"], None),
+        # IPv4-mapped IPv6 is the IPv4 address
+        (["203.0.113.7", "::ffff:203.0.113.7", "::FFFF:cb00:7107"], "203.0.113.7"),
+    ],
+)
+def test_spellings_and_neighbours_of_one_network_share_one_ip_limit(send, settings, ips, stored):
+    settings.EMAILS_RATE_LIMIT_IP = "2/600"
+    statuses = [send(_from(ip, number)).status_code for number, ip in enumerate(ips)]
+    assert statuses == [200, 200, 429]
+    assert set(Message.objects.values_list("ip", flat=True)) == {stored or "2001:db8:1:2::/64"}
+
+
+def test_other_networks_keep_their_own_ip_limit(send, settings):
+    settings.EMAILS_RATE_LIMIT_IP = "1/600"
+    ips = ["2001:db8:1:2::1", "2001:db8:1:3::1", "203.0.113.7", "203.0.113.8", "::ffff:10.0.0.5"]
+    assert [send(_from(ip, number)).status_code for number, ip in enumerate(ips)] == [200] * 5
+    assert sorted(Message.objects.values_list("ip", flat=True)) == [
+        "10.0.0.5",
+        "2001:db8:1:2::/64",
+        "2001:db8:1:3::/64",
+        "203.0.113.7",
+        "203.0.113.8",
+    ]

@@ -276,6 +276,116 @@ def test_bad_input_is_400_naming_the_field(post_email, body, field, message):
     assert not Message.objects.exists()
 
 
+# Invisible characters: Unicode format characters (soft hyphen, zero-width, bidi controls,
+# the BOM), variation selectors, line and paragraph separators. Each would make one mailbox
+# look like many (delivery drops them), or one address display as another.
+INVISIBLE = [
+    "\u00ad",
+    "\u200b",
+    "\u200c",
+    "\u200d",
+    "\u2060",
+    "\ufeff",
+    "\u200e",
+    "\u200f",
+    *(chr(code) for code in range(0x202A, 0x202F)),
+    *(chr(code) for code in range(0x2066, 0x206A)),
+    "\u061c",
+    "\ufe00",
+    "\ufe0f",
+    "\U000e0100",
+    "\u180b",
+    "\u034f",
+    "\U000e0041",
+    "\u2028",
+    "\u2029",
+]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=lambda char: f"U+{ord(char):04X}")
+@pytest.mark.parametrize(
+    "where", ["ja{}ne@example.com", "jane@exa{}mple.com", "jane@example.com{}"]
+)
+def test_invisible_characters_in_the_address_are_400(post_email, char, where):
+    response = post_email(with_changes(to=where.format(char)))
+    assert response.status_code == 400
+    assert response.json() == {
+        "message": "'to' must not contain invisible characters.",
+        "field": "to",
+    }
+    assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "=?utf-8?q?jane?=@example.com",  # an RFC 2047 encoded word
+        "=?utf-8?b?amFuZQ==?=@example.com",
+        "＝？utf-8？q？jane？＝@example.com",  # the same, in fullwidth forms
+        '"jane doe"@example.com',  # quotes that are needed: refused
+        '"jane@home"@example.com',
+        '"ｊａｎｅ　ｄｏｅ"@example.com',
+        "jane@[192.0.2.1]",  # domain literals
+        "jane@[IPv6:2001:db8::1]",
+        "jane@localhost",  # special-use and undeliverable domains
+        "jane@mail.invalid",
+        "jane@host.test",
+        "jane@printer.local",
+        "jane@hidden.onion",
+        "jane@1.0.0.10.in-addr.arpa",
+        "jane@example",
+        "jane@192.0.2.1",
+        "jané@example.com",  # a non-ASCII local part, refused as before
+        "jane@@example.com",
+        "jane@example..com",
+        "jane@-example.com",
+        "Jane ＜jane@example.com＞",  # a display name, in fullwidth brackets
+        "jane@example.com，john@example.com",  # a list, with a fullwidth comma
+        "jane@example.com\u00a0",  # a no-break space
+        "jane\u3000@example.com",  # an ideographic space
+        "jane@" + "b" * 64 + ".com",  # a label longer than DNS allows
+        "jane@" + "\u0660" * 64 + ".com",  # the same in Arabic-Indic digits
+        "\ufdfa" * 14 + "@example.com",  # 26 characters, 264 once folded
+    ],
+)
+def test_addresses_that_cannot_be_one_mailbox_are_400(post_email, to):
+    response = post_email(with_changes(to=to))
+    assert response.status_code == 400
+    assert response.json() == {"message": "'to' must be one email address.", "field": "to"}
+    assert not Message.objects.exists()
+
+
+def test_the_longest_label_dns_allows_is_accepted(post_email):
+    to = "jane@" + "b" * 63 + ".example.com"
+    response = post_email(with_changes(to=to))
+    assert response.status_code == 200
+    assert Message.objects.get(pk=response.json()["id"]).to == to
+
+
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "not-an-ip",
+        "localhost",
+        "999.1.1.1",
+        "203.0.113",
+        "203.0.113.007",
+        " 203.0.113.7",
+        "203.0.113.7 ",
+        "203.0.113.7, 10.0.0.1",
+        "2001:db8::1/64",
+        "2001:db8::g",
+        "[2001:db8::1]",
+        "２０３.0.113.7",
+    ],
+)
+def test_an_ip_that_is_not_an_ip_address_is_400(post_email, ip):
+    response = post_email(with_changes(ip=ip))
+    assert response.status_code == 400
+    assert response.json() == {"message": "'ip' must be an IP address.", "field": "ip"}
+    assert not Message.objects.exists()
+
+
 def raw_post(api, body: bytes, content_type="application/json"):
     return api.generic("POST", URL, body, content_type=content_type)
 

@@ -76,7 +76,7 @@ def test_a_logto_post_becomes_an_email_at_the_provider(stack):
         what="the message to be marked sent",
     )
     assert message.provider_message_id == postmark.responses[0]["MessageID"]
-    assert (message.template_locale, message.ip) == ("de", "2001:db8::1f")
+    assert (message.template_locale, message.ip) == ("de", "2001:db8::/64")  # its /64
 
 
 def test_the_running_service_refuses_a_wrong_authorization(stack):

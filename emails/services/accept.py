@@ -232,6 +232,8 @@ def dedup_key(*, to: str, usage_type: str, payload: dict) -> str | None:
 
     Keyed with SECRET_KEY so the stored hash cannot be brute-forced back into a 6-digit code.
     None when the payload has neither code nor link (nothing to recognise a repeat by).
+    ``to`` is the canonical spelling intake made (emails/addresses.py): with ``lower()``,
+    every spelling of one mailbox is one key, as it is one rate limit.
     """
     code, link = payload.get("code"), payload.get("link")
     if code in (None, "") and link in (None, ""):

@@ -4,6 +4,11 @@ A sliding window: a new email is refused when the recipient (or the IP) already 
 emails stored in the last ``seconds``. Test sends from the admin do not count; refused
 requests store nothing and so do not count either.
 
+What is counted is what intake stored (emails/addresses.py): the recipient's canonical
+spelling, compared case-blind (``lower()``: it is ASCII, so every collation agrees), and the
+IP's key, the IPv4 address or the IPv6 /64 network, compared as is. So every spelling of one
+mailbox, and every address of one /64, is one limit.
+
 On PostgreSQL the count is part of the accepting INSERT itself (``INSERT ... SELECT ...
 WHERE <under the limits>``, see accept.py), so a limit costs no round trip and no other
 service: no cache to be down, nothing to fail open. Two requests for the same recipient at
