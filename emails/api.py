@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import math
 
 from django.conf import settings
@@ -23,6 +24,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from emails.addresses import AddressRefused, mailbox, network
 from emails.services import NoTemplateError, RateLimitedError, message_accept
+
+logger = logging.getLogger(__name__)
 
 MAX_ADDRESS_LENGTH = 254
 MAX_TYPE_LENGTH = 64
@@ -40,9 +43,15 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
+SERVICE_UNAVAILABLE = "Email service is temporarily unavailable. Please try again."
+
+
 class NotConfigured(exceptions.APIException):
+    """LOGTO_AUTHORIZATION is unset in production. Logto shows the body to its end user, so
+    it says only what any outage says; the log and system check emails.E001 name the cause."""
+
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "Email endpoint is not configured (LOGTO_AUTHORIZATION is unset)."
+    default_detail = SERVICE_UNAVAILABLE
     default_code = "not_configured"
 
 
@@ -99,6 +108,7 @@ class LogtoAuthorization(BaseAuthentication):
         if not expected:
             if settings.DEBUG:
                 return (None, None)
+            logger.error("refused a Logto request: LOGTO_AUTHORIZATION is unset (emails.E001)")
             raise NotConfigured()
         header = request.META.get("HTTP_AUTHORIZATION")
         if header is None:
@@ -255,10 +265,7 @@ class LogtoEmailView(APIView):
                 "No email template is available for this message.",
             )
         except (OperationalError, InterfaceError):
-            return _error(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "Email service is temporarily unavailable. Please try again.",
-            )
+            return _error(status.HTTP_503_SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE)
         return Response({"id": str(message.pk), "status": message.status})
 
 

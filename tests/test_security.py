@@ -180,7 +180,7 @@ def test_a_test_send_goes_only_to_the_editors_own_address(django_capture_on_comm
     assert allowed.status_code == 200
     message = Message.objects.get()
     assert (message.is_test, message.requested_by) == (True, user)
-    assert [email.to for email in mail.outbox] == [["Editor@Example.com"]]
+    assert [email.to for email in mail.outbox] == [["Editor@example.com"]]
 
 
 def test_listed_test_recipients_and_domains_are_allowed(settings):

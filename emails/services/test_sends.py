@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from emails.addresses import AddressRefused, mailbox
 from emails.models import Message
 from emails.services.ratelimit import Limit
 
@@ -29,8 +30,13 @@ class RefusedTestSend(Exception):
 
 
 def recipient_may_receive_tests(*, user, to: str) -> bool:
-    address = to.strip().lower()
-    own = (getattr(user, "email", "") or "").strip().lower()
+    """Whether ``to`` (a canonical address: emails.addresses.mailbox) is the user's own
+    address or is listed in EMAILS_TEST_RECIPIENTS. Compared case-blind."""
+    address = to.lower()
+    try:
+        own = mailbox(user.email).lower() if user.email else ""
+    except AddressRefused:
+        own = ""
     if own and address == own:
         return True
     domain = "@" + address.rpartition("@")[2]
