@@ -67,7 +67,7 @@ def email_csp(request) -> dict:
 def email_html_response(request, html: str) -> HttpResponse:
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
     # django-csp's per-response policy (what its @csp decorator sets), in place of the site's.
-    response._csp_config = email_csp(request)
+    response._csp_config = email_csp(request)  # type: ignore[attr-defined]
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "no-store"
     return response

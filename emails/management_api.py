@@ -9,10 +9,16 @@ Every write goes through the same validation as the admin (emails.validation).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import permissions, serializers, viewsets
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import (
+    BaseAuthentication,
+    SessionAuthentication,
+    TokenAuthentication,
+)
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -109,7 +115,7 @@ class TemplateSerializer(serializers.ModelSerializer):
             "updatedAt",
         ]
         read_only_fields = ["version"]
-        validators = []  # uniqueness is checked below, with a readable message
+        validators: list = []  # uniqueness is checked below, with a readable message
 
     def validate_languageTag(self, value):  # noqa: N802
         try:
@@ -169,7 +175,7 @@ class LayoutSerializer(serializers.ModelSerializer):
 
 
 class TokenAuthenticated:
-    authentication_classes = [TokenAuthentication]
+    authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication]
 
 
 class SchemaView(SpectacularAPIView):

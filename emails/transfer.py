@@ -37,7 +37,7 @@ from django.utils.html import escape
 
 from emails.locales import normalize_locale
 from emails.models import Layout, Template, UsageType, validate_sender
-from emails.validation import validate_layout, validate_template
+from emails.validation import Problem, validate_layout, validate_template
 
 EXPORT_VERSION = 1
 EXPORT_META = "mailroom.json"
@@ -384,7 +384,7 @@ def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry
     for index, entry in enumerate(_entries(meta["templates"], "templates", "templates")):
         where = f"templates[{index}]"
         entry = _object(entry, where)
-        values = {
+        values: dict[str, str | bool | None] = {
             name: _string(entry, name, where)
             for name in ("subject", "preheader", "from_email", "reply_to")
             if name in entry
@@ -615,9 +615,9 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
         return
     values = dict(item.values)
     layout_name = values.pop("layout", None)
-    problems = _storage_problems(Template, values)
-    if problems:
-        report.outcomes.append(Outcome("template", key, "invalid", "; ".join(problems)))
+    refused = _storage_problems(Template, values)
+    if refused:
+        report.outcomes.append(Outcome("template", key, "invalid", "; ".join(refused)))
         return
     if layout_name and layout_name not in layouts:
         report.outcomes.append(
@@ -628,11 +628,11 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
     action = "create" if template is None else "change"
     template = template or Template(usage_type=item.usage_type, locale=locale)
     before = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
-    before_layout = template.layout.name if template.layout_id else None
+    before_layout = template.layout.name if template.layout is not None else None
     for name, value in values.items():
         setattr(template, name, value)
     template.layout = layouts.get(layout_name) if layout_name else None
-    problems = validate_template(
+    problems: list[Problem | str] = validate_template(
         usage_type=template.usage_type,
         subject=template.subject,
         preheader=template.preheader,
@@ -650,7 +650,8 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
     if before_layout != layout_name:
         changed.append("layout")
     if not dry_run:
-        template._change_reason = "imported"
+        # simple-history reads the reason of the version it records from this attribute.
+        template._change_reason = "imported"  # type: ignore[attr-defined]
         template.save()
     report.outcomes.append(
         Outcome("template", key, action, "" if action == "create" else ", ".join(changed))
@@ -697,11 +698,17 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
     templates = Template.objects.select_related("layout").all() if templates is None else templates
     layouts = Layout.objects.all() if layouts is None else layouts
     files: dict[str, str] = {}
-    meta = {"mailroom_export": EXPORT_VERSION, "layouts": [], "templates": []}
+    layout_entries: list[dict] = []
+    template_entries: list[dict] = []
+    meta = {
+        "mailroom_export": EXPORT_VERSION,
+        "layouts": layout_entries,
+        "templates": template_entries,
+    }
     for layout in layouts:
         stem = f"layouts/{_slug(layout.name)}"
         files[f"{stem}.html"], files[f"{stem}.txt"] = layout.html, layout.text
-        meta["layouts"].append({"name": layout.name, "html": f"{stem}.html", "text": f"{stem}.txt"})
+        layout_entries.append({"name": layout.name, "html": f"{stem}.html", "text": f"{stem}.txt"})
     for template in templates:
         stem = f"templates/{template.usage_type}/{template.locale}"
         entry = {
@@ -719,7 +726,7 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
         files[f"{stem}.html"] = template.html_body
         if template.text_body:
             files[f"{stem}.txt"] = template.text_body
-        meta["templates"].append(entry)
+        template_entries.append(entry)
     files["mailroom.json"] = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
     return files
 

@@ -113,7 +113,8 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
                 _insert(message, now=now)
         except IntegrityError:
-            if not Template.objects.filter(pk=message.template_id).exists():
+            template_id = message.template_id
+            if template_id is None or not Template.objects.filter(pk=template_id).exists():
                 raise _TemplateGone() from None
             if message.dedup_key is None:
                 raise

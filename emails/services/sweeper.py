@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -131,7 +132,7 @@ def _wipe_failed_secrets(now, report: SweepReport) -> None:
 
 def _publish_after_commit(ids) -> None:
     for message_id in ids:
-        transaction.on_commit(lambda message_id=message_id: message_publish(message_id=message_id))
+        transaction.on_commit(partial(message_publish, message_id=message_id))
 
 
 def messages_purge() -> int:
