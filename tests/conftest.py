@@ -1,22 +1,8 @@
-import json
-import os
-import shutil
-import socket
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
-from django.conf import settings
 from rest_framework.test import APIClient
 
+from tests.helpers import AUTHORIZATION, FAULT_SUMMARY
 from tests.stubs import ProviderStub
-
-PAYLOADS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "payloads"
-AUTHORIZATION = "Bearer test-token"
-
-
-# Rows the fault suite (tests/test_faults.py) adds, printed at the end of the run.
-FAULT_SUMMARY: list[dict] = []
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -36,70 +22,12 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"    {extra}")
 
 
-def load_payload(name: str) -> dict:
-    return json.loads((PAYLOADS_DIR / name).read_text())
-
-
-def all_payloads() -> list[str]:
-    return sorted(path.name for path in PAYLOADS_DIR.glob("*.json"))
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip with the reason when a real service is absent; under CI=true, fail instead."""
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return
-    except OSError as exc:
-        reason = f"{name} is not reachable at {host}:{port} ({exc})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true: {reason}")
-    pytest.skip(reason)
-
-
-def require_program(name: str) -> None:
-    """Skip when a program the test starts is not installed; under CI=true, fail instead."""
-    if shutil.which(name):
-        return
-    reason = f"{name} is not installed"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """Keep each phase's report on the test item, so fixtures can tell a failed test."""
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
-
-
-def require_postgres() -> None:
-    if not settings.POSTGRES_AVAILABLE:
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-
-
-@contextmanager
-def celery_broker(url: str):
-    """Publish from this test process to a real broker at ``url`` instead of running tasks
-    eagerly; the connection pools are dropped on the way in and out."""
-    from project.celery import app
-
-    previous = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
-
-    def reset_pools():
-        if app._pool is not None:
-            app._pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    reset_pools()
-    app.conf.update(task_always_eager=False, broker_url=url)
-    try:
-        yield app
-    finally:
-        reset_pools()
-        app.conf.update(previous)
 
 
 @pytest.fixture
@@ -116,6 +44,17 @@ def post_email(api):
         return api.post("/api/logto/email", body, format="json", **extra)
 
     return post
+
+
+@pytest.fixture
+def send(post_email, django_capture_on_commit_callbacks):
+    """POST like Logto and run what happens after commit (in-process delivery)."""
+
+    def send(body, **extra):
+        with django_capture_on_commit_callbacks(execute=True):
+            return post_email(body, **extra)
+
+    return send
 
 
 @pytest.fixture

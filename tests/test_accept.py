@@ -9,21 +9,12 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from emails.models import Message, MessageStatus, Template
-from tests.conftest import AUTHORIZATION, load_payload, require_postgres
 from tests.factories import MessageFactory, TemplateFactory
+from tests.helpers import AUTHORIZATION, load_payload, require_postgres
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/logto/email"
-
-
-@pytest.fixture
-def send(post_email, django_capture_on_commit_callbacks):
-    def send(body):
-        with django_capture_on_commit_callbacks(execute=True):
-            return post_email(body)
-
-    return send
 
 
 def test_identical_post_within_the_ttl_is_one_email(send):

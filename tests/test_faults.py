@@ -20,14 +20,14 @@ from django.db import connection
 from django.utils import timezone
 
 from emails.models import FINAL_STATUSES, Message, MessageStatus
-from tests.conftest import (
+from tests.factories import MessageFactory, TemplateFactory
+from tests.helpers import (
     AUTHORIZATION,
     FAULT_SUMMARY,
     celery_broker,
     require_postgres,
     require_program,
 )
-from tests.factories import MessageFactory, TemplateFactory
 from tests.processes import (
     RedisServer,
     TcpProxy,

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 
 from emails.models import Message, MessageStatus
-from tests.conftest import AUTHORIZATION, load_payload, require_postgres, require_service
 from tests.factories import TemplateFactory
+from tests.helpers import AUTHORIZATION, load_payload, require_postgres, require_service
 from tests.processes import (
     celery_worker,
     database_url,

@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 
 from emails.models import Message, MessageStatus
-from tests.conftest import require_postgres, require_service
 from tests.factories import MessageFactory, TemplateFactory
+from tests.helpers import require_postgres, require_service
 from tests.processes import celery_worker, database_url, running, service_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -14,8 +14,8 @@ from rest_framework.authtoken.models import Token
 
 from emails.models import Message
 from emails.services import preview_link_create, preview_link_token
-from tests.conftest import require_postgres
 from tests.factories import TemplateFactory
+from tests.helpers import require_postgres
 from tests.processes import database_url, free_port, gunicorn, running, service_env, wait_for
 
 pytestmark = pytest.mark.django_db

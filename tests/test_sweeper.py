@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from emails.models import Message, MessageStatus
 from emails.services import messages_purge, messages_sweep
-from tests.conftest import require_postgres
 from tests.factories import MessageFactory
+from tests.helpers import require_postgres
 
 pytestmark = pytest.mark.django_db
 

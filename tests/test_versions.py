@@ -2,7 +2,7 @@ import pytest
 from django.core import mail
 
 from emails.models import Message, Template
-from tests.conftest import load_payload
+from tests.helpers import load_payload
 
 pytestmark = pytest.mark.django_db
 
