@@ -18,7 +18,7 @@ def _send(args):
     django.setup()
     from django.core.mail import EmailMultiAlternatives, get_connection
 
-    from emails.composer import compose_content, template_content
+    from emails.content.composer import compose_content, template_content
     from emails.models import Template
 
     template = Template.objects.select_related("layout").get(usage_type="SignIn", locale="en")

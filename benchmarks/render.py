@@ -15,9 +15,9 @@ django.setup()
 from post_office import mail  # noqa: E402
 from post_office.models import EmailTemplate  # noqa: E402
 
-from emails.defaults import default_layout, default_templates  # noqa: E402
+from emails.content.defaults import default_layout, default_templates  # noqa: E402
+from emails.content.samples import samples_for  # noqa: E402
 from emails.models import Layout  # noqa: E402
-from emails.samples import samples_for  # noqa: E402
 
 N = int(os.environ.get("BENCH_RENDER_N", "2000"))
 
@@ -40,8 +40,9 @@ def per_second(functions: dict, n=N, rounds=5) -> dict:
 
 def inlining_each_email(render):
     """The same render through the path that inlines the CSS of each rendered email (used
-    when a layout and body cannot be inlined once, see emails.rendering._inlined_source)."""
-    from emails import rendering
+    when a layout and body cannot be inlined once, see
+    emails.content.rendering.render._inlined_source)."""
+    from emails.content.rendering import render as rendering
 
     def render_inlining_each():
         saved = rendering._render_prepared
@@ -68,7 +69,7 @@ def main():
         "preheader": shipped["preheader"],
         "layout_id": None,
     }
-    from emails import composer
+    from emails.content import composer
 
     def mailroom():
         return composer.compose(

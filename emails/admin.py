@@ -5,8 +5,11 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from emails import admin_views
-from emails.defaults import restore_default
+from emails.backoffice import editor as admin_views
+from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
+from emails.content.defaults import restore_default
+from emails.content.samples import sample_logo_url, samples_for
+from emails.delivery.deliver import messages_resend
 from emails.models import (
     Layout,
     Message,
@@ -16,8 +19,6 @@ from emails.models import (
     Template,
     UsageType,
 )
-from emails.samples import sample_logo_url, samples_for
-from emails.services import messages_resend, preview_link_create, preview_links_revoke
 
 CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
 CODEMIRROR_JS = [

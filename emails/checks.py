@@ -66,7 +66,7 @@ def check_broker(app_configs, **kwargs):
 
 @register()
 def check_delivery_settings(app_configs, **kwargs):
-    from emails.services.ratelimit import Limit
+    from emails.intake.ratelimit import Limit
 
     errors = []
     for name in ("EMAILS_RATE_LIMIT_RECIPIENT", "EMAILS_RATE_LIMIT_IP"):

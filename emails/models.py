@@ -75,7 +75,7 @@ class Layout(models.Model):
         return self.name
 
     def clean(self):
-        from emails.validation import validate_layout
+        from emails.content.validation import validate_layout
 
         _raise_problems(validate_layout(html=self.html, text=self.text))
 
@@ -152,7 +152,7 @@ class Template(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self):
-        from emails.validation import validate_template
+        from emails.content.validation import validate_template
 
         if self.locale:
             try:

@@ -6,9 +6,9 @@ from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from emails.content.selectors import enabled_templates, sending_templates
+from emails.delivery.tracking import tracking_event_record
 from emails.models import Layout, Template
-from emails.selectors import enabled_templates, sending_templates
-from emails.services import tracking_event_record
 
 
 @receiver([post_save, post_delete], sender=Template, dispatch_uid="emails.templates_changed")

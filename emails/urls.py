@@ -1,6 +1,6 @@
 from django.urls import path
 
-from emails import views
+from emails.backoffice import pages as views
 
 app_name = "emails"
 

@@ -9,6 +9,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Every worker relays new messages from the database to the queue (see emails/relay.py).
-from emails.relay import RelayStep  # noqa: E402
+from emails.delivery.relay import RelayStep  # noqa: E402
 
 app.steps["worker"].add(RelayStep)

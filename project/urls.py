@@ -2,8 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
-from emails.api import LogtoEmailView
-from emails.management_api import (
+from emails.content.management_api import (
     DocsView,
     LayoutViewSet,
     RenderView,
@@ -11,6 +10,7 @@ from emails.management_api import (
     TemplateViewSet,
     ValidateView,
 )
+from emails.intake.api import LogtoEmailView
 
 router = DefaultRouter()
 router.register("templates", TemplateViewSet)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 
-from emails.defaults import sync_defaults
+from emails.content.defaults import sync_defaults
 from emails.models import Layout, Template
 from tests.factories import TemplateFactory
 
@@ -144,7 +144,7 @@ def test_markup_from_templates_and_samples_runs_nothing_on_our_pages(admin_page,
     no dialog opens and the browser reports no error (a blocked inline script is one)."""
     from playwright.sync_api import expect
 
-    from emails.services import preview_link_create, preview_link_token
+    from emails.backoffice.preview_links import preview_link_create, preview_link_token
 
     page = admin_page
     dialogs, errors = [], []

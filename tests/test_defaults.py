@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from emails.composer import compose_content, template_content
-from emails.defaults import DEFAULTS_DIR, LOCALES, checksum, default_templates
+from emails.content.composer import compose_content, template_content
+from emails.content.defaults import DEFAULTS_DIR, LOCALES, checksum, default_templates
+from emails.content.rendering.render import html_to_text
+from emails.content.samples import samples_for
 from emails.models import Layout, Template, UsageType
-from emails.rendering import html_to_text
-from emails.samples import samples_for
 from tests.htmlcheck import html_problems
 
 pytestmark = pytest.mark.django_db

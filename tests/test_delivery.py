@@ -7,8 +7,8 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from emails.delivery.deliver import message_deliver
 from emails.models import MessageStatus
-from emails.services import message_deliver
 from emails.tasks import deliver_due, deliver_message
 from tests.factories import MessageFactory, TemplateFactory
 

@@ -9,8 +9,8 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from emails.backoffice.preview_links import preview_link_create, preview_link_token
 from emails.models import Message, MessageStatus, PreviewLink
-from emails.services import preview_link_create, preview_link_token
 from tests.factories import MessageFactory, TemplateFactory
 
 pytestmark = pytest.mark.django_db

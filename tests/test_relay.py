@@ -83,7 +83,7 @@ def test_only_a_stored_message_notifies_the_workers(settings):
     require_postgres()
     import psycopg
 
-    from emails.services import RateLimitedError, message_accept
+    from emails.intake.accept import RateLimitedError, message_accept
 
     settings.EMAILS_RATE_LIMIT_RECIPIENT = "1/600"
     settings.CELERY_TASK_ALWAYS_EAGER = False  # the relay's setting: nothing is published

@@ -2,9 +2,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from emails import rendering
-from emails.defaults import default_layout, default_templates
-from emails.rendering import (
+from emails.content.defaults import default_layout, default_templates
+from emails.content.rendering import render as rendering
+from emails.content.rendering.render import (
     LayoutSource,
     TemplateRenderError,
     compile_template,
@@ -12,7 +12,7 @@ from emails.rendering import (
     html_to_text,
     render_email,
 )
-from emails.samples import samples_for
+from emails.content.samples import samples_for
 
 
 def render(html="", subject="s", text="t", **payload):

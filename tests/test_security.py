@@ -12,8 +12,8 @@ from django.db import connection
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
+from emails.backoffice.preview_links import preview_link_create, preview_link_token
 from emails.models import Message
-from emails.services import preview_link_create, preview_link_token
 from tests.factories import TemplateFactory
 from tests.helpers import require_postgres
 from tests.processes import database_url, free_port, gunicorn, running, service_env, wait_for

@@ -6,8 +6,8 @@ from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
 
+from emails.delivery.sweeper import messages_purge, messages_sweep
 from emails.models import Message, MessageStatus
-from emails.services import messages_purge, messages_sweep
 from tests.factories import MessageFactory
 from tests.helpers import require_postgres
 

@@ -14,8 +14,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from emails.models import Layout, Template
-from emails.transfer import (
+from emails.content.transfer import (
     MAX_IMPORT_FILE_BYTES,
     TEMPLATE_FIELDS,
     ImportFormatError,
@@ -24,6 +23,7 @@ from emails.transfer import (
     read_zip,
     text_to_html,
 )
+from emails.models import Layout, Template
 
 pytestmark = pytest.mark.django_db
 

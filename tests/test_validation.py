@@ -1,7 +1,7 @@
 import pytest
 
-from emails.defaults import default_layout, default_templates
-from emails.validation import validate_layout, validate_template
+from emails.content.defaults import default_layout, default_templates
+from emails.content.validation import validate_layout, validate_template
 
 
 def problems(usage_type="SignIn", **parts):

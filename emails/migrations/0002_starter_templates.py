@@ -4,7 +4,7 @@ from django.db import migrations
 def load_defaults(apps, schema_editor):
     from django.utils import timezone
 
-    from emails.defaults import sync_defaults
+    from emails.content.defaults import sync_defaults
 
     Template = apps.get_model("emails", "Template")
     Layout = apps.get_model("emails", "Layout")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
-from emails.transfer import export_to_directory
+from emails.content.transfer import export_to_directory
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from emails.transfer import ImportFormatError, import_templates, read_source
+from emails.content.transfer import ImportFormatError, import_templates, read_source
 
 
 class Command(BaseCommand):

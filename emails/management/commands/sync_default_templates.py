@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from emails.defaults import sync_defaults
+from emails.content.defaults import sync_defaults
 from emails.models import Layout, Template
 
 

@@ -12,12 +12,16 @@ from django.utils.html import escape
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
 
-from emails.admin_views import email_html_response
-from emails.composer import compose_content, template_content
+from emails.backoffice.editor import email_html_response
+from emails.backoffice.preview_links import (
+    PreviewLinkGone,
+    PreviewLinkInvalid,
+    preview_link_resolve,
+)
+from emails.content.composer import compose_content, template_content
+from emails.content.rendering.render import TemplateRenderError
+from emails.content.samples import sample_logo_url, samples_for
 from emails.models import Template, UsageType
-from emails.rendering import TemplateRenderError
-from emails.samples import sample_logo_url, samples_for
-from emails.services import PreviewLinkGone, PreviewLinkInvalid, preview_link_resolve
 
 NO_INDEX = {
     "X-Robots-Tag": "noindex, nofollow",

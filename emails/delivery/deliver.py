@@ -31,15 +31,15 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from emails.composer import compose_content, template_content
+from emails.content.composer import compose_content, template_content
+from emails.content.rendering.render import TemplateRenderError
+from emails.content.selectors import sending_templates
 from emails.models import (
     SECRET_PAYLOAD_KEYS,
     Message,
     MessageEvent,
     MessageStatus,
 )
-from emails.rendering import TemplateRenderError
-from emails.selectors import sending_templates
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ def messages_resend(messages) -> tuple[int, int]:
             created_at=message.created_at,
         )
         queued.append(message.pk)
-    from emails.services.accept import message_publish
+    from emails.intake.accept import message_publish
 
     for message_id in queued:
         transaction.on_commit(partial(message_publish, message_id=message_id))

@@ -14,9 +14,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from emails.addresses import AddressRefused, mailbox
+from emails.intake.addresses import AddressRefused, mailbox
+from emails.intake.ratelimit import Limit
 from emails.models import Message
-from emails.services.ratelimit import Limit
 
 
 class RefusedTestSend(Exception):
@@ -30,7 +30,7 @@ class RefusedTestSend(Exception):
 
 
 def recipient_may_receive_tests(*, user, to: str) -> bool:
-    """Whether ``to`` (a canonical address: emails.addresses.mailbox) is the user's own
+    """Whether ``to`` (a canonical address: emails.intake.addresses.mailbox) is the user's own
     address or is listed in EMAILS_TEST_RECIPIENTS. Compared case-blind."""
     address = to.lower()
     try:

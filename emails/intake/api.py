@@ -22,8 +22,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from emails.addresses import AddressRefused, mailbox, network
-from emails.services import NoTemplateError, RateLimitedError, message_accept
+from emails.intake.accept import NoTemplateError, RateLimitedError, message_accept
+from emails.intake.addresses import AddressRefused, mailbox, network
 
 logger = logging.getLogger(__name__)
 

@@ -119,7 +119,7 @@ class Relay:
         return bool(row[0])
 
     def _publish(self) -> float:
-        from emails.services import workers_wake
+        from emails.intake.accept import workers_wake
 
         if self._waiting_tasks() < self.enough_waiting:
             workers_wake()  # logs when the broker is down; the next poll tries again

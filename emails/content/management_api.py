@@ -4,7 +4,7 @@ Separate from Logto's endpoint; token authentication (``Authorization: Token <ke
 model permissions of the token's user. Field names follow Logto's email-templates API where
 they mean the same thing (``languageTag``, ``templateType``, ``details.subject``,
 ``details.content``, ``details.contentType``, ``details.replyTo``, ``details.sendFrom``).
-Every write goes through the same validation as the admin (emails.validation).
+Every write goes through the same validation as the admin (emails.content.validation).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from emails.composer import compose_content, template_content
+from emails.content.composer import compose_content, template_content
+from emails.content.transfer import text_to_html
+from emails.content.validation import validate_layout, validate_template
 from emails.locales import normalize_locale
 from emails.models import Layout, Template, UsageType, validate_sender
-from emails.transfer import text_to_html
-from emails.validation import validate_layout, validate_template
 
 API_FIELD_NAMES = {
     "html_body": "details.content",

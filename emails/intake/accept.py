@@ -21,12 +21,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.utils import timezone
 
-from emails.composer import CONTENT_KEYS
+from emails.content.composer import CONTENT_KEYS
+from emails.content.selectors import enabled_templates, template_select
+from emails.delivery.relay import relay_enabled
+from emails.intake.ratelimit import rate_limit_condition, rate_limit_hit
 from emails.locales import requested_locales
 from emails.models import Message, MessageStatus, Template
-from emails.relay import relay_enabled
-from emails.selectors import enabled_templates, template_select
-from emails.services.ratelimit import rate_limit_condition, rate_limit_hit
 
 logger = logging.getLogger(__name__)
 

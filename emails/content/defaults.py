@@ -22,7 +22,7 @@ from pathlib import Path
 
 from emails.models import UsageType
 
-DEFAULTS_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "defaults"
+DEFAULTS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "defaults"
 DEFAULT_LAYOUT_NAME = "Default"
 LOCALES = (
     "ar cs de en es fa-IR fr it ja ko pl-PL pt-PT pt-BR ru th tr-TR uk-UA zh-CN zh-HK zh-TW".split()

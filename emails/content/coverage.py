@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from emails.defaults import LOCALES
+from emails.content.defaults import LOCALES
 from emails.locales import requested_locales
 from emails.models import Message, Template, UsageType
 

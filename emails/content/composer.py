@@ -1,6 +1,6 @@
 """Putting an email together: template (or unsaved form) content + its layout + the payload +
-the configured brand, rendered by emails.rendering. The one place that reads the settings
-rendering needs, so delivery, the admin preview and designers' previews render alike."""
+the configured brand, rendered by emails.content.rendering. The one place that reads the
+settings rendering needs, so delivery, the admin preview and designers' previews render alike."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from collections.abc import Mapping
 
 from django.conf import settings
 
-from emails.models import Layout
-from emails.rendering import (
+from emails.content.rendering.render import (
     LayoutSource,
     RenderedEmail,
     email_context,
     render_email,
     render_preview,
 )
+from emails.models import Layout
 
 
 def brand_defaults() -> dict:
@@ -38,7 +38,7 @@ def compose(
     preview: bool = False,
 ) -> RenderedEmail | dict:
     """Render one email. Returns a RenderedEmail (raises TemplateRenderError), or with
-    ``preview`` the per-part dict of emails.rendering.render_preview (never raises)."""
+    ``preview`` the per-part dict of rendering's render_preview (never raises)."""
     context = email_context(
         payload,
         locale=locale,

@@ -35,9 +35,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils.html import escape
 
+from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
 from emails.models import Layout, Template, UsageType, validate_sender
-from emails.validation import Problem, validate_layout, validate_template
 
 EXPORT_VERSION = 1
 EXPORT_META = "mailroom.json"

@@ -24,14 +24,11 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
-from emails.addresses import AddressRefused, mailbox
-from emails.composer import compose_content
-from emails.coverage import coverage_matrix
-from emails.locales import normalize_locale
-from emails.models import Template, UsageType
-from emails.services import message_test_send, preview_link_create, preview_link_token
-from emails.services.test_sends import RefusedTestSend, message_test_send_permit
-from emails.transfer import (
+from emails.backoffice.preview_links import preview_link_create, preview_link_token
+from emails.backoffice.test_sends import RefusedTestSend, message_test_send_permit
+from emails.content.composer import compose_content
+from emails.content.coverage import coverage_matrix
+from emails.content.transfer import (
     MAX_IMPORT_FILE_BYTES,
     ImportFormatError,
     export_zip,
@@ -39,6 +36,10 @@ from emails.transfer import (
     import_templates,
     read_upload,
 )
+from emails.intake.accept import message_test_send
+from emails.intake.addresses import AddressRefused, mailbox
+from emails.locales import normalize_locale
+from emails.models import Template, UsageType
 
 
 def email_csp(request) -> dict:

@@ -31,7 +31,7 @@ from inscriptis.model.config import ParserConfig
 class _SandboxEngine(Engine):
     # Engine() would add loader_tags ({% include %}, {% extends %}) and all default tags and
     # filters; the sandbox library re-exports only the safe ones.
-    default_builtins = ["emails.sandbox_library"]
+    default_builtins = ["emails.content.rendering.sandbox"]
 
 
 def _engine(*, autoescape: bool) -> Engine:

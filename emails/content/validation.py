@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from django.template.base import FilterExpression, Variable
 from django.template.defaulttags import TemplateLiteral
 
+from emails.content.rendering.render import TemplateRenderError, compile_template
 from emails.models import UsageType
-from emails.rendering import TemplateRenderError, compile_template
 
 OPEN = None  # any key below this point is accepted
 BRANDING = {"logoUrl": OPEN, "darkLogoUrl": OPEN, "favicon": OPEN, "darkFavicon": OPEN}
@@ -30,7 +30,7 @@ PERSON = {
     "avatar": OPEN,
     "profile": OPEN,
 }
-# Always in the context (emails.rendering.email_context), whatever the type.
+# Always in the context (emails.content.rendering.render.email_context), whatever the type.
 ALWAYS = {
     "locale": OPEN,
     "uiLocales": OPEN,

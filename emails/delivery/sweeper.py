@@ -26,9 +26,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from emails.delivery.deliver import wipe_secrets
+from emails.intake.accept import message_publish
 from emails.models import SECRET_PAYLOAD_KEYS, Message, MessageStatus
-from emails.services.accept import message_publish
-from emails.services.delivery import wipe_secrets
 
 BATCH_SIZE = 500
 
