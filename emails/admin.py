@@ -5,7 +5,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from emails.backoffice import editor as admin_views
+from emails.backoffice import coverage, editor, transfer_views, versions
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.defaults import restore_default
 from emails.content.samples import sample_logo_url, samples_for
@@ -43,12 +43,12 @@ class VersionedAdmin(SimpleHistoryAdmin):
         return [
             path(
                 "<int:object_id>/history/compare/",
-                view(partial(admin_views.history_compare, model_admin=self)),
+                view(partial(versions.history_compare, model_admin=self)),
                 name=f"emails_{name}_history_compare",
             ),
             path(
                 "<int:object_id>/history/<int:history_id>/revert/",
-                view(partial(admin_views.history_revert, model_admin=self)),
+                view(partial(versions.history_revert, model_admin=self)),
                 name=f"emails_{name}_history_revert",
             ),
             *super().get_urls(),
@@ -80,26 +80,26 @@ class TemplateAdmin(VersionedAdmin):
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
-            path("preview/", view(admin_views.preview), name="emails_template_preview"),
+            path("preview/", view(editor.preview), name="emails_template_preview"),
             path(
-                "preview/html/", view(admin_views.preview_html), name="emails_template_preview_html"
+                "preview/html/", view(editor.preview_html), name="emails_template_preview_html"
             ),
-            path("test-send/", view(admin_views.test_send), name="emails_template_test_send"),
+            path("test-send/", view(editor.test_send), name="emails_template_test_send"),
             path(
                 "<int:object_id>/test-send/",
-                view(admin_views.test_send),
+                view(editor.test_send),
                 name="emails_template_test_send",
             ),
-            path("<int:object_id>/share/", view(admin_views.share), name="emails_template_share"),
-            path("gallery/share/", view(admin_views.share), name="emails_template_share_gallery"),
+            path("<int:object_id>/share/", view(editor.share), name="emails_template_share"),
+            path("gallery/share/", view(editor.share), name="emails_template_share_gallery"),
             path(
                 "coverage/",
-                view(partial(admin_views.coverage, model_admin=self)),
+                view(partial(coverage.coverage, model_admin=self)),
                 name="emails_template_coverage",
             ),
             path(
                 "import/",
-                view(partial(admin_views.import_view, model_admin=self)),
+                view(partial(transfer_views.import_view, model_admin=self)),
                 name="emails_template_import",
             ),
             *super().get_urls(),
@@ -144,13 +144,13 @@ class TemplateAdmin(VersionedAdmin):
     @admin.action(description="Export the selected templates (zip, with their layouts)")
     def export(self, request, queryset):
         layouts = Layout.objects.filter(templates__in=queryset).distinct()
-        return admin_views.export_response(queryset.select_related("layout"), layouts)
+        return transfer_views.export_response(queryset.select_related("layout"), layouts)
 
     @admin.action(description="Share preview links for the selected templates' usage types")
     def share_preview(self, request, queryset):
         for usage_type in sorted(set(queryset.values_list("usage_type", flat=True))):
             link = preview_link_create(usage_type=usage_type, created_by=request.user)
-            url = admin_views.preview_link_url(request, link)
+            url = editor.preview_link_url(request, link)
             self.message_user(
                 request, format_html("Preview of {}: <a href='{}'>{}</a>", usage_type, url, url)
             )

@@ -7,8 +7,8 @@ from celery import shared_task
 from django.conf import settings
 
 from emails.delivery.deliver import message_deliver, message_deliver_next
+from emails.delivery.dispatch import message_publish, workers_wake
 from emails.delivery.sweeper import messages_purge, messages_sweep
-from emails.intake.accept import message_publish, workers_wake
 
 
 @shared_task(ignore_result=True)

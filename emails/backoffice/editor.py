@@ -5,38 +5,28 @@ scripts, so nothing in a template runs on the admin's origin."""
 
 from __future__ import annotations
 
-import difflib
 import json
 from urllib.parse import urlsplit
 
 from csp.constants import NONE, UNSAFE_INLINE
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from emails.backoffice.preview_links import preview_link_create, preview_link_token
-from emails.backoffice.test_sends import RefusedTestSend, message_test_send_permit
-from emails.content.composer import compose_content
-from emails.content.coverage import coverage_matrix
-from emails.content.transfer import (
-    MAX_IMPORT_FILE_BYTES,
-    ImportFormatError,
-    export_zip,
-    format_size,
-    import_templates,
-    read_upload,
+from emails.backoffice.test_sends import (
+    RefusedTestSend,
+    message_test_send,
+    message_test_send_permit,
 )
-from emails.intake.accept import message_test_send
+from emails.content.composer import compose_content
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
 from emails.models import Template, UsageType
@@ -193,159 +183,3 @@ def share(request, object_id=None):
 
 def preview_link_url(request, link) -> str:
     return request.build_absolute_uri(reverse("emails:preview", args=[preview_link_token(link)]))
-
-
-# --- Versions: compare any two, revert in one click ------------------------------------------
-
-HISTORY_FIELDS = {
-    "template": (
-        "subject",
-        "preheader",
-        "html_body",
-        "text_body",
-        "layout_id",
-        "enabled",
-        "from_email",
-        "reply_to",
-    ),
-    "layout": ("name", "html", "text"),
-}
-
-
-def _history_record(model_admin, object_id, history_id):
-    return get_object_or_404(model_admin.model.history, id=object_id, history_id=history_id)
-
-
-def history_compare(request, model_admin, object_id):
-    """Side-by-side diff of two versions (``?a=<history id>&b=<history id>``; ``b`` defaults
-    to the current version)."""
-    obj = get_object_or_404(model_admin.model, pk=object_id)
-    if not model_admin.has_view_or_change_permission(request, obj):
-        raise PermissionDenied
-    records = obj.history.all()
-    older = records.filter(history_id=request.GET.get("a")).first() or records.last()
-    newer = records.filter(history_id=request.GET.get("b")).first() or records.first()
-    if older.history_date > newer.history_date:
-        older, newer = newer, older
-    differ = difflib.HtmlDiff(tabsize=2, wrapcolumn=80)
-    fields = HISTORY_FIELDS[model_admin.model._meta.model_name]
-    diffs = []
-    for name in fields:
-        before, after = str(getattr(older, name) or ""), str(getattr(newer, name) or "")
-        if before != after:
-            table = differ.make_table(
-                before.splitlines(),
-                after.splitlines(),
-                _version_label(older),
-                _version_label(newer),
-                context=True,
-                numlines=3,
-            )
-            diffs.append((name.replace("_", " "), mark_safe(table)))  # noqa: S308  (difflib escapes)
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": f"Compare versions of {obj}",
-        "opts": model_admin.model._meta,
-        "original": obj,
-        "older": older,
-        "newer": newer,
-        "older_label": _version_label(older),
-        "newer_label": _version_label(newer),
-        "diffs": diffs,
-    }
-    return TemplateResponse(request, "admin/emails/history_compare.html", context)
-
-
-@require_POST
-def history_revert(request, model_admin, object_id, history_id):
-    """Make a past version the current one (itself a new version, so it can be undone)."""
-    obj = get_object_or_404(model_admin.model, pk=object_id)
-    if not model_admin.has_change_permission(request, obj):
-        raise PermissionDenied
-    record = _history_record(model_admin, object_id, history_id)
-    for name in HISTORY_FIELDS[model_admin.model._meta.model_name]:
-        setattr(obj, name, getattr(record, name))
-    obj._change_reason = f"reverted to {_version_label(record)}"
-    obj.full_clean()
-    obj.save()
-    messages.success(request, f"{obj} is back to {_version_label(record)}.")
-    return redirect(
-        reverse(f"admin:emails_{model_admin.model._meta.model_name}_history", args=[obj.pk])
-    )
-
-
-def _version_label(record) -> str:
-    version = getattr(record, "version", None)
-    when = record.history_date.strftime("%Y-%m-%d %H:%M")
-    return f"version {version} ({when})" if version else f"{when} #{record.history_id}"
-
-
-# --- Coverage, import, export ------------------------------------------------------------------
-
-
-def coverage(request, model_admin):
-    if not model_admin.has_view_permission(request):
-        raise PermissionDenied
-    try:
-        days = max(1, min(int(request.GET.get("days", 7)), 365))
-    except ValueError:
-        days = 7
-    context = {
-        **model_admin.admin_site.each_context(request),
-        **coverage_matrix(days=days),
-        "title": "Template coverage by language",
-        "opts": model_admin.model._meta,
-    }
-    return TemplateResponse(request, "admin/emails/coverage.html", context)
-
-
-class ImportForm(forms.Form):
-    file = forms.FileField(
-        help_text="A Logto SMTP connector config (JSON), a Logto email-templates list (JSON), "
-        f"or a Mailroom export (zip); at most {format_size(MAX_IMPORT_FILE_BYTES)}."
-    )
-    locale = forms.CharField(
-        required=False, help_text="For a Logto SMTP config: the language of its templates."
-    )
-    dry_run = forms.BooleanField(required=False, initial=True, label="Dry run (write nothing)")
-
-    def clean_file(self):
-        upload = self.cleaned_data["file"]
-        if upload.size > MAX_IMPORT_FILE_BYTES:
-            raise forms.ValidationError(
-                f"The file is {format_size(upload.size)}; the limit is "
-                f"{format_size(MAX_IMPORT_FILE_BYTES)}."
-            )
-        return upload
-
-
-def import_view(request, model_admin):
-    if not model_admin.has_add_permission(request) or not model_admin.has_change_permission(
-        request
-    ):
-        raise PermissionDenied
-    report, form = None, ImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        # Every way an upload can be wrong ends as an ImportFormatError (emails/transfer.py).
-        content = form.cleaned_data["file"].read(MAX_IMPORT_FILE_BYTES + 1)
-        try:
-            layouts, items = read_upload(content, locale=form.cleaned_data["locale"] or None)
-            report = import_templates(layouts, items, dry_run=form.cleaned_data["dry_run"])
-        except ImportFormatError as exc:
-            form.add_error("file", str(exc))
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": "Import templates",
-        "opts": model_admin.model._meta,
-        "form": form,
-        "report": report,
-    }
-    return TemplateResponse(request, "admin/emails/import.html", context)
-
-
-def export_response(templates, layouts) -> HttpResponse:
-    response = HttpResponse(
-        export_zip(templates=templates, layouts=layouts), content_type="application/zip"
-    )
-    response["Content-Disposition"] = 'attachment; filename="mailroom-templates.zip"'
-    return response

@@ -10,10 +10,14 @@ who sent it (``Message.requested_by``).
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from emails.content.composer import CONTENT_KEYS
+from emails.delivery.dispatch import message_publish
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.intake.ratelimit import Limit
 from emails.models import Message
@@ -65,3 +69,37 @@ def message_test_send_permit(*, user, to: str) -> None:
             "please wait before sending more.",
             status=429,
         )
+
+
+def message_test_send(
+    *,
+    to: str,
+    content: dict,
+    payload: dict,
+    usage_type: str,
+    locale: str,
+    requested_by,
+    template=None,
+) -> Message:
+    """Send ``content`` (subject/html/text/preheader/layout_id, saved or not) to ``to`` through
+    the real pipeline: a message record marked as a test, the queue, the provider. No dedup,
+    no rate limit."""
+    now = timezone.now()
+    message = Message(
+        to=to,
+        usage_type=usage_type,
+        payload=payload,
+        template=template,
+        template_usage_type=usage_type,
+        template_locale=locale,
+        requested_locale=locale,
+        created_at=now,
+        next_attempt_at=now,
+        is_test=True,
+        test_content={key: content.get(key) for key in CONTENT_KEYS},
+        requested_by=requested_by,
+    )
+    with transaction.atomic():
+        message.save(force_insert=True)
+        transaction.on_commit(partial(message_publish, message_id=message.pk))
+    return message

@@ -1,1 +1,2 @@
-
+"""Content: templates, layouts, their validation, selection, defaults, samples, import and
+export, and rendering (pure). See docs/ARCHITECTURE.md."""

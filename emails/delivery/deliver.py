@@ -356,7 +356,7 @@ def messages_resend(messages) -> tuple[int, int]:
             created_at=message.created_at,
         )
         queued.append(message.pk)
-    from emails.intake.accept import message_publish
+    from emails.delivery.dispatch import message_publish
 
     for message_id in queued:
         transaction.on_commit(partial(message_publish, message_id=message_id))

@@ -28,6 +28,8 @@ import time
 
 from celery import bootsteps
 
+from emails.delivery.dispatch import workers_wake
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "mailroom_queued"
@@ -119,8 +121,6 @@ class Relay:
         return bool(row[0])
 
     def _publish(self) -> float:
-        from emails.intake.accept import workers_wake
-
         if self._waiting_tasks() < self.enough_waiting:
             workers_wake()  # logs when the broker is down; the next poll tries again
         return time.monotonic()

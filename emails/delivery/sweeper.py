@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from emails.delivery.deliver import wipe_secrets
-from emails.intake.accept import message_publish
+from emails.delivery.dispatch import message_publish
 from emails.models import SECRET_PAYLOAD_KEYS, Message, MessageStatus
 
 BATCH_SIZE = 500

@@ -1,34 +1,30 @@
 """Accepting Logto's request: the outbox write.
 
 Accept = one INSERT, committed. With PostgreSQL and a broker that is all: the database
-notifies the workers' relay at commit (emails/relay.py). Otherwise the broker is told after
+notifies the workers' relay at commit (emails/delivery/relay.py). Otherwise the broker is told after
 commit, in a way that cannot fail the request. The record is the source of truth: whatever
-the broker loses, the relay's poll and the sweeper find.
+the broker loses, the relay's poll and the sweeper find. The INSERT itself is
+emails/intake/outbox_insert.py; publishing is emails/delivery/dispatch.py.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import logging
 from contextlib import nullcontext
 from datetime import timedelta
-from functools import cache, partial
+from functools import partial
 
-import psycopg
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.utils import timezone
 
-from emails.content.composer import CONTENT_KEYS
 from emails.content.selectors import enabled_templates, template_select
+from emails.delivery.dispatch import message_publish
 from emails.delivery.relay import relay_enabled
-from emails.intake.ratelimit import rate_limit_condition, rate_limit_hit
+from emails.intake.outbox_insert import OverLimit, outbox_insert
 from emails.locales import requested_locales
 from emails.models import Message, MessageStatus, Template
-
-logger = logging.getLogger(__name__)
 
 
 class NoTemplateError(Exception):
@@ -80,7 +76,7 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
         except _TemplateGone:
             # Deleted since this process last looked (see selectors.enabled_templates).
             enabled_templates.clear()
-        except _OverLimit as refused:
+        except OverLimit as refused:
             # A repeat of an email already accepted gets its id, even over the limit.
             earlier = _recent_duplicate(key, now=now)
             if earlier is not None:
@@ -91,12 +87,6 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
 
 class _TemplateGone(Exception):
     pass
-
-
-class _OverLimit(Exception):
-    def __init__(self, scope: str):
-        super().__init__(scope)
-        self.scope = scope
 
 
 def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
@@ -111,7 +101,7 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             # A single statement needs no transaction of its own; inside a caller's
             # transaction, a savepoint keeps a clash from aborting it.
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                _insert(message, now=now)
+                outbox_insert(message, now=now)
         except IntegrityError:
             template_id = message.template_id
             if template_id is None or not Template.objects.filter(pk=template_id).exists():
@@ -131,84 +121,6 @@ def _insert_unless_duplicate(message: Message, *, now) -> Message | None:
             transaction.on_commit(partial(message_publish, message_id=message.pk))
         return None
     raise IntegrityError("message could not be stored: its dedup key kept clashing")
-
-
-def _insert(message: Message, *, now) -> None:
-    """``message.save(force_insert=True)`` unless a rate limit refuses it (_OverLimit), in one
-    statement.
-
-    On PostgreSQL the ORM would compile the 27-column INSERT on every call and send it with
-    client-side binding, so PostgreSQL would parse and plan it every time too (planning
-    alone took 0.2 to 0.4 ms in EXPLAIN ANALYZE). Here the statement is built once from the
-    model's fields, the values come from each field's own conversion (as the ORM's), and the
-    statement is prepared once per connection. The rate limits are counted in the same
-    statement (``INSERT ... SELECT ... WHERE <under the limits>``: services/ratelimit.py)."""
-    if connection.vendor != "postgresql":
-        scope = rate_limit_hit(to=message.to, ip=message.ip, now=now)
-        if scope is not None:
-            raise _OverLimit(scope)
-        message.save(force_insert=True)
-        return
-    condition, limit_params = rate_limit_condition(to=message.to, ip=message.ip, now=now)
-    fields = Message._meta.concrete_fields
-    values = [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields]
-    with connection.cursor() as django_cursor:  # the health check, the connection
-        # Django's cursors bind client-side; a server-binding cursor on the same connection
-        # (same transaction) can use a prepared statement. Wrapped as Django wraps its own,
-        # so errors are Django's and the query is logged and counted like any other.
-        pg = django_cursor.cursor.connection
-        if pg.prepare_threshold is None:
-            # Django turns psycopg's prepared statements off (its own cursors bind client-side
-            # and cannot use them); allow them for server-binding cursors, i.e. this one.
-            pg.prepare_threshold = _PREPARE_THRESHOLD
-        raw = _PreparingCursor(pg)
-        wrapper = _LoggedCursor if connection.queries_logged else CursorWrapper
-        with wrapper(raw, connection) as cursor:
-            cursor.execute(_insert_sql(condition), values + limit_params)
-            inserted = cursor.rowcount
-    if not inserted:
-        raise _OverLimit(rate_limit_hit(to=message.to, ip=message.ip, now=now) or "recipient")
-    message._state.adding, message._state.db = False, connection.alias  # as save() leaves it
-
-
-_PREPARE_THRESHOLD = 5
-
-
-class _LoggedCursor(CursorDebugWrapper):
-    def execute(self, sql, params=None):
-        # A prepared statement leaves psycopg no query text to report (Django would log
-        # None): log the statement as written.
-        with self.debug_sql(sql, params):
-            return CursorWrapper.execute(self, sql, params)
-
-
-class _PreparingCursor(psycopg.Cursor):
-    def execute(self, query, params=None, **kwargs):
-        return super().execute(query, params, prepare=True)
-
-
-@cache
-def _insert_sql(condition: str) -> str:
-    quote = connection.ops.quote_name
-    fields = Message._meta.concrete_fields
-    columns = ", ".join(quote(field.column) for field in fields)
-    # Identifiers from the model, quoted; values and limits are parameters.
-    if not condition:
-        values = ", ".join(["%s"] * len(fields))
-        return f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) VALUES ({values})"  # noqa: S608
-    # In a SELECT list PostgreSQL cannot infer a parameter's type from the column: cast it
-    # (text for strings, so an over-long value is refused by the column, never truncated).
-    values = ", ".join(f"%s::{_cast_type(field)}" for field in fields)
-    return (
-        f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "  # noqa: S608
-        f"SELECT {values} WHERE {condition}"
-    )
-
-
-def _cast_type(field) -> str:
-    if field.get_internal_type() in ("CharField", "TextField"):
-        return "text"
-    return field.cast_db_type(connection)
 
 
 def _recent_duplicate(key: str | None, *, now) -> Message | None:
@@ -241,68 +153,3 @@ def dedup_key(*, to: str, usage_type: str, payload: dict) -> str | None:
         return None
     material = "\x00".join([to.lower(), usage_type, str(code or ""), str(link or "")])
     return hmac.new(settings.SECRET_KEY.encode(), material.encode(), hashlib.sha256).hexdigest()
-
-
-def message_publish(*, message_id, countdown: float | None = None) -> bool:
-    """Queue delivery of a stored message. Never raises: True if the broker took it."""
-    from emails.tasks import deliver_message
-
-    try:
-        # retry=False: on the request path a broker outage must cost milliseconds, not the
-        # publish-retry policy's seconds; the message is already stored.
-        deliver_message.apply_async(args=[str(message_id)], countdown=countdown, retry=False)
-    except Exception as exc:
-        # The message is stored and stays queued; the sweeper publishes it again. kombu's
-        # errors name host and port, never credentials, but log only class and text.
-        logger.warning(
-            "message %s stored but not queued (%s: %s)", message_id, type(exc).__name__, exc
-        )
-        return False
-    return True
-
-
-def workers_wake() -> bool:
-    """Queue one ``deliver_due`` task (a worker drains every due message). Never raises: True
-    if the broker took it; if not, the relay's next poll or the sweeper tries again."""
-    from emails.tasks import deliver_due
-
-    try:
-        deliver_due.apply_async(retry=False)
-    except Exception as exc:
-        logger.warning("could not queue delivery of due messages (%s: %s)", type(exc).__name__, exc)
-        return False
-    return True
-
-
-def message_test_send(
-    *,
-    to: str,
-    content: dict,
-    payload: dict,
-    usage_type: str,
-    locale: str,
-    requested_by,
-    template=None,
-) -> Message:
-    """Send ``content`` (subject/html/text/preheader/layout_id, saved or not) to ``to`` through
-    the real pipeline: a message record marked as a test, the queue, the provider. No dedup,
-    no rate limit."""
-    now = timezone.now()
-    message = Message(
-        to=to,
-        usage_type=usage_type,
-        payload=payload,
-        template=template,
-        template_usage_type=usage_type,
-        template_locale=locale,
-        requested_locale=locale,
-        created_at=now,
-        next_attempt_at=now,
-        is_test=True,
-        test_content={key: content.get(key) for key in CONTENT_KEYS},
-        requested_by=requested_by,
-    )
-    with transaction.atomic():
-        message.save(force_insert=True)
-        transaction.on_commit(partial(message_publish, message_id=message.pk))
-    return message

@@ -1,1 +1,1 @@
-
+"""Rendering: template text + context in, strings out. Imports nothing of emails."""
