@@ -81,9 +81,7 @@ class TemplateAdmin(VersionedAdmin):
         view = self.admin_site.admin_view
         return [
             path("preview/", view(editor.preview), name="emails_template_preview"),
-            path(
-                "preview/html/", view(editor.preview_html), name="emails_template_preview_html"
-            ),
+            path("preview/html/", view(editor.preview_html), name="emails_template_preview_html"),
             path("test-send/", view(editor.test_send), name="emails_template_test_send"),
             path(
                 "<int:object_id>/test-send/",

@@ -94,5 +94,3 @@ def _version_label(record) -> str:
     version = getattr(record, "version", None)
     when = record.history_date.strftime("%Y-%m-%d %H:%M")
     return f"version {version} ({when})" if version else f"{when} #{record.history_id}"
-
-
