@@ -10,15 +10,8 @@ from emails.backoffice.preview_links import preview_link_create, preview_links_r
 from emails.content.defaults import restore_default
 from emails.content.samples import sample_logo_url, samples_for
 from emails.delivery.deliver import messages_resend
-from emails.models import (
-    Layout,
-    Message,
-    MessageEvent,
-    MessageStatus,
-    PreviewLink,
-    Template,
-    UsageType,
-)
+from emails.logto import UsageType
+from emails.models import Layout, Message, MessageEvent, MessageStatus, PreviewLink, Template
 
 CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
 CODEMIRROR_JS = [

@@ -12,20 +12,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from emails.locales import MAX_TAG_LENGTH, normalize_locale
-
-
-class UsageType(models.TextChoices):
-    """Logto's nine email usage types, spelled exactly as Logto sends them."""
-
-    SIGN_IN = "SignIn", "Sign-in"
-    REGISTER = "Register", "Registration"
-    FORGOT_PASSWORD = "ForgotPassword", "Forgot password"
-    ORGANIZATION_INVITATION = "OrganizationInvitation", "Organization invitation"
-    GENERIC = "Generic", "Generic"
-    USER_PERMISSION_VALIDATION = "UserPermissionValidation", "User permission validation"
-    BIND_NEW_IDENTIFIER = "BindNewIdentifier", "Bind new identifier"
-    MFA_VERIFICATION = "MfaVerification", "MFA verification"
-    BIND_MFA = "BindMfa", "Bind MFA"
+from emails.logto import UsageType
 
 
 def validate_locale(value: str) -> None:
@@ -179,8 +166,6 @@ class MessageStatus(models.TextChoices):
 
 
 FINAL_STATUSES = (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.EXPIRED)
-# Payload keys that are secrets: wiped once a message reaches a final status.
-SECRET_PAYLOAD_KEYS = ("code", "link")
 
 
 class DeliveryStatus(models.TextChoices):

@@ -1,6 +1,7 @@
 import factory
 
-from emails.models import Message, Template, UsageType
+from emails.logto import UsageType
+from emails.models import Message, Template
 
 
 class TemplateFactory(factory.django.DjangoModelFactory):

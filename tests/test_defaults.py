@@ -11,7 +11,8 @@ from emails.content.composer import compose_content, template_content
 from emails.content.defaults import DEFAULTS_DIR, LOCALES, checksum, default_templates
 from emails.content.rendering.render import html_to_text
 from emails.content.samples import samples_for
-from emails.models import Layout, Template, UsageType
+from emails.logto import UsageType
+from emails.models import Layout, Template
 from tests.htmlcheck import html_problems
 
 pytestmark = pytest.mark.django_db

@@ -21,7 +21,8 @@ from emails.backoffice.preview_links import (
 from emails.content.composer import compose_content, template_content
 from emails.content.rendering.render import TemplateRenderError
 from emails.content.samples import sample_logo_url, samples_for
-from emails.models import Template, UsageType
+from emails.logto import UsageType
+from emails.models import Template
 
 NO_INDEX = {
     "X-Robots-Tag": "noindex, nofollow",

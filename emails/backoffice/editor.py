@@ -29,7 +29,8 @@ from emails.backoffice.test_sends import (
 from emails.content.composer import compose_content
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
-from emails.models import Template, UsageType
+from emails.logto import UsageType
+from emails.models import Template
 
 
 def email_csp(request) -> dict:

@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from emails.content.defaults import LOCALES
 from emails.locales import requested_locales
-from emails.models import Message, Template, UsageType
+from emails.logto import UsageType
+from emails.models import Message, Template
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from emails.models import UsageType
+from emails.logto import UsageType
 
 DEFAULTS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "defaults"
 DEFAULT_LAYOUT_NAME = "Default"

@@ -27,7 +27,8 @@ from emails.content.composer import compose_content, template_content
 from emails.content.transfer import text_to_html
 from emails.content.validation import validate_layout, validate_template
 from emails.locales import normalize_locale
-from emails.models import Layout, Template, UsageType, validate_sender
+from emails.logto import UsageType
+from emails.models import Layout, Template, validate_sender
 
 API_FIELD_NAMES = {
     "html_body": "details.content",

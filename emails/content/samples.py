@@ -12,7 +12,7 @@ import copy
 
 from django.templatetags.static import static
 
-from emails.models import UsageType
+from emails.logto import UsageType
 
 SAMPLE_LOGO = "emails/sample-logo.svg"
 _LOGO = "https://mailroom.invalid/sample-logo"  # replaced by samples_for's logo_url

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from emails.models import Template, UsageType
+from emails.logto import UsageType
+from emails.models import Template
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from django.utils.html import escape
 
 from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
-from emails.models import Layout, Template, UsageType, validate_sender
+from emails.logto import UsageType
+from emails.models import Layout, Template, validate_sender
 
 EXPORT_VERSION = 1
 EXPORT_META = "mailroom.json"

@@ -15,7 +15,7 @@ from django.template.base import FilterExpression, Variable
 from django.template.defaulttags import TemplateLiteral
 
 from emails.content.rendering.render import TemplateRenderError, compile_template
-from emails.models import UsageType
+from emails.logto import UsageType
 
 OPEN = None  # any key below this point is accepted
 BRANDING = {"logoUrl": OPEN, "darkLogoUrl": OPEN, "favicon": OPEN, "darkFavicon": OPEN}

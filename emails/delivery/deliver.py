@@ -34,12 +34,8 @@ from django.utils import timezone
 from emails.content.composer import compose_content, template_content
 from emails.content.rendering.render import TemplateRenderError
 from emails.content.selectors import sending_templates
-from emails.models import (
-    SECRET_PAYLOAD_KEYS,
-    Message,
-    MessageEvent,
-    MessageStatus,
-)
+from emails.logto import SECRET_PAYLOAD_KEYS
+from emails.models import Message, MessageEvent, MessageStatus
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from emails.delivery.deliver import wipe_secrets
 from emails.delivery.dispatch import message_publish
-from emails.models import SECRET_PAYLOAD_KEYS, Message, MessageStatus
+from emails.logto import SECRET_PAYLOAD_KEYS
+from emails.models import Message, MessageStatus
 
 BATCH_SIZE = 500
 
