@@ -6,6 +6,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from emails.backoffice import coverage, editor, transfer_views, versions
+from emails.backoffice.forms import LayoutForm, TemplateForm
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.defaults import restore_default
 from emails.content.samples import sample_logo_url, samples_for
@@ -50,6 +51,7 @@ class VersionedAdmin(SimpleHistoryAdmin):
 
 @admin.register(Template)
 class TemplateAdmin(VersionedAdmin):
+    form = TemplateForm
     history_list_display = ["version", "subject"]
     list_display = ("usage_type", "locale", "subject", "enabled", "has_text_body", "updated_at")
     list_display_links = ("usage_type", "locale")
@@ -149,6 +151,7 @@ class TemplateAdmin(VersionedAdmin):
 
 @admin.register(Layout)
 class LayoutAdmin(VersionedAdmin):
+    form = LayoutForm
     list_display = ("name", "template_count", "updated_at")
     search_fields = ("name", "html")
 

@@ -6,5 +6,6 @@ class EmailsConfig(AppConfig):
     verbose_name = "Emails"
 
     def ready(self):
-        # Register the system checks and the tracking-webhook receiver.
-        from emails import checks, signals  # noqa: F401
+        # Register the system checks, the tracking-webhook receiver and the Celery tasks
+        # (emails/delivery/dispatch.py publishes them by name, in every process).
+        from emails import checks, signals, tasks  # noqa: F401

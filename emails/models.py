@@ -61,19 +61,6 @@ class Layout(models.Model):
     def __str__(self):
         return self.name
 
-    def clean(self):
-        from emails.content.validation import validate_layout
-
-        _raise_problems(validate_layout(html=self.html, text=self.text))
-
-
-def _raise_problems(problems) -> None:
-    errors: dict[str, list[str]] = {}
-    for problem in problems:
-        errors.setdefault(problem.field, []).append(str(problem))
-    if errors:
-        raise ValidationError(errors)
-
 
 class Template(models.Model):
     usage_type = models.CharField(max_length=32, choices=UsageType.choices)
@@ -139,22 +126,13 @@ class Template(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self):
-        from emails.content.validation import validate_template
-
+        # The content is checked against Logto's payload by emails.content.clean (the admin's
+        # forms, imports and the API call it); the model knows only its own fields.
         if self.locale:
             try:
                 self.locale = normalize_locale(self.locale)
             except ValueError as exc:
                 raise ValidationError({"locale": str(exc)}) from None
-        _raise_problems(
-            validate_template(
-                usage_type=self.usage_type,
-                subject=self.subject,
-                preheader=self.preheader,
-                html_body=self.html_body,
-                text_body=self.text_body,
-            )
-        )
 
 
 class MessageStatus(models.TextChoices):

@@ -13,6 +13,9 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from emails.content.clean import layout_content_check, template_content_check
+from emails.models import Template
+
 HISTORY_FIELDS = {
     "template": (
         "subject",
@@ -83,6 +86,16 @@ def history_revert(request, model_admin, object_id, history_id):
         setattr(obj, name, getattr(record, name))
     obj._change_reason = f"reverted to {_version_label(record)}"
     obj.full_clean()
+    if isinstance(obj, Template):
+        template_content_check(
+            usage_type=obj.usage_type,
+            subject=obj.subject,
+            preheader=obj.preheader,
+            html_body=obj.html_body,
+            text_body=obj.text_body,
+        )
+    else:
+        layout_content_check(html=obj.html, text=obj.text)
     obj.save()
     messages.success(request, f"{obj} is back to {_version_label(record)}.")
     return redirect(
