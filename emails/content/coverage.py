@@ -11,6 +11,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from emails.content.defaults import LOCALES
+from emails.content.selectors import template_chain_pick
 from emails.locales import requested_locales
 from emails.logto import UsageType
 from emails.models import Message, Template
@@ -54,11 +55,13 @@ def coverage_matrix(*, days: int = 7) -> dict:
 
 
 def _served_by(usage_type: str, locale: str, enabled: set) -> str:
-    """What would serve a message asking for ``locale`` (payload.locale), as the selector
-    would choose: the locale chain for the type, then for Generic."""
+    """What would serve a message asking for ``locale`` (payload.locale): the sender's own
+    chain (selectors.template_chain_pick) over the enabled templates."""
     chain = requested_locales({"locale": locale}, default=settings.EMAILS_DEFAULT_LOCALE)
-    for kind in dict.fromkeys([usage_type, UsageType.GENERIC]):
-        for candidate in chain:
-            if (kind, candidate) in enabled:
-                return candidate if kind == usage_type else f"{kind} · {candidate}"
-    return ""
+    picked = template_chain_pick(
+        usage_type=usage_type, locales=chain, available=dict.fromkeys(enabled, True)
+    )
+    if picked is None:
+        return ""
+    kind, candidate, _ = picked
+    return candidate if kind == usage_type else f"{kind} · {candidate}"

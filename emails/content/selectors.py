@@ -1,15 +1,19 @@
-"""Reads."""
+"""Reads: which template serves a message, and the per-process lists the hot paths use."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from django.conf import settings
 
 from emails.logto import UsageType
 from emails.models import Template
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,21 +86,35 @@ class _SendingTemplates:
 sending_templates = _SendingTemplates()
 
 
-def template_select(*, usage_type: str, locales: list[str]) -> TemplateChoice | None:
-    """The enabled template that serves ``usage_type`` in the first of ``locales`` that has
-    one; then the same chain for Generic. Unknown types (a newer Logto, the old ``Test``) go
-    straight to Generic. None when nothing can serve the message.
+def template_chain_pick(
+    *, usage_type: str, locales: list[str], available: Mapping[tuple[str, str], T]
+) -> tuple[str, str, T] | None:
+    """The template chain, the one rule of which template serves a message: ``usage_type``
+    in each of ``locales`` in turn, then the same for Generic. Unknown types (a newer Logto,
+    the old ``Test``) go straight to Generic. Returns the first (usage type, locale, value)
+    that ``available`` holds, or None. The sender's choice and the coverage page use it.
 
     ``locales`` are normalised tags, best first (``emails.locales.requested_locales``).
     """
     usage_types = [usage_type] if usage_type in UsageType.values else []
     if UsageType.GENERIC not in usage_types:
         usage_types.append(UsageType.GENERIC)
-    available = enabled_templates.get()
     for candidate_type in usage_types:
         for locale in locales:
-            template = available.get((candidate_type, locale))
-            if template is not None:
-                exact = candidate_type == usage_type and locale == locales[0]
-                return TemplateChoice(template=template, used_fallback=not exact)
+            found = available.get((candidate_type, locale))
+            if found is not None:
+                return candidate_type, locale, found
     return None
+
+
+def template_select(*, usage_type: str, locales: list[str]) -> TemplateChoice | None:
+    """The enabled template that serves the message (template_chain_pick), and whether that
+    was a fallback; None when nothing can serve it."""
+    picked = template_chain_pick(
+        usage_type=usage_type, locales=locales, available=enabled_templates.get()
+    )
+    if picked is None:
+        return None
+    candidate_type, locale, template = picked
+    exact = candidate_type == usage_type and locale == locales[0]
+    return TemplateChoice(template=template, used_fallback=not exact)
