@@ -178,6 +178,45 @@ def test_accepting_is_one_logged_statement(send):
     assert len(inserts) == 1, [q["sql"] for q in queries]
 
 
+def test_the_prepared_insert_stores_what_the_orm_would():
+    """The fast path (docs/ARCHITECTURE.md) against the plain one: the same message stored
+    by outbox_insert and by Model.save reads back field for field the same."""
+    from django.forms.models import model_to_dict
+    from django.utils import timezone
+
+    from emails.intake.outbox_insert import outbox_insert
+
+    template = TemplateFactory(usage_type="SignIn", locale="fr")
+    now = timezone.now()
+
+    def message(to):
+        return Message(
+            to=to,
+            usage_type="SignIn",
+            payload={"code": "123456", "locale": "fr-CA", "application": {"name": "Ünï"}},
+            ip="2001:db8:1:2::/64",
+            template_id=template.pk,
+            template_usage_type="SignIn",
+            template_locale="fr",
+            requested_locale="fr-CA",
+            used_fallback=True,
+            created_at=now,
+            next_attempt_at=now,
+            expires_at=now + timedelta(minutes=10),
+            dedup_key=to,
+        )
+
+    fast, plain = message("fast@example.com"), message("plain@example.com")
+    outbox_insert(fast, now=now)
+    plain.save(force_insert=True)
+
+    def stored(pk):
+        row = model_to_dict(Message.objects.get(pk=pk))
+        return {k: v for k, v in row.items() if k not in ("id", "to", "dedup_key")}
+
+    assert stored(fast.pk) == stored(plain.pk)
+
+
 # --- One mailbox, one rate limit -------------------------------------------------------
 # Spellings that reach jane@example.com. Each one used to be stored as sent and counted as a
 # mailbox of its own (or, with fullwidth letters, refused while its neighbours were not).
