@@ -76,7 +76,7 @@ from the final code.
    one statement per claim) until none is left. A burst of a thousand emails costs a handful
    of tasks instead of a thousand. Nothing relies on a notification arriving: the relay polls
    every `EMAILS_RELAY_POLL` seconds and after every reconnection, and the sweeper still
-   republishes anything left queued (emails/relay.py).
+   republishes anything left queued (emails/delivery/relay.py).
 2. **The rate limit was a Redis round trip** (about 15 % of the request in py-spy): on a
    saturated 2-core machine every hop to another process costs a context switch away and
    back. The limit is now counted by the accepting INSERT itself (`INSERT ... SELECT ... WHERE`

@@ -234,7 +234,7 @@ class Message(models.Model):
         indexes = [
             # The claim, the relay and the sweeper.
             models.Index(fields=["status", "next_attempt_at"], name="emails_message_status_idx"),
-            # Rate limits (services/ratelimit.py): recent messages per recipient and per IP.
+            # Rate limits (intake/ratelimit.py): recent messages per recipient and per IP.
             models.Index(Lower("to"), "created_at", name="emails_message_to_recent_idx"),
             models.Index(
                 fields=["ip", "created_at"],
@@ -254,7 +254,7 @@ class Message(models.Model):
             ),
         ]
         constraints = [
-            # Two identical requests at once are one email (services/accept.py).
+            # Two identical requests at once are one email (intake/accept.py).
             models.UniqueConstraint(fields=["dedup_key"], name="emails_message_dedup_key_uniq"),
         ]
 

@@ -30,7 +30,7 @@ DRAIN_SECONDS = settings.EMAILS_SEND_TIME_LIMIT / 4
 )
 def deliver_due() -> int:
     """Deliver due messages one after another until none is left: what the relay
-    (emails/relay.py) publishes when new messages are stored. Starts no new send after
+    (emails/delivery/relay.py) publishes when new messages are stored. Starts no new send after
     DRAIN_SECONDS, and publishes itself again if messages were still waiting then."""
     deadline = time.monotonic() + DRAIN_SECONDS
     delivered = 0

@@ -60,7 +60,8 @@ EMAILS_SWEEP_INTERVAL = env.float("EMAILS_SWEEP_INTERVAL", default=30.0)
 # A queued message nobody claimed for this long is published again (lost publish, broker down).
 EMAILS_REPUBLISH_AFTER = env.int("EMAILS_REPUBLISH_AFTER", default=60)
 # With PostgreSQL and a broker, workers learn of new messages from the database (LISTEN/NOTIFY,
-# see emails/relay.py) and the web request never talks to the broker. Off: publish per message.
+# see emails/delivery/relay.py) and the web request never talks to the broker. Off: publish
+# per message.
 EMAILS_RELAY = env.bool("EMAILS_RELAY", default=True)
 EMAILS_RELAY_POLL = env.float("EMAILS_RELAY_POLL", default=5.0)
 EMAILS_RELAY_COALESCE = env.float("EMAILS_RELAY_COALESCE", default=0.02)
@@ -193,7 +194,7 @@ AXES_RESET_ON_SUCCESS = True
 # Every HTML page we serve (admin, designer previews, Swagger UI) runs only scripts from our
 # own static files: no inline script, no eval, nothing from another origin. Inline styles are
 # allowed (the admin uses style attributes); rendered email HTML is never part of these pages,
-# it is served to a sandboxed iframe with a policy of its own (emails/admin_views.py).
+# it is served to a sandboxed iframe with a policy of its own (emails/backoffice/editor.py).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [NONE],
@@ -255,7 +256,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 APPEND_SLASH = True
 
 REST_FRAMEWORK = {
-    # Logto's endpoint sets its own; the management API (emails/management_api.py) uses tokens.
+    # Logto's endpoint sets its own; the management API (emails/content/management_api.py)
+    # uses tokens.
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

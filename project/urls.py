@@ -30,6 +30,6 @@ urlpatterns = [
     path("api/schema/", SchemaView.as_view(), name="api-schema"),
     path("api/docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
-    # Designers' preview links: no login, signed tokens (emails/views.py).
+    # Designers' preview links: no login, signed tokens (emails/backoffice/designer.py).
     path("preview/", include("emails.urls")),
 ]

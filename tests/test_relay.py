@@ -1,6 +1,7 @@
-"""The relay (emails/relay.py): with PostgreSQL and a broker, a stored message reaches a real
-`celery worker` without the web request publishing anything: PostgreSQL notifies the worker's
-relay at commit, and the relay's poll finds what a notification did not announce.
+"""The relay (emails/delivery/relay.py): with PostgreSQL and a broker, a stored message
+reaches a real `celery worker` without the web request publishing anything: PostgreSQL
+notifies the worker's relay at commit, and the relay's poll finds what a notification did not
+announce.
 
 Skips with the reason when PostgreSQL or Redis is absent on a developer's machine; under
 CI=true it fails instead.

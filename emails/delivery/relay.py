@@ -112,7 +112,7 @@ class Relay:
     def _due_exists(self, pg) -> bool:
         from django.utils import timezone
 
-        # The workers' clock, as their claim uses (delivery._due), not the database's.
+        # The workers' clock, as their claim uses (deliver._due), not the database's.
         row = pg.execute(
             "SELECT EXISTS (SELECT 1 FROM emails_message "
             "WHERE status = 'queued' AND next_attempt_at <= %s)",

@@ -36,7 +36,7 @@ def outbox_insert(message: Message, *, now) -> None:
     alone took 0.2 to 0.4 ms in EXPLAIN ANALYZE). Here the statement is built once from the
     model's fields, the values come from each field's own conversion (as the ORM's), and the
     statement is prepared once per connection. The rate limits are counted in the same
-    statement (``INSERT ... SELECT ... WHERE <under the limits>``: services/ratelimit.py)."""
+    statement (``INSERT ... SELECT ... WHERE <under the limits>``: intake/ratelimit.py)."""
     if connection.vendor != "postgresql":
         scope = rate_limit_hit(to=message.to, ip=message.ip, now=now)
         if scope is not None:

@@ -10,7 +10,7 @@ IP's key, the IPv4 address or the IPv6 /64 network, compared as is. So every spe
 mailbox, and every address of one /64, is one limit.
 
 On PostgreSQL the count is part of the accepting INSERT itself (``INSERT ... SELECT ...
-WHERE <under the limits>``, see accept.py), so a limit costs no round trip and no other
+WHERE <under the limits>``, see outbox_insert.py), so a limit costs no round trip and no other
 service: no cache to be down, nothing to fail open. Two requests for the same recipient at
 the same moment can both pass the count, so a limit may be exceeded by the number of
 concurrent requests; Logto applies its own per-recipient limit before calling us.

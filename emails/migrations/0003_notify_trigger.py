@@ -26,7 +26,7 @@ def drop(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    """PostgreSQL tells listening workers when messages are stored (emails/relay.py), at
+    """PostgreSQL tells listening workers when messages are stored (emails/delivery/relay.py), at
     commit. Per row, so an INSERT that stores nothing (a rate-limited request) wakes no one;
     the notifications of one transaction are one (same channel, same payload)."""
 
