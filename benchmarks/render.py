@@ -8,7 +8,7 @@ import time
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings_post_office")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 

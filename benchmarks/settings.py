@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "benchmark-only-secret-key-" + "x" * 24)
 
-from project.settings import *  # noqa: E402,F403
+from project.settings import *  # noqa: F403
 
 ROOT_URLCONF = "benchmarks.urls"
 LOGGING = {

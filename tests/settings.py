@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key")
 os.environ["DJANGO_DEBUG"] = "false"
 
-from project.settings import *  # noqa: E402,F403
-from project.settings import env  # noqa: E402
+from project.settings import *  # noqa: F403
+from project.settings import env
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TEST_DATABASE_URL = os.environ.get(

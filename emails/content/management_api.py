@@ -68,15 +68,15 @@ def _raise(problems) -> None:
 class DetailsSerializer(serializers.Serializer):
     subject = serializers.CharField(max_length=500)
     content = serializers.CharField(source="html_body", trim_whitespace=False)
-    contentType = serializers.ChoiceField(  # noqa: N815  (Logto's field name)
+    contentType = serializers.ChoiceField(
         choices=["text/html", "text/plain"],
         default="text/html",
         write_only=True,
         help_text="text/plain content is stored as the plain-text part and shown as "
         "paragraphs in the HTML part.",
     )
-    replyTo = serializers.EmailField(source="reply_to", allow_blank=True, required=False)  # noqa: N815
-    sendFrom = serializers.CharField(  # noqa: N815
+    replyTo = serializers.EmailField(source="reply_to", allow_blank=True, required=False)
+    sendFrom = serializers.CharField(
         source="from_email",
         allow_blank=True,
         required=False,
@@ -91,14 +91,14 @@ class DetailsSerializer(serializers.Serializer):
 
 
 class TemplateSerializer(serializers.ModelSerializer):
-    languageTag = serializers.CharField(source="locale", max_length=35)  # noqa: N815
-    templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)  # noqa: N815
+    languageTag = serializers.CharField(source="locale", max_length=35)
+    templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)
     details = DetailsSerializer(source="*")
     text = serializers.CharField(
         source="text_body", allow_blank=True, required=False, trim_whitespace=False
     )
-    createdAt = serializers.DateTimeField(source="created_at", read_only=True)  # noqa: N815
-    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)  # noqa: N815
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
 
     class Meta:
         model = Template
@@ -118,7 +118,7 @@ class TemplateSerializer(serializers.ModelSerializer):
         read_only_fields = ["version"]
         validators: list = []  # uniqueness is checked below, with a readable message
 
-    def validate_languageTag(self, value):  # noqa: N802
+    def validate_languageTag(self, value):
         try:
             return normalize_locale(value)
         except ValueError as exc:
@@ -238,8 +238,8 @@ RENDER_REQUEST = inline_serializer(
 
 class RenderRequestSerializer(serializers.Serializer):
     template = serializers.IntegerField(required=False)
-    templateType = serializers.ChoiceField(choices=UsageType.choices, required=False)  # noqa: N815
-    languageTag = serializers.CharField(required=False, default="en", max_length=35)  # noqa: N815
+    templateType = serializers.ChoiceField(choices=UsageType.choices, required=False)
+    languageTag = serializers.CharField(required=False, default="en", max_length=35)
     details = serializers.DictField(required=False, default=dict)
     text = serializers.CharField(
         required=False, default="", allow_blank=True, trim_whitespace=False
@@ -300,7 +300,7 @@ def _validated(serializer_class, request) -> dict:
 
 
 class ValidateRequestSerializer(serializers.Serializer):
-    templateType = serializers.ChoiceField(choices=UsageType.choices)  # noqa: N815
+    templateType = serializers.ChoiceField(choices=UsageType.choices)
     details = serializers.DictField(required=False, default=dict)
     text = serializers.CharField(
         required=False, default="", allow_blank=True, trim_whitespace=False

@@ -94,8 +94,7 @@ def _insert_sql(condition: str) -> str:
     # (text for strings, so an over-long value is refused by the column, never truncated).
     values = ", ".join(f"%s::{_cast_type(field)}" for field in fields)
     return (
-        f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "  # noqa: S608
-        f"SELECT {values} WHERE {condition}"
+        f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) SELECT {values} WHERE {condition}"
     )
 
 
