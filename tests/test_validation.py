@@ -125,6 +125,48 @@ def test_every_shipped_default_passes():
     assert validate_layout(html=layout["html"], text=layout["text"]) == []
 
 
+# A join chain that would build a 100-million-character string (tests/test_budget.py)
+BOMB = (
+    '{% with a="abcdefghij" %}{% with b=a|join:a %}{% with c=b|join:b %}'
+    "{% with d=c|join:c %}{{ d|length }}{% endwith %}{% endwith %}{% endwith %}{% endwith %}"
+)
+
+
+@pytest.mark.parametrize("field", ["subject", "preheader", "html_body", "text_body"])
+def test_a_template_over_its_render_budget_is_refused_naming_the_field(field):
+    parts = {"html_body": "<p>{{ code }}</p>", "text_body": "{{ code }}"}
+    parts[field] = BOMB + ("{{ code }}" if field.endswith("_body") else "")
+    [(found, _, message)] = problems(**parts)
+    assert found == field
+    assert message.startswith("template exceeds its budget (|join")
+
+
+@pytest.mark.parametrize("field", ["html", "text"])
+def test_a_layout_over_its_render_budget_is_refused_naming_the_field(field):
+    parts = {"html": "<div>{{ content }}</div>", "text": "{{ content }}"}
+    parts[field] = BOMB + "{{ content }}"
+    [problem] = validate_layout(**parts)
+    assert problem.field == field and "template exceeds its budget" in problem.message
+
+
+@pytest.mark.django_db
+def test_a_bomb_is_refused_by_the_admin_form(admin_client):
+    response = admin_client.post(
+        "/admin/emails/template/add/",
+        {
+            "usage_type": "SignIn",
+            "locale": "nl",
+            "subject": "Code",
+            "html_body": BOMB + "<p>{{ code }}</p>",
+            "text_body": "",
+            "preheader": "",
+            "enabled": "on",
+        },
+    )
+    assert response.status_code == 200
+    assert "template exceeds its budget" in response.content.decode()
+
+
 def test_layout_needs_content():
     [problem] = validate_layout(html="<html>{{ brand.name }}</html>")
     assert "{{ content }} is missing" in problem.message

@@ -3,6 +3,10 @@ every variable checked against what Logto sends for the usage type (the contract
 shared/logto/CONTRACT.md). A misspelt variable would otherwise render as nothing, silently:
 ``{{ aplication.name }}`` is an error that suggests ``application``.
 
+A template that passes those checks is rendered once with each sample payload of its type
+(emails.content.samples): one that goes over its render budget (rendering/sandbox.py) is
+refused too, naming the field, so a bomb is stopped at save time and not only when an email is sent.
+
 The same function serves the admin form, imports and the management API.
 """
 
@@ -14,7 +18,15 @@ from dataclasses import dataclass
 from django.template.base import FilterExpression, Variable
 from django.template.defaulttags import TemplateLiteral
 
-from emails.content.rendering.render import TemplateRenderError, compile_template
+from emails.content.rendering.render import (
+    OVER_BUDGET,
+    LayoutSource,
+    TemplateRenderError,
+    compile_template,
+    email_context,
+    render_preview,
+)
+from emails.content.samples import samples_for
 from emails.logto import UsageType
 
 OPEN = None  # any key below this point is accepted
@@ -52,7 +64,7 @@ INVITATION_PAYLOAD = {
     "inviter": PERSON,
     "application": APPLICATION,
 }
-SCHEMAS = {
+SCHEMAS: dict[str, dict] = {
     UsageType.SIGN_IN: CODE_PAYLOAD,
     UsageType.REGISTER: CODE_PAYLOAD,
     UsageType.FORGOT_PASSWORD: CODE_PAYLOAD,
@@ -72,6 +84,14 @@ REQUIRED = {
     UsageType.ORGANIZATION_INVITATION: "link",
 }
 MAPPING_METHODS = {"items", "keys", "values"}  # {% for key, value in user.profile.items %}
+# The parts rendering names, and the fields they come from.
+TEMPLATE_PARTS = {
+    "subject": "subject",
+    "preheader": "preheader",
+    "HTML body": "html_body",
+    "plain-text body": "text_body",
+}
+LAYOUT_PARTS = {"layout": "html", "layout text": "text"}
 
 
 @dataclass(frozen=True)
@@ -101,6 +121,15 @@ def validate_template(
         found = _check(field, source, schema, open_roots=usage_type in OPEN_ROOTS)
         problems += found.problems
         used[field] = found.roots
+    if not problems:
+        problems += _over_budget(
+            TEMPLATE_PARTS,
+            samples_for(usage_type).values(),
+            subject=subject,
+            preheader=preheader,
+            html=html_body,
+            text=text_body,
+        )
     required = REQUIRED.get(usage_type)
     if required and not problems:
         for field in ("html_body", "text_body"):
@@ -129,7 +158,37 @@ def validate_layout(*, html: str, text: str = "") -> list[Problem]:
         problems += found.problems
         if source.strip() and not found.problems and "content" not in found.roots:
             problems.append(Problem(field, "{{ content }} is missing: where does the email go?"))
+    if not problems:
+        # An empty body and a one-letter text, so that both parts of the layout render
+        problems += _over_budget(
+            LAYOUT_PARTS,
+            samples_for(UsageType.GENERIC).values(),
+            subject="",
+            preheader="",
+            html="",
+            text="x",
+            layout=LayoutSource(html=html, text=text),
+        )
     return problems
+
+
+def _over_budget(fields: dict[str, str], payloads, **sources) -> list[Problem]:
+    """Problems of rendering ``sources`` with each payload that goes over the render budget
+    (each render its own, as when sending). Other failures are left to the previews: a
+    sample is not what Logto will send."""
+    for payload in payloads:
+        context = email_context(
+            payload, locale=payload.get("locale") or "en", brand={}, expires_in_minutes=10
+        )
+        errors = render_preview(payload=payload, context=context, **sources)["errors"]
+        found = [
+            Problem(fields.get(error["part"], error["part"]), error["message"], error["line"])
+            for error in errors
+            if error["message"].startswith(OVER_BUDGET)
+        ]
+        if found:
+            return found
+    return []
 
 
 @dataclass
@@ -161,7 +220,8 @@ def _check(field: str, source: str, schema: dict, *, open_roots: bool) -> _Found
 
 
 def _unknown(path: list[str], schema: dict, *, open_roots: bool) -> str | None:
-    level, walked = schema, []
+    level: dict | None = schema
+    walked: list[str] = []
     for depth, name in enumerate(path):
         if level is OPEN or name.isdigit() or (depth and name in MAPPING_METHODS):
             return None

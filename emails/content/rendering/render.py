@@ -1,25 +1,33 @@
 """Rendering: template text + payload in, strings out. Pure: no database, no settings.
 
 Templates use the Django template language in a locked-down engine: no loaders, no template
-directories, no libraries, only the tags and filters of ``emails.sandbox_library``. The context
-is built from the Logto payload alone and frozen (read-only mappings and tuples), so nothing in
-a template can reach a model, a setting, or mutate the data. Variables and attributes starting
-with ``_`` are refused by Django itself, which closes the ``__class__`` route.
+directories, no libraries, only the tags and filters of the sandbox (``sandbox.py``). The
+context is built from the Logto payload alone and frozen (read-only mappings and tuples), so
+nothing in a template can reach a model, a setting, or mutate the data. Variables and
+attributes starting with ``_`` are refused by Django itself, which closes the ``__class__``
+route.
 
 Logto-style placeholders (``{{code}}``, ``{{ application.name }}``) are valid Django syntax and
 keep working; a missing value renders as an empty string.
+
+Every render is bounded in time and memory: the engine's budget (emails.content.rendering.sandbox:
+2 s per email, 1 MB per part and per value a filter makes), and the budgets below for what
+runs around the engine (compiling, CSS inlining, deriving the plain text, the compile cache).
+Over budget is a TemplateBudgetError, "template exceeds its budget (...)".
 """
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from types import MappingProxyType
 
 import css_inline
+from celery.exceptions import SoftTimeLimitExceeded
 from django.template import Context, Engine, TemplateSyntaxError, VariableDoesNotExist
 from django.template.base import Lexer, TokenType, VariableNode, tag_re
 from django.utils.safestring import mark_safe
@@ -27,11 +35,40 @@ from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
 from inscriptis.model.config import ParserConfig
 
+from emails.content.rendering.sandbox import (
+    BudgetExceeded,
+    active_budget,
+    instrument,
+    render_budget,
+)
+
+OVER_BUDGET = "template exceeds its budget"
+# Budgets of what rendering does around the template engine (sandbox.py has the engine's).
+# Compiling takes about 2 s per million characters of source.
+MAX_SOURCE = 200_000
+# The plain text derived from HTML (inscriptis): up to 2 s per million characters.
+MAX_DERIVED_TEXT_INPUT = 200_000
+# CSS inlining (css_inline) of a rendered email. Its HTML parser recurses per level of
+# nesting (about 10,000 levels crash the process), re-opens unclosed formatting elements in
+# every new block (elements squared), and every element it matches gets the declarations:
+# bounded by tags (each "<"), tags x characters of <style>, tags x formatting tags.
+MAX_INLINE_TAGS = 3_000
+MAX_INLINE_STYLE_WORK = 5_000_000
+MAX_INLINE_FORMATTING_WORK = 500_000
+# The compiled templates (and inlined sources) kept: about 600 bytes per node.
+CACHE_BYTES = 64 * 1024 * 1024
+
 
 class _SandboxEngine(Engine):
     # Engine() would add loader_tags ({% include %}, {% extends %}) and all default tags and
     # filters; the sandbox library re-exports only the safe ones.
     default_builtins = ["emails.content.rendering.sandbox"]
+
+    def from_string(self, template_code):
+        """The compiled template, every node counting against the render budget."""
+        template = super().from_string(template_code)
+        template.node_count = instrument(template.nodelist)
+        return template
 
 
 def _engine(*, autoescape: bool) -> Engine:
@@ -51,6 +88,7 @@ class TemplateRenderError(Exception):
     """A template that does not compile or fails while rendering.
 
     ``part`` says which of subject / HTML body / plain-text body; ``line`` is 1-based when known.
+    Its message never quotes payload values.
     """
 
     def __init__(self, message: str, *, part: str = "", line: int | None = None):
@@ -66,6 +104,14 @@ class TemplateRenderError(Exception):
     def __str__(self) -> str:
         prefix = f"{self.part}: " if self.part else ""
         return prefix + self.describe()
+
+
+class TemplateBudgetError(TemplateRenderError):
+    """A template over its render budget: the message is "template exceeds its budget (...)",
+    naming the limit (emails.content.rendering.sandbox)."""
+
+    def __init__(self, reason: str, *, part: str = "", line: int | None = None):
+        super().__init__(f"{OVER_BUDGET} ({reason})", part=part, line=line)
 
 
 @dataclass(frozen=True)
@@ -106,10 +152,8 @@ def email_context(
     - ``expires_in_minutes``: the code's lifetime, for expiry wording.
     """
     context = dict(freeze(payload))
-    application = payload.get("application") if isinstance(payload.get("application"), dict) else {}
-    organization = (
-        payload.get("organization") if isinstance(payload.get("organization"), dict) else {}
-    )
+    application = _mapping(payload.get("application"))
+    organization = _mapping(payload.get("organization"))
     context["brand"] = freeze(
         {
             "name": _first_text(application.get("displayName"), application.get("name"))
@@ -129,8 +173,11 @@ def email_context(
 
 
 def _branding(owner: Mapping) -> Mapping:
-    branding = owner.get("branding")
-    return branding if isinstance(branding, dict) else {}
+    return _mapping(owner.get("branding"))
+
+
+def _mapping(value) -> Mapping:
+    return value if isinstance(value, dict) else {}
 
 
 def _first_text(*values) -> str:
@@ -153,14 +200,19 @@ def render_email(
     line (no CR/LF can reach a header). The body goes into ``layout`` when there is one, and
     CSS from ``<style>`` is inlined. A blank ``text`` is derived from the rendered HTML.
     ``context`` (from email_context) replaces the bare payload when given.
-    Raises TemplateRenderError for the first part that fails.
+    Every part is a plain ``str``. All parts share one render budget (sandbox.py).
+
+    Raises TemplateRenderError for the first part that fails, TemplateBudgetError when the
+    email went over its budget. Celery's SoftTimeLimitExceeded, SystemExit and
+    KeyboardInterrupt raised during the render propagate.
     """
     context = context or freeze(payload)
-    if layout is not None:
-        prepared = _render_prepared(subject, html, text, preheader, layout, context)
-        if prepared is not None:
-            return prepared
-    parts = _render_all(subject, html, text, preheader, layout, context)
+    with render_budget():
+        if layout is not None:
+            prepared = _render_prepared(subject, html, text, preheader, layout, context)
+            if prepared is not None:
+                return prepared
+        parts = _render_all(subject, html, text, preheader, layout, context)
     if parts["errors"]:
         raise parts["errors"][0]
     return RenderedEmail(subject=parts["subject"], html=parts["html"], text=parts["text"])
@@ -177,8 +229,10 @@ def render_preview(
     context: Mapping | None = None,
 ) -> dict:
     """Like render_email, but each part on its own: a broken part is reported (with its line)
-    and the others still render. For previews, where an author is mid-edit."""
-    parts = _render_all(subject, html, text, preheader, layout, context or freeze(payload))
+    and the others still render, unless the email went over its budget: then the parts after
+    the one that did are left empty. For previews, where an author is mid-edit."""
+    with render_budget():
+        parts = _render_all(subject, html, text, preheader, layout, context or freeze(payload))
     parts["errors"] = [
         {"part": error.part, "line": error.line, "message": error.message}
         for error in parts["errors"]
@@ -190,7 +244,8 @@ def _render_prepared(subject, html, text, preheader, layout, context) -> Rendere
     """render_email's fast path, for an email with a layout and its own text: the layout and
     body as one template whose CSS was inlined when it was compiled (_inlined_source), so no
     email pays for parsing and inlining its HTML. None when that template cannot be used or
-    a part fails (the usual path then renders, or names the failing part and line)."""
+    a part fails (the usual path then renders, or names the failing part and line); over
+    budget, raises TemplateBudgetError (the usual path would only spend the budget again)."""
     source = _inlined_source(layout.html, html) if text.strip() else None
     if source is None:
         return None
@@ -202,7 +257,13 @@ def _render_prepared(subject, html, text, preheader, layout, context) -> Rendere
         body = _render(_HTML_ENGINE, source, wrapped, "HTML body")
         own_text = _render(_TEXT_ENGINE, text, context, "plain-text body")
         if own_text and layout.text.strip():
-            own_text = _render(_TEXT_ENGINE, layout.text, {**wrapped, "content": own_text}, "")
+            own_text = _render(
+                _TEXT_ENGINE, layout.text, {**wrapped, "content": own_text}, "layout text"
+            )
+    except TemplateBudgetError as exc:
+        if exc.part == "HTML body":
+            exc.line = None  # a line of the merged layout and body: neither's own
+        raise
     except TemplateRenderError:
         return None
     return RenderedEmail(subject=subject, html=body, text=own_text)
@@ -212,7 +273,6 @@ def _render_prepared(subject, html, text, preheader, layout, context) -> Rendere
 # html or body (an element's own markup decides whether they match, never its neighbours or a
 # conditional ancestor), and no template tag where they are matched or the HTML is made.
 _SIMPLE_SELECTOR = re.compile(r"^(?:html|body|\.[A-Za-z_][\w-]*|#[A-Za-z_][\w-]*)$")
-_STYLE_BLOCK = re.compile(r"<style[^>]*>(.*?)</style>", re.S | re.I)
 # Tags whose output is markup, so the inliner would not see it.
 _UNSAFE_TAGS = re.compile(r"\b(?:safe|safeseq|autoescape)\b")
 # firstof/cycle/now/regroup ... as name: a variable the rest of the page sees.
@@ -223,8 +283,11 @@ _CONTENT = re.compile(r"\bcontent\b")
 _MARKER = re.compile("\ue000(\\d+)\ue001")
 
 
-@functools.lru_cache(maxsize=512)
 def _inlined_source(layout_html: str, body_html: str) -> str | None:
+    return _CACHE.get(("inlined", layout_html, body_html), _inline_source, _weigh_inlined)
+
+
+def _inline_source(key: tuple) -> str | None:
     """The layout with the body in place of its ``{{ content }}`` and the CSS inlined: the
     same email as inlining each rendered one, when the checks below can promise that.
 
@@ -232,7 +295,10 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
     tag that changes how the body renders), and neither may see a name only the other has
     (the layout's subject, preheader and content; a variable set with ``as``). Then, after
     inlining, every template tag must still be there, in order and in its place among the
-    elements, and none may sit where it changes what the CSS matches (see _Skeleton)."""
+    elements, and none may sit where it changes what the CSS matches (see _Skeleton).
+    Never for HTML the inliner or the skeleton's parser cannot be trusted with (None: the
+    usual path inlines each email, under its budget)."""
+    _, layout_html, body_html = key
     try:
         layout = _compile(_HTML_ENGINE, layout_html)
         _compile(_HTML_ENGINE, body_html)
@@ -252,9 +318,12 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
         or _shared_assignments(_tags(layout_html), _tags(body_html))
     ):
         return None
-    start, end = slots[0].token.position
+    position = slots[0].token.position if slots[0].token else None
+    if position is None:
+        return None
+    start, end = position
     merged = layout_html[:start] + body_html + layout_html[end:]
-    styles = _STYLE_BLOCK.findall(merged)
+    styles = _style_blocks(merged)
     if (
         not styles
         or not all(_simple_css(style) for style in styles)
@@ -270,6 +339,8 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
         return f"\ue000{len(originals) - 1}\ue001"
 
     protected = tag_re.sub(protect, merged)
+    if _inlining_refusal(protected) or not _tags_close(protected):
+        return None
     try:
         inlined = _CSS_INLINER.inline(protected)
     except ValueError:
@@ -286,6 +357,61 @@ def _inlined_source(layout_html: str, body_html: str) -> str | None:
     ):
         return None
     return _MARKER.sub(lambda match: originals[int(match.group(1))], inlined)
+
+
+def _weigh_inlined(key: tuple, inlined: str | None) -> int:
+    return len(key[1]) + len(key[2]) + len(inlined or "")
+
+
+def _style_blocks(html: str) -> list[str]:
+    """The contents of ``<style ...>...</style>`` blocks, found in linear time (a regex's lazy
+    ``.*?`` rescans the rest for each unclosed ``<style``: quadratic)."""
+    lower = html.lower()
+    blocks, position = [], 0
+    while (start := lower.find("<style", position)) != -1:
+        opened = lower.find(">", start)
+        closed = lower.find("</style>", opened) if opened != -1 else -1
+        if closed == -1:
+            break
+        blocks.append(html[opened + 1 : closed])
+        position = closed + len("</style>")
+    return blocks
+
+
+def _tags_close(html: str) -> bool:
+    """Whether each ``<`` that opens a tag has its ``>`` before the next ``<``. For each one
+    that does not, Python's HTMLParser (_Skeleton) rescans the rest of the document: a
+    minute for 200 kB of ``<a x x x``."""
+    return all(
+        ">" in piece for piece in html.split("<")[1:] if piece[:1].isalpha() or piece[:1] in "/!?"
+    )
+
+
+_FORMATTING_TAG = re.compile(
+    r"<(?:a|b|big|code|em|font|i|nobr|s|small|strike|strong|tt|u)[\s/>]", re.I
+)
+
+
+def _inlining_refusal(html: str) -> str | None:
+    """Why the CSS inliner may not have ``html`` (see MAX_INLINE_TAGS), or None."""
+    tags = html.count("<")
+    if tags * len(html) <= MAX_INLINE_FORMATTING_WORK:
+        return None  # an email of ordinary size: every bound below holds
+    if tags > MAX_INLINE_TAGS:
+        return f"CSS is inlined into at most {MAX_INLINE_TAGS} tags, not {tags}"
+    style = sum(map(len, _style_blocks(html)))
+    if tags * style > MAX_INLINE_STYLE_WORK:
+        return (
+            f"CSS inlining of {tags} tags x {style} characters of <style> is over "
+            f"{MAX_INLINE_STYLE_WORK}"
+        )
+    formatting = len(_FORMATTING_TAG.findall(html))
+    if tags * formatting > MAX_INLINE_FORMATTING_WORK:
+        return (
+            f"CSS inlining of {tags} tags x {formatting} formatting tags (a, b, em...) is over "
+            f"{MAX_INLINE_FORMATTING_WORK}"
+        )
+    return None
 
 
 class _Skeleton(HTMLParser):
@@ -351,8 +477,10 @@ def _tags(source: str) -> list[str]:
 def _simple_css(css: str) -> bool:
     if "{{" in css or "{%" in css:
         return False
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
-    rules, depth, selector = [], 0, []
+    css = _without_comments(css)
+    rules: list[str] = []
+    depth = 0
+    selector: list[str] = []
     for char in css:  # top-level rules only: @media blocks are kept, never inlined
         if char == "{":
             if depth == 0:
@@ -370,15 +498,48 @@ def _simple_css(css: str) -> bool:
     )
 
 
+def _without_comments(css: str) -> str:
+    """``css`` without its ``/* ... */`` comments, in linear time (a regex's lazy ``.*?``
+    rescans the rest for each unclosed ``/*``: a minute for 200 kB of ``/* ``)."""
+    kept, position = [], 0
+    while (start := css.find("/*", position)) != -1:
+        end = css.find("*/", start + 2)
+        if end == -1:
+            break  # unclosed: kept as it is, as the regex did
+        kept.append(css[position:start])
+        position = end + 2
+    kept.append(css[position:])
+    return "".join(kept)
+
+
 def _render_all(subject, html, text, preheader, layout, context) -> dict:
     context = dict(context)
     parts: dict = {"subject": "", "html": "", "text": "", "errors": []}
+    # An email over its budget renders no further part: its time is spent, and the first
+    # error names the part that spent it.
+    over_budget = False
 
     def attempt(part, engine, source, extra=None):
+        nonlocal over_budget
+        if over_budget:
+            return ""
         try:
             return _render(engine, source, {**context, **(extra or {})}, part)
         except TemplateRenderError as exc:
             parts["errors"].append(exc)
+            over_budget = isinstance(exc, TemplateBudgetError)
+            return ""
+
+    def convert(part, function, value):
+        nonlocal over_budget
+        if over_budget:
+            return ""
+        try:
+            return function(value)
+        except TemplateBudgetError as exc:
+            exc.part = part
+            parts["errors"].append(exc)
+            over_budget = True
             return ""
 
     parts["subject"] = " ".join(attempt("subject", _TEXT_ENGINE, subject).split())
@@ -392,14 +553,20 @@ def _render_all(subject, html, text, preheader, layout, context) -> dict:
             own_text = attempt(
                 "layout text", _TEXT_ENGINE, layout.text, {**wrapped, "content": own_text}
             )
-    parts["html"] = inline_css(body) if "<style" in body else body
-    parts["text"] = own_text if text.strip() else html_to_text(body)
+    html_part = "layout" if layout is not None else "HTML body"
+    parts["html"] = convert(html_part, inline_css, body) if "<style" in body else body
+    parts["text"] = own_text if text.strip() else convert("plain-text body", _derive_text, body)
     return parts
 
 
 def inline_css(html: str) -> str:
     """Copy the rules of ``<style>`` blocks into style attributes (what most mail clients
-    honour), keeping the blocks for clients that read them (dark mode media queries)."""
+    honour), keeping the blocks for clients that read them (dark mode media queries).
+    Raises TemplateBudgetError for HTML the inliner cannot be trusted with (too many tags,
+    or too much CSS for them: see MAX_INLINE_TAGS)."""
+    refusal = _inlining_refusal(html)
+    if refusal:
+        raise TemplateBudgetError(refusal)
     try:
         return _CSS_INLINER.inline(html)
     except ValueError:
@@ -417,6 +584,15 @@ def html_to_text(html: str) -> str:
     return collapsed.strip() + "\n"
 
 
+def _derive_text(html: str) -> str:
+    if len(html) > MAX_DERIVED_TEXT_INPUT:
+        raise TemplateBudgetError(
+            f"a plain-text body is derived from at most {MAX_DERIVED_TEXT_INPUT} characters "
+            "of HTML; write one"
+        )
+    return html_to_text(html)
+
+
 # inscriptis writes links as [text](url): say "text: url", or just the URL when they match.
 _MARKDOWN_LINK = re.compile(r"\[([^\[\]]*)\]\(([^()\s]+)\)")
 
@@ -432,30 +608,98 @@ def compile_template(source: str):
 
 
 def _render(engine: Engine, source: str, context: Mapping, part: str) -> str:
+    """One part, under the active render budget (a new one if none is active).
+
+    Returns a plain ``str``: Template.render returns a SafeString even from the engine that
+    escapes nothing, and a text part marked safe would reach an HTML page unescaped.
+    Raises TemplateRenderError naming the part and line (TemplateBudgetError over budget);
+    lets Celery's SoftTimeLimitExceeded through, and SystemExit and KeyboardInterrupt (not
+    Exceptions).
+    """
+    budget = active_budget()
+    if budget is None:
+        with render_budget():
+            return _render(engine, source, context, part)
     try:
+        budget.start_part()
         template = _compile(engine, source)
-        # No localisation: numbers render the same whatever language the process has active
-        # (an email has its own locale; the server's is not it).
-        return template.render(Context(dict(context), autoescape=engine.autoescape, use_l10n=False))
+        # No localisation: numbers render the same whatever language the process has
+        # active (an email has its own locale; the server's is not it).
+        output = template.render(
+            Context(dict(context), autoescape=engine.autoescape, use_l10n=False)
+        )
+        # What an {% if %} swallowed, and the output's final size
+        budget.finish_part(len(output))
+        # str(SafeString) is the SafeString itself; a whole-string slice of a str subclass
+        # is a plain copy.
+        return output if type(output) is str else output[:]
     except TemplateRenderError as exc:
         exc.part = part
         raise
     except Exception as exc:
-        # Rendering runs author-written code paths (filters on payload data); whatever fails,
-        # the caller gets one error type naming the part and line, never a crash.
+        # A failure the budget remembers comes first: what surfaced may be its consequence.
+        failure = budget.failure or exc
+        if isinstance(failure, SoftTimeLimitExceeded):
+            raise failure from None  # the task must stop, whatever the template does
+        if isinstance(failure, BudgetExceeded):
+            raise TemplateBudgetError(failure.reason, part=part, line=_line(failure)) from None
+        # Rendering runs author-written code paths (filters on payload data); whatever
+        # fails, the caller gets one error type naming the part and line, never a crash.
         raise TemplateRenderError(_message(exc), part=part, line=_line(exc)) from None
 
 
-@functools.lru_cache(maxsize=2048)
-def _compile_cached(engine: Engine, source: str):
+class _Cache:
+    """Least recently used values up to a total weight (about bytes). A count of entries
+    bounds nothing: previews compile whatever an author sends, up to MAX_SOURCE."""
+
+    def __init__(self, capacity: int):
+        self._capacity = capacity
+        self._used = 0
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, make, weigh):
+        """The value for ``key``: cached, or ``make(key)`` (its exceptions are not cached)."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            try:
+                self._entries.move_to_end(key)
+            except KeyError:
+                pass  # another thread evicted it meanwhile
+            return entry[0]
+        value = make(key)
+        weight = weigh(key, value)
+        with self._lock:
+            if key not in self._entries and weight <= self._capacity:
+                self._entries[key] = (value, weight)
+                self._used += weight
+                while self._used > self._capacity:
+                    _, (_, dropped) = self._entries.popitem(last=False)
+                    self._used -= dropped
+        return value
+
+
+_CACHE = _Cache(CACHE_BYTES)
+
+
+def _compile_new(key: tuple):
+    _, engine, source = key
     return engine.from_string(source)
 
 
+def _weigh_compiled(key: tuple, template) -> int:
+    return 600 * template.node_count + len(key[2])
+
+
 def _compile(engine: Engine, source: str):
+    if len(source) > MAX_SOURCE:
+        raise TemplateBudgetError(f"a template is at most {MAX_SOURCE} characters")
     try:
-        return _compile_cached(engine, source)
+        return _CACHE.get(("compiled", engine, source), _compile_new, _weigh_compiled)
     except TemplateSyntaxError as exc:
         raise TemplateRenderError(_message(exc), line=_line(exc)) from exc
+    except BudgetExceeded as exc:
+        raise TemplateBudgetError(exc.reason) from None
     except RecursionError as exc:
         raise TemplateRenderError("the template is nested too deeply") from exc
 
