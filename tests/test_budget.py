@@ -18,7 +18,7 @@ from emails.content.rendering.render import (
     LayoutSource,
     TemplateRenderError,
     render_email,
-    render_preview,
+    render_parts,
 )
 from emails.models import Message, MessageStatus
 from tests.factories import MessageFactory, TemplateFactory
@@ -136,11 +136,11 @@ def test_a_budget_error_inside_an_if_is_not_swallowed():
 
 
 def test_once_over_budget_an_email_renders_no_further_part():
-    preview = render_preview(
+    preview = render_parts(
         subject="{{ code }}", html=JOIN_BOMB, text="{{ code }}", payload={"code": "1"}
     )
-    assert preview["subject"] == "1" and preview["text"] == ""
-    [error] = preview["errors"]
+    assert preview.subject == "1" and preview.text == ""
+    [error] = preview.error_list()
     assert error["part"] == "HTML body" and OVER_BUDGET in error["message"]
 
 
@@ -272,7 +272,7 @@ def raise_once(exception):
 @pytest.mark.parametrize("preview", [False, True])
 def test_a_soft_time_limit_in_an_if_operand_propagates(monkeypatch, exception, preview):
     monkeypatch.setattr(sandbox_library, "_clock", raise_once(exception), raising=False)
-    render_function = render_preview if preview else render_email
+    render_function = render_parts if preview else render_email
     with pytest.raises(exception):
         render_function(
             subject="",
@@ -350,14 +350,14 @@ def test_every_rendered_part_is_a_plain_str(html, text, layout):
     parts = {"subject": "Code {{ code }}", "html": html, "text": text, "preheader": "{{ code }}"}
     email = render_email(**parts, layout=layout, payload={"code": "1"})
     assert all(map(plain, (email.subject, email.html, email.text))), email
-    preview = render_preview(**parts, layout=layout, payload={"code": "1"})
-    assert all(plain(preview[key]) for key in ("subject", "html", "text")), preview
+    preview = render_parts(**parts, layout=layout, payload={"code": "1"})
+    assert all(plain(value) for value in (preview.subject, preview.html, preview.text)), preview
 
 
 def test_error_messages_are_plain_str():
-    preview = render_preview(subject="{{ code|upper:1 }}", html="{% if %}", text="", payload={})
-    assert preview["errors"] and all(
-        plain(error["message"]) and plain(error["part"]) for error in preview["errors"]
+    preview = render_parts(subject="{{ code|upper:1 }}", html="{% if %}", text="", payload={})
+    assert preview.errors and all(
+        plain(error["message"]) and plain(error["part"]) for error in preview.error_list()
     )
 
 

@@ -19,7 +19,6 @@ from emails.backoffice.preview_links import (
     preview_link_resolve,
 )
 from emails.content.composer import compose_content, template_content
-from emails.content.rendering.render import TemplateRenderError
 from emails.content.samples import sample_logo_url, samples_for
 from emails.logto import UsageType
 from emails.models import Template
@@ -59,13 +58,12 @@ def _render(request, template: Template, sample: str | None):
         template.usage_type, locale=template.locale, logo_url=sample_logo_url(request)
     )
     name = sample if sample in samples else next(iter(samples))
-    try:
-        rendered = compose_content(
-            template_content(template), payload=samples[name], locale=template.locale
-        )
-        return samples, name, rendered, None
-    except TemplateRenderError as exc:
-        return samples, name, None, str(exc)
+    rendered = compose_content(
+        template_content(template), payload=samples[name], locale=template.locale
+    )
+    if rendered.errors:
+        return samples, name, None, str(rendered.errors[0])
+    return samples, name, rendered, None
 
 
 @require_GET

@@ -27,6 +27,7 @@ from emails.backoffice.test_sends import (
     message_test_send_permit,
 )
 from emails.content.composer import compose_content
+from emails.content.rendering.render import RenderedEmail
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
 from emails.logto import UsageType
@@ -88,10 +89,8 @@ def _locale(request, payload: dict) -> str:
         return "en"
 
 
-def _render(request, payload: dict) -> dict:
-    return compose_content(
-        _content(request), payload=payload, locale=_locale(request, payload), preview=True
-    )
+def _render(request, payload: dict) -> RenderedEmail:
+    return compose_content(_content(request), payload=payload, locale=_locale(request, payload))
 
 
 def _payload(request) -> tuple[dict | None, str | None]:
@@ -114,7 +113,9 @@ def preview(request):
             {"subject": "", "text": "", "errors": [{"part": "sample data", "message": problem}]}
         )
     parts = _render(request, payload)
-    return JsonResponse({key: parts[key] for key in ("subject", "text", "errors")})
+    return JsonResponse(
+        {"subject": parts.subject, "text": parts.text, "errors": parts.error_list()}
+    )
 
 
 @require_POST
@@ -127,8 +128,8 @@ def preview_html(request):
     html = ""
     if payload is not None:
         parts = _render(request, payload)
-        html = parts["html"]
-        errors = [error for error in parts["errors"] if error["part"] in ("HTML body", "layout")]
+        html = parts.html
+        errors = [error for error in parts.error_list() if error["part"] in ("HTML body", "layout")]
     if errors:
         html = render_to_string("emails/preview/error.html", {"errors": errors})
     return email_html_response(request, html)

@@ -12,8 +12,7 @@ from emails.content.rendering.render import (
     LayoutSource,
     RenderedEmail,
     email_context,
-    render_email,
-    render_preview,
+    render_parts,
 )
 from emails.models import Layout
 
@@ -35,10 +34,10 @@ def compose(
     locale: str,
     preheader: str = "",
     layout: Layout | None = None,
-    preview: bool = False,
-) -> RenderedEmail | dict:
-    """Render one email. Returns a RenderedEmail (raises TemplateRenderError), or with
-    ``preview`` the per-part dict of rendering's render_preview (never raises)."""
+) -> RenderedEmail:
+    """Render one email through rendering's one path (render_parts): the same bytes for
+    delivery and every preview. A part that fails is in ``errors``; sending refuses such an
+    email, a preview shows them."""
     context = email_context(
         payload,
         locale=locale,
@@ -46,8 +45,7 @@ def compose(
         expires_in_minutes=max(1, round(settings.EMAILS_CODE_TTL / 60)),
     )
     source = LayoutSource(html=layout.html, text=layout.text) if layout is not None else None
-    render = render_preview if preview else render_email
-    return render(
+    return render_parts(
         subject=subject,
         html=html,
         text=text,
@@ -77,9 +75,8 @@ def compose_content(
     *,
     payload: Mapping,
     locale: str,
-    preview: bool = False,
     layout: Layout | None = None,
-):
+) -> RenderedEmail:
     """compose() for a content dict (template_content's shape). Pass ``layout`` when it is
     already loaded; otherwise ``layout_id`` is looked up."""
     if layout is None and content.get("layout_id"):
@@ -92,5 +89,4 @@ def compose_content(
         layout=layout,
         payload=payload,
         locale=locale,
-        preview=preview,
     )

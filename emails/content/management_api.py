@@ -287,8 +287,15 @@ class RenderView(TokenAuthenticated, APIView):
                 "layout_id": data.get("layout"),
             }
             locale = data["languageTag"]
-        parts = compose_content(content, payload=data["payload"], locale=locale, preview=True)
-        return Response({key: parts[key] for key in ("subject", "html", "text", "errors")})
+        rendered = compose_content(content, payload=data["payload"], locale=locale)
+        return Response(
+            {
+                "subject": rendered.subject,
+                "html": rendered.html,
+                "text": rendered.text,
+                "errors": rendered.error_list(),
+            }
+        )
 
 
 def _validated(serializer_class, request) -> dict:

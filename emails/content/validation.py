@@ -24,7 +24,7 @@ from emails.content.rendering.render import (
     TemplateRenderError,
     compile_template,
     email_context,
-    render_preview,
+    render_parts,
 )
 from emails.content.samples import samples_for
 from emails.logto import UsageType
@@ -180,11 +180,11 @@ def _over_budget(fields: dict[str, str], payloads, **sources) -> list[Problem]:
         context = email_context(
             payload, locale=payload.get("locale") or "en", brand={}, expires_in_minutes=10
         )
-        errors = render_preview(payload=payload, context=context, **sources)["errors"]
+        errors = render_parts(payload=payload, context=context, **sources).errors
         found = [
-            Problem(fields.get(error["part"], error["part"]), error["message"], error["line"])
+            Problem(fields.get(error.part, error.part), error.message, error.line)
             for error in errors
-            if error["message"].startswith(OVER_BUDGET)
+            if error.message.startswith(OVER_BUDGET)
         ]
         if found:
             return found

@@ -32,7 +32,6 @@ from django.db.models import F
 from django.utils import timezone
 
 from emails.content.composer import compose_content, template_content
-from emails.content.rendering.render import TemplateRenderError
 from emails.content.selectors import sending_templates
 from emails.logto import SECRET_PAYLOAD_KEYS
 from emails.models import Message, MessageEvent, MessageStatus
@@ -132,15 +131,15 @@ def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
         return _finish(message, MessageStatus.FAILED, error="its template was deleted")
     if template is not None and not message.test_content:
         message.template_version = template.version  # saved with the outcome
-    try:
-        rendered = compose_content(
-            content,
-            payload=message.payload,
-            locale=message.template_locale or "en",
-            layout=template.layout if template and not message.test_content else None,
-        )
-    except TemplateRenderError as exc:
-        return _finish(message, MessageStatus.FAILED, error=f"template error: {exc}")
+    rendered = compose_content(
+        content,
+        payload=message.payload,
+        locale=message.template_locale or "en",
+        layout=template.layout if template and not message.test_content else None,
+    )
+    if rendered.errors:
+        # A template error or one over its budget: no retry makes it render.
+        return _finish(message, MessageStatus.FAILED, error=f"template error: {rendered.errors[0]}")
 
     from_email = (template.from_email if template else "") or settings.DEFAULT_FROM_EMAIL
     reply_to = template.reply_to if template else ""

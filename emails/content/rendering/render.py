@@ -116,9 +116,20 @@ class TemplateBudgetError(TemplateRenderError):
 
 @dataclass(frozen=True)
 class RenderedEmail:
+    """The three parts of an email, and the errors of the parts that did not render (a
+    preview shows them; sending refuses an email that has any)."""
+
     subject: str
     html: str
     text: str
+    errors: tuple[TemplateRenderError, ...] = ()
+
+    def error_list(self) -> list[dict]:
+        """The errors as JSON-ready dicts: part, line, message."""
+        return [
+            {"part": error.part, "line": error.line, "message": error.message}
+            for error in self.errors
+        ]
 
 
 def freeze(value):
@@ -194,31 +205,22 @@ def render_email(
     layout: LayoutSource | None = None,
     context: Mapping | None = None,
 ) -> RenderedEmail:
-    """Render the three parts of an email from template sources and a Logto payload.
-
-    Payload values are HTML-escaped in the HTML body only. The subject is folded onto one
-    line (no CR/LF can reach a header). The body goes into ``layout`` when there is one, and
-    CSS from ``<style>`` is inlined. A blank ``text`` is derived from the rendered HTML.
-    ``context`` (from email_context) replaces the bare payload when given.
-    Every part is a plain ``str``. All parts share one render budget (sandbox.py).
-
-    Raises TemplateRenderError for the first part that fails, TemplateBudgetError when the
-    email went over its budget. Celery's SoftTimeLimitExceeded, SystemExit and
-    KeyboardInterrupt raised during the render propagate.
-    """
-    context = context or freeze(payload)
-    with render_budget():
-        if layout is not None:
-            prepared = _render_prepared(subject, html, text, preheader, layout, context)
-            if prepared is not None:
-                return prepared
-        parts = _render_all(subject, html, text, preheader, layout, context)
-    if parts["errors"]:
-        raise parts["errors"][0]
-    return RenderedEmail(subject=parts["subject"], html=parts["html"], text=parts["text"])
+    """render_parts, raising the first error: what is sent has no broken part."""
+    rendered = render_parts(
+        subject=subject,
+        html=html,
+        text=text,
+        payload=payload,
+        preheader=preheader,
+        layout=layout,
+        context=context,
+    )
+    if rendered.errors:
+        raise rendered.errors[0]
+    return rendered
 
 
-def render_preview(
+def render_parts(
     *,
     subject: str,
     html: str,
@@ -227,17 +229,39 @@ def render_preview(
     preheader: str = "",
     layout: LayoutSource | None = None,
     context: Mapping | None = None,
-) -> dict:
-    """Like render_email, but each part on its own: a broken part is reported (with its line)
-    and the others still render, unless the email went over its budget: then the parts after
-    the one that did are left empty. For previews, where an author is mid-edit."""
+) -> RenderedEmail:
+    """Render the three parts of an email from template sources and a Logto payload: the one
+    function every path goes through (delivery, test sends, the live preview, designer links,
+    the management API), so a preview is byte for byte the email.
+
+    Payload values are HTML-escaped in the HTML body only. The subject is folded onto one
+    line (no CR/LF can reach a header). The body goes into ``layout`` when there is one, and
+    CSS from ``<style>`` is inlined. A blank ``text`` is derived from the rendered HTML.
+    ``context`` (from email_context) replaces the bare payload when given.
+    Every part is a plain ``str``. All parts share one render budget (sandbox.py).
+
+    A part that fails is listed in ``errors`` (TemplateRenderError with its part and line;
+    TemplateBudgetError when the email went over its budget, after which no further part
+    renders) and the others still render, for an author mid-edit. Celery's
+    SoftTimeLimitExceeded, SystemExit and KeyboardInterrupt raised during the render
+    propagate.
+    """
+    context = context or freeze(payload)
     with render_budget():
-        parts = _render_all(subject, html, text, preheader, layout, context or freeze(payload))
-    parts["errors"] = [
-        {"part": error.part, "line": error.line, "message": error.message}
-        for error in parts["errors"]
-    ]
-    return parts
+        if layout is not None:
+            try:
+                prepared = _render_prepared(subject, html, text, preheader, layout, context)
+            except TemplateBudgetError as exc:
+                return RenderedEmail(subject="", html="", text="", errors=(exc,))
+            if prepared is not None:
+                return prepared
+        parts = _render_all(subject, html, text, preheader, layout, context)
+    return RenderedEmail(
+        subject=parts["subject"],
+        html=parts["html"],
+        text=parts["text"],
+        errors=tuple(parts["errors"]),
+    )
 
 
 def _render_prepared(subject, html, text, preheader, layout, context) -> RenderedEmail | None:
