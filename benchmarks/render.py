@@ -41,7 +41,7 @@ def per_second(functions: dict, n=N, rounds=5) -> dict:
 def inlining_each_email(render):
     """The same render through the path that inlines the CSS of each rendered email (used
     when a layout and body cannot be inlined once, see
-    emails.content.rendering.render._inlined_source)."""
+    emails.content.rendering.inlining.inlined_source)."""
     from emails.content.rendering import render as rendering
 
     def render_inlining_each():

@@ -14,12 +14,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection
 
 from emails.content.rendering import sandbox as sandbox_library
-from emails.content.rendering.render import (
-    LayoutSource,
-    TemplateRenderError,
-    render_email,
-    render_parts,
-)
+from emails.content.rendering.engine import TemplateRenderError
+from emails.content.rendering.render import LayoutSource, render_email, render_parts
 from emails.models import Message, MessageStatus
 from tests.factories import MessageFactory, TemplateFactory
 from tests.helpers import require_postgres, require_service

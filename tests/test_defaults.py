@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from emails.content.composer import compose_content, template_content
 from emails.content.defaults import DEFAULTS_DIR, LOCALES, checksum, default_templates
-from emails.content.rendering.render import html_to_text
+from emails.content.rendering.text import html_to_text
 from emails.content.samples import samples_for
 from emails.logto import UsageType
 from emails.models import Layout, Template

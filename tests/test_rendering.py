@@ -4,14 +4,10 @@ import pytest
 
 from emails.content.defaults import default_layout, default_templates
 from emails.content.rendering import render as rendering
-from emails.content.rendering.render import (
-    LayoutSource,
-    TemplateRenderError,
-    compile_template,
-    email_context,
-    html_to_text,
-    render_email,
-)
+from emails.content.rendering.context import email_context
+from emails.content.rendering.engine import TemplateRenderError, compile_template
+from emails.content.rendering.render import LayoutSource, render_email
+from emails.content.rendering.text import html_to_text
 from emails.content.samples import samples_for
 
 

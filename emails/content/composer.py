@@ -8,12 +8,8 @@ from collections.abc import Mapping
 
 from django.conf import settings
 
-from emails.content.rendering.render import (
-    LayoutSource,
-    RenderedEmail,
-    email_context,
-    render_parts,
-)
+from emails.content.rendering.context import email_context
+from emails.content.rendering.render import LayoutSource, RenderedEmail, render_parts
 from emails.models import Layout
 
 

@@ -18,14 +18,9 @@ from dataclasses import dataclass
 from django.template.base import FilterExpression, Variable
 from django.template.defaulttags import TemplateLiteral
 
-from emails.content.rendering.render import (
-    OVER_BUDGET,
-    LayoutSource,
-    TemplateRenderError,
-    compile_template,
-    email_context,
-    render_parts,
-)
+from emails.content.rendering.context import email_context
+from emails.content.rendering.engine import OVER_BUDGET, TemplateRenderError, compile_template
+from emails.content.rendering.render import LayoutSource, render_parts
 from emails.content.samples import samples_for
 from emails.logto import UsageType
 
