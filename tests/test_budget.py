@@ -536,3 +536,33 @@ def test_a_saved_bomb_delays_other_emails_by_no_more_than_its_budget(settings, p
 
 def sent(message) -> Message | None:
     return Message.objects.filter(pk=message.pk, status=MessageStatus.SENT).first()
+
+
+# Found in review: what the first budget let through
+
+
+def test_many_big_values_held_at_once_are_refused():
+    """Each value under the 1 MB cap, 180 of them bound at once: 700 MB before the per-email
+    total of what filters make."""
+    doubling = '{% with s0="😀' + "😀" * 3905 + '" %}'
+    for step in range(1, 9):
+        doubling += f"{{% with s{step}=s{step - 1}|add:s{step - 1} %}}"
+    copies = " ".join(f'b{index}=s8|add:"{index}"' for index in range(180))
+    template = doubling + "{% with " + copies + " %}{{ b0|length }}{% endwith %}"
+    error = over_budget(template + "{% endwith %}" * 9)
+    assert "filters made more than" in str(error)
+
+
+def test_a_part_that_overran_the_clock_outside_a_loop_is_an_error(seconds):
+    """No variable, no loop: nothing checked the clock, so a slow part finished unnoticed."""
+    seconds(0.0)
+    error = over_budget('{% now "Y" %} and plain text')
+    assert "longer than 0 seconds" in str(error)
+
+
+def test_date_formats_have_a_size_limit():
+    long_format = "D" * 101
+    with pytest.raises(TemplateRenderError, match="format of at most 100"):
+        render(f'{{% now "{long_format}" as x %}}')
+    over_budget(f'{{{{ when|date:"{long_format}" }}}}', when="2026-01-01")
+    assert render('{% now "Y" %}').html.isdigit()

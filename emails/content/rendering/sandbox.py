@@ -87,6 +87,11 @@ MAX_FLOAT_PRECISION = 20
 RENDER_SECONDS = 2.0
 MAX_OUTPUT = 1_000_000
 MAX_VALUE = 1_000_000
+# What all filters of one email make together: many values each under MAX_VALUE held at once
+# (``{% with a=x|add:"1" b=x|add:"2" ... %}``) would otherwise take gigabytes.
+MAX_MADE = 10_000_000
+# Date formats (``{% now %}``, ``|date``, ``|time``) are interpreted character by character.
+MAX_FORMAT = 100
 MAX_ITEMS = 10_000
 MAX_LOOP_ITERATIONS = 10_000
 # Parts of one variable (``organization.branding.logoUrl`` has 3): each may call a method on
@@ -117,6 +122,8 @@ INPUT_LIMITS = {
     "truncatewords_html": 50_000,
 }
 
+FORMAT_FILTERS = {"date", "time"}
+
 # The clock every check reads (tests replace it to simulate a signal arriving mid-render).
 _clock = time.monotonic
 
@@ -134,7 +141,7 @@ class RenderBudget:
     of the part being rendered (start_part resets them). ``failure`` is the first limit it
     went over, or a SoftTimeLimitExceeded a filter saw: every later check raises it."""
 
-    __slots__ = ("deadline", "failure", "iterations", "output", "seconds")
+    __slots__ = ("deadline", "failure", "iterations", "made", "output", "seconds")
 
     def __init__(self):
         self.seconds = RENDER_SECONDS
@@ -142,19 +149,25 @@ class RenderBudget:
         self.failure: BaseException | None = None
         self.output = 0
         self.iterations = 0
+        self.made = 0
 
     def start_part(self) -> None:
-        if self.failure is not None:
-            raise self.failure
+        self.check()
         self.output = 0
         self.iterations = 0
 
     def finish_part(self, length: int) -> None:
-        """The last check of a part: a failure something swallowed, and the output's size."""
-        if self.failure is not None:
-            raise self.failure
+        """The last check of a part: a failure something swallowed, the clock (a node outside
+        a loop checks it only before it starts), and the output's size."""
+        self.check()
         if length > MAX_OUTPUT:
             self.exceed(f"its output is longer than {MAX_OUTPUT} characters")
+
+    def make(self, characters: int) -> None:
+        """Count what a filter made, for the email."""
+        self.made += characters
+        if self.made > MAX_MADE:
+            self.exceed(f"its filters made more than {MAX_MADE} characters")
 
     def check(self) -> None:
         """Raise the remembered failure, or BudgetExceeded once the deadline has passed."""
@@ -248,6 +261,7 @@ def _budgeted(name: str, function):
     """The filter ``function``, checked against the active budget (no budget, no checks)."""
     characters = MAX_VALUE if name in ITEM_FILTERS else INPUT_LIMITS.get(name, MAX_VALUE)
     items = MAX_ITEMS if name in ITEM_FILTERS else None
+    arguments = MAX_FORMAT if name in FORMAT_FILTERS else MAX_VALUE
     predict = _PREDICTIONS.get(name)
 
     @functools.wraps(function)  # keeps is_safe, needs_autoescape and the signature
@@ -261,13 +275,15 @@ def _budgeted(name: str, function):
                 budget.exceed(f"|{name} takes at most {characters} characters")
             if items is not None and _items(value) > items:
                 budget.exceed(f"|{name} takes at most {items} items")
-            if args and _size(args[0]) > MAX_VALUE:
-                budget.exceed(f"|{name} takes an argument of at most {MAX_VALUE} characters")
+            if args and _size(args[0]) > arguments:
+                budget.exceed(f"|{name} takes an argument of at most {arguments} characters")
             if predict is not None and predict(value, *args) > MAX_VALUE:
                 budget.exceed(f"|{name} would make a value longer than {MAX_VALUE} characters")
             result = function(value, *args, **kwargs)
-            if _size(result) > MAX_VALUE:
+            made = _size(result)
+            if made > MAX_VALUE:
                 budget.exceed(f"|{name} made a value longer than {MAX_VALUE} characters")
+            budget.make(made)
         except SoftTimeLimitExceeded as exc:
             budget.interrupted(exc)
             raise
@@ -488,6 +504,14 @@ for _name, _reason in FORBIDDEN_TAGS.items():
 def do_for(parser, token):
     node = defaulttags.do_for(parser, token)
     node.sequence.__class__ = _LoopSequence
+    return node
+
+
+@register.tag("now")
+def do_now(parser, token):
+    node = defaulttags.now(parser, token)
+    if len(node.format_string) > MAX_FORMAT:
+        raise TemplateSyntaxError(f"{{% now %}} takes a format of at most {MAX_FORMAT} characters.")
     return node
 
 
