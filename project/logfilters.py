@@ -15,11 +15,12 @@ import re
 from gunicorn.glogging import Logger
 
 # /preview/<token>/ and /preview/<token>/email/<id>/: the token is the only secret in a path.
-_PREVIEW_TOKEN = re.compile(r"(/preview/)[^/\s?#\"']+")
+# Any case and repeated slashes too: /Preview//<token>/ is a 404 whose path Django logs.
+_PREVIEW_TOKEN = re.compile(r"(/preview/+)[^/\s?#\"']+", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    return _PREVIEW_TOKEN.sub(r"\1<token>", text) if "/preview/" in text else text
+    return _PREVIEW_TOKEN.sub(r"\1<token>", text) if "/preview/" in text.lower() else text
 
 
 class RedactPreviewTokens(logging.Filter):
@@ -31,8 +32,12 @@ class RedactPreviewTokens(logging.Filter):
             text = record.getMessage()
         except Exception:  # a record whose arguments do not fit its format: leave it as is
             return True
-        if "/preview/" in text:
-            record.msg, record.args = redact(text), None
+        record.msg, record.args = redact(text), None
+        if record.exc_info and not record.exc_text:
+            # The traceback, formatted here so that the handler prints the redacted text.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
@@ -41,6 +46,11 @@ class GunicornLogger(Logger):
     (project/gunicorn.conf.py names it)."""
 
     REDACTED_ATOMS = ("r", "U", "f", "{referer}i")
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        # Its error log too ("Error handling request /preview/..."), not only the access log.
+        self.error_log.addFilter(RedactPreviewTokens())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)

@@ -273,3 +273,71 @@ def test_preview_tokens_stay_out_of_the_logs():
     assert token not in log and token[:-3] not in log
     assert "Not Found: /preview/<token>/" in log
     assert f"GET /preview/<token>/email/{template.pk}/" in log
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_test_sends_cannot_pass_the_limit_together(settings):
+    """Found in review: simultaneous sends were each counted against the same few. (A race:
+    without the lock this fails on most runs, not on every one.)"""
+    require_postgres()
+    import threading
+
+    settings.EMAILS_TEST_SEND_LIMIT = "2/3600"
+    TemplateFactory(usage_type="SignIn")
+    for round_ in range(3):
+        user, _ = editor(f"editor{round_}", f"editor{round_}@example.com")
+        barrier, answers = threading.Barrier(16), []
+
+        def send_one(user=user, barrier=barrier, answers=answers):
+            client = Client()
+            client.force_login(user)
+            barrier.wait()
+            answers.append(test_send(client, user.email).status_code)
+            connection.close()
+
+        threads = [threading.Thread(target=send_one) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(answers) == [200, 200] + [429] * 14
+        assert Message.objects.filter(is_test=True, requested_by=user).count() == 2
+
+
+def test_listed_international_domains_match_their_canonical_spelling(settings):
+    settings.EMAILS_TEST_RECIPIENTS = ["@bücher.de", "Chef@Straße.de"]
+    _, client = editor()
+    assert test_send(client, "a@bücher.de").status_code == 200
+    assert test_send(client, "a@xn--bcher-kva.de").status_code == 200
+    assert test_send(client, "chef@straße.de").status_code == 200
+    assert test_send(client, "a@buecher.de").status_code == 403
+
+
+def test_preview_tokens_are_redacted_in_every_spelling_and_in_tracebacks():
+    import logging
+
+    from project.logfilters import RedactPreviewTokens
+
+    token = "AbC123.secret-token_x"
+    for path in (f"/preview/{token}/", f"/Preview//{token}/", f"/PREVIEW/{token}/email/3/"):
+        record = logging.LogRecord(
+            "django.request", logging.WARNING, "", 0, "Not Found: %s", (path,), None
+        )
+        RedactPreviewTokens().filter(record)
+        assert token not in record.getMessage() and "<token>" in record.getMessage()
+    try:
+        raise ValueError(f"while serving /preview/{token}/")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, "", 0, "failed", (), sys.exc_info())
+    RedactPreviewTokens().filter(record)
+    assert token not in logging.Formatter().format(record)
+
+
+def test_importing_needs_the_layout_permissions_too():
+    """Found in review: an import writes layouts, but asked only for template permissions."""
+    _, client = editor("importer", "importer@example.com", "add_template")
+    assert client.get("/admin/emails/template/import/").status_code == 403
+    _, client = editor("full", "full@example.com", "add_template", "add_layout", "change_layout")
+    assert client.get("/admin/emails/template/import/").status_code == 200

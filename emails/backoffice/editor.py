@@ -12,6 +12,7 @@ from csp.constants import NONE, UNSAFE_INLINE
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
@@ -152,19 +153,21 @@ def test_send(request, object_id=None):
     if usage_type not in UsageType.values:
         return JsonResponse({"error": "Choose a usage type first."}, status=400)
     try:
-        message_test_send_permit(user=request.user, to=to)
+        # One transaction: the permit locks the user's row, so concurrent sends are counted
+        # one after another, each seeing the others' messages.
+        with transaction.atomic():
+            message_test_send_permit(user=request.user, to=to)
+            message = message_test_send(
+                to=to,
+                content=_content(request),
+                payload=payload,
+                usage_type=usage_type,
+                locale=_locale(request, payload),
+                requested_by=request.user,
+                template=template,
+            )
     except RefusedTestSend as refused:
         return JsonResponse({"error": refused.message}, status=refused.status)
-    locale = _locale(request, payload)
-    message = message_test_send(
-        to=to,
-        content=_content(request),
-        payload=payload,
-        usage_type=usage_type,
-        locale=locale,
-        requested_by=request.user,
-        template=template,
-    )
     log_url = reverse("admin:emails_message_change", args=[message.pk])
     return JsonResponse({"id": str(message.pk), "status": message.status, "log_url": log_url})
 

@@ -13,6 +13,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
@@ -44,12 +45,29 @@ def recipient_may_receive_tests(*, user, to: str) -> bool:
     if own and address == own:
         return True
     domain = "@" + address.rpartition("@")[2]
-    allowed = {entry.strip().lower() for entry in settings.EMAILS_TEST_RECIPIENTS}
-    return address in allowed or domain in allowed
+    return address in _allowed_recipients() or domain in _allowed_recipients()
+
+
+def _allowed_recipients() -> set[str]:
+    """EMAILS_TEST_RECIPIENTS in the canonical spelling recipients have (``@bücher.de`` is
+    ``@xn--bcher-kva.de``), case-blind; entries that are no address are left out."""
+    allowed = set()
+    for entry in settings.EMAILS_TEST_RECIPIENTS:
+        entry = entry.strip()
+        try:
+            if entry.startswith("@"):
+                allowed.add("@" + mailbox("x" + entry).rpartition("@")[2].lower())
+            elif entry:
+                allowed.add(mailbox(entry).lower())
+        except AddressRefused:
+            continue
+    return allowed
 
 
 def message_test_send_permit(*, user, to: str) -> None:
-    """Raises RefusedTestSend unless ``user`` may send a test to ``to`` now."""
+    """Raises RefusedTestSend unless ``user`` may send a test to ``to`` now. Inside a
+    transaction it locks the user's row until the caller commits the test message, so that
+    concurrent sends cannot all pass the count."""
     if not recipient_may_receive_tests(user=user, to=to):
         raise RefusedTestSend(
             "Test emails go to your own address"
@@ -60,6 +78,8 @@ def message_test_send_permit(*, user, to: str) -> None:
     limit = Limit.parse(settings.EMAILS_TEST_SEND_LIMIT, name="EMAILS_TEST_SEND_LIMIT")
     if limit is None:
         return
+    if transaction.get_connection().in_atomic_block:
+        get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
     since = timezone.now() - timedelta(seconds=limit.seconds)
     recent = Message.objects.filter(is_test=True, requested_by=user, created_at__gt=since)
     if recent[: limit.count].count() >= limit.count:

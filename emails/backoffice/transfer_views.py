@@ -38,10 +38,17 @@ class ImportForm(forms.Form):
         return upload
 
 
+IMPORT_PERMISSIONS = (
+    "emails.add_template",
+    "emails.change_template",
+    # An import creates and changes the layouts its templates name.
+    "emails.add_layout",
+    "emails.change_layout",
+)
+
+
 def import_view(request, model_admin):
-    if not model_admin.has_add_permission(request) or not model_admin.has_change_permission(
-        request
-    ):
+    if not request.user.has_perms(IMPORT_PERMISSIONS):
         raise PermissionDenied
     report, form = None, ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
