@@ -44,8 +44,8 @@ def recipient_may_receive_tests(*, user, to: str) -> bool:
         own = ""
     if own and address == own:
         return True
-    domain = "@" + address.rpartition("@")[2]
-    return address in _allowed_recipients() or domain in _allowed_recipients()
+    allowed = _allowed_recipients()
+    return address in allowed or "@" + address.rpartition("@")[2] in allowed
 
 
 def _allowed_recipients() -> set[str]:
