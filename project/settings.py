@@ -268,9 +268,19 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "Mailroom management API",
     "DESCRIPTION": "Email templates and layouts as code: list, create, update, delete, render "
-    "and validate. Token authentication (`Authorization: Token <key>`) with model permissions.",
+    "and validate. Token authentication (`Authorization: Token <key>`) with model permissions."
+    '\n\nEvery error answer is `{"message": ..., "field"?: ..., "problems"?: [...]}`. '
+    "400: the request does not match this schema (a request it allows is never a 400). "
+    "409: a unique field is taken, or what a delete would remove is still used. 422: "
+    "well-formed, but not an email that can be sent (template errors with their line, "
+    "variables Logto does not send, a layout without `{{ content }}`, ids of nothing).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Request and response components of their own: read-only fields (id, version, dates)
+    # only in answers, minLength only in requests, and what answers always carry required.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Tags and operation ids from the path after it: templates, layouts, render, validate.
+    "SCHEMA_PATH_PREFIX": r"/api/v1/",
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -4,6 +4,7 @@ shown on failure) when the test ends."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -64,6 +65,34 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{credentials}{host}:{port}/{settings_dict['NAME']}"
 
 
+# The admin's, DRF's and Swagger UI's files: the processes the tests start serve none of them
+# (the production smoke test collects everything itself, as the README says).
+STATIC_NOT_SERVED_IN_TESTS = ("admin", "rest_framework", "drf_spectacular_sidecar")
+
+
+@functools.cache
+def collected_static() -> str:
+    """A STATIC_ROOT filled by collectstatic once per test run. With debug off {% static %}
+    reads its manifest, as in production (the sample payloads' logo, the designer pages)."""
+    root = tempfile.mkdtemp(prefix="mailroom-static-")
+    ignored = [argument for name in STATIC_NOT_SERVED_IN_TESTS for argument in ("-i", name)]
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0", *ignored],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "collectstatic-only",
+            "DJANGO_STATIC_ROOT": root,
+        },
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return root
+
+
 def service_env(**overrides) -> dict:
     """Environment for Mailroom processes: production settings, nothing from the developer's
     own Mailroom variables."""
@@ -78,6 +107,10 @@ def service_env(**overrides) -> dict:
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": "integration-tests-secret-" + uuid.uuid4().hex,
             "DATABASE_CONN_MAX_AGE": "0",
+            # These processes are reached over plain HTTP on loopback; the production smoke test
+            # (tests/test_production_smoke.py) goes through a TLS proxy with the defaults on.
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_STATIC_ROOT": collected_static(),
             "CELERY_TASK_DEFAULT_QUEUE": f"mailroom-test-{uuid.uuid4().hex[:12]}",
             "PYTHONUNBUFFERED": "1",
         }
@@ -87,12 +120,12 @@ def service_env(**overrides) -> dict:
 
 
 class Process:
-    def __init__(self, name: str, args: list[str], env: dict):
+    def __init__(self, name: str, args: list[str], env: dict, *, cwd: Path = ROOT):
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"mailroom-{name}-", suffix=".log")
         self.popen = subprocess.Popen(
             args,
-            cwd=ROOT,
+            cwd=cwd,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Permission, User
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from emails.models import Template
+from emails.models import Layout, Template
 
 pytestmark = pytest.mark.django_db
 
@@ -66,15 +66,20 @@ def test_create_read_update_delete_in_logtos_field_names(api):
 
 
 def test_writes_are_validated_like_the_admin(api):
+    """Well-formed but not sendable is a 422 with every problem; a taken type and language a
+    409 (before: both 400, which the schema said could not happen)."""
     bad = {**NEW, "details": {**NEW["details"], "subject": "{{ aplication.name }}"}}
     response = api.post("/api/v1/templates/", bad, format="json")
-    assert response.status_code == 400
-    assert "Did you mean 'application'?" in response.json()["details.subject"][0]
-    duplicate = {**NEW, "languageTag": "en"}
-    assert (
-        "exists"
-        in api.post("/api/v1/templates/", duplicate, format="json").json()["languageTag"][0]
-    )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == "details.subject"
+    assert body["problems"][0]["field"] == "details.subject"
+    assert "Did you mean 'application'?" in body["problems"][0]["message"]
+    assert body["message"].startswith("details.subject")
+    duplicate = api.post("/api/v1/templates/", {**NEW, "languageTag": "en"}, format="json")
+    assert duplicate.status_code == 409
+    assert duplicate.json()["field"] == "languageTag"
+    assert "A SignIn template in en exists already" in duplicate.json()["message"]
 
 
 def test_plain_text_content_becomes_both_parts(api):
@@ -134,7 +139,18 @@ def test_layouts(api):
     )
     assert created.status_code == 201
     missing = api.post("/api/v1/layouts/", {"name": "Broken", "html": "<div></div>"}, format="json")
-    assert missing.status_code == 400 and "content" in str(missing.json())
+    assert missing.status_code == 422
+    assert missing.json()["problems"] == [
+        {
+            "field": "html",
+            "line": None,
+            "message": "{{ content }} is missing: where does the email go?",
+        }
+    ]
+    taken = api.post(
+        "/api/v1/layouts/", {"name": "Bare", "html": "<p>{{ content }}</p>"}, format="json"
+    )
+    assert taken.status_code == 409 and taken.json()["field"] == "name"
 
 
 def test_tokens_and_permissions_are_enforced():
@@ -183,7 +199,7 @@ def test_bad_input_is_400_not_500(api):
     assert api.post("/api/v1/validate", [1], format="json").status_code == 400
     bad_sender = {**NEW, "details": {**NEW["details"], "sendFrom": "not an address"}}
     response = api.post("/api/v1/templates/", bad_sender, format="json")
-    assert response.status_code == 400 and "sendFrom" in response.json()["details"]
+    assert response.status_code == 422 and response.json()["field"] == "details.sendFrom"
 
 
 def test_rendering_inline_content_needs_the_change_permission():
@@ -195,3 +211,142 @@ def test_rendering_inline_content_needs_the_change_permission():
         "/api/v1/render", {"template": saved.pk, "payload": {"code": "7"}}, format="json"
     )
     assert answer.status_code == 200 and "7" in answer.json()["text"]
+
+
+# --- The schema is the truth (issue: schemathesis found 29 failures) ------------------------
+
+
+def test_deleting_a_layout_that_templates_use_is_409_saying_how_many():
+    """Before: Django's ProtectedError, an HTML "Server Error (500)"."""
+    api = client_for("delete_layout")
+    layout = Layout.objects.create(name="Used", html="<div>{{ content }}</div>")
+    Template.objects.filter(usage_type="SignIn", locale__in=["en", "fr"]).update(layout=layout)
+    response = api.delete(f"/api/v1/layouts/{layout.pk}/")
+    assert response.status_code == 409
+    assert response.json() == {
+        "message": "This layout is used by 2 templates: point them elsewhere before deleting it."
+    }
+    assert Layout.objects.filter(pk=layout.pk).exists()
+    Template.objects.filter(layout=layout).update(layout=None)
+    assert api.delete(f"/api/v1/layouts/{layout.pk}/").status_code == 204
+
+
+def test_every_error_answer_has_the_one_shape(api):
+    answers = {
+        401: APIClient().get("/api/v1/templates/"),
+        403: client_for().get("/api/v1/layouts/"),
+        404: api.get("/api/v1/templates/0/"),
+        400: api.post("/api/v1/templates/", {**NEW, "languageTag": ""}, format="json"),
+        415: api.post("/api/v1/validate", "templateType=SignIn", content_type="text/plain"),
+        409: api.post("/api/v1/templates/", {**NEW, "languageTag": "EN"}, format="json"),
+        422: api.post("/api/v1/layouts/", {"name": "x", "html": "<p></p>"}, format="json"),
+    }
+    for status, response in answers.items():
+        assert response.status_code == status, (status, response.content)
+        body = response.json()
+        assert isinstance(body["message"], str) and body["message"], (status, body)
+        assert set(body) <= {"message", "field", "problems"}, (status, body)
+    assert answers[400].json()["problems"][0]["field"] == "languageTag"
+
+
+def test_render_needs_a_body_with_a_template_or_content(api):
+    """Before: no body rendered nothing and answered 200."""
+    for body in (None, {}, {"payload": {}}):
+        response = api.post("/api/v1/render", body, format="json")
+        assert response.status_code == 400, body
+        assert "Send `template`" in response.json()["message"]
+    saved = Template.objects.get(usage_type="SignIn", locale="en")
+    both = {"template": saved.pk, "details": {"subject": "x", "content": "y"}, "payload": {}}
+    assert api.post("/api/v1/render", both, format="json").status_code == 400
+    no_payload = api.post("/api/v1/render", {"template": saved.pk}, format="json")
+    assert no_payload.status_code == 400 and no_payload.json()["field"] == "payload"
+    gone = api.post("/api/v1/render", {"template": 10**9, "payload": {}}, format="json")
+    assert gone.status_code == 422 and gone.json()["field"] == "template"
+
+
+def test_what_the_schema_allows_is_accepted_and_what_it_refuses_is_400(api):
+    blank_optional = {**NEW, "text": "", "preheader": "", "details": {**NEW["details"]}}
+    created = api.post("/api/v1/templates/", blank_optional, format="json")
+    assert created.status_code == 201, created.content
+    url = f"/api/v1/templates/{created.json()['id']}/"
+    for refused in (
+        {"details": {"subject": ""}},
+        {"details": {"subject": "   "}},
+        {"details": {"subject": 5}},
+        {"languageTag": "e"},
+        {"languageTag": " en"},
+        {"enabled": "true"},
+        {"layout": "1"},
+        {"preheader": "x\x00y"},
+    ):
+        response = api.patch(url, refused, format="json")
+        assert response.status_code == 400, (refused, response.content)
+    assert api.patch(url, {"details": {"subject": " Je code "}}, format="json").status_code == 200
+    assert Template.objects.get(pk=created.json()["id"]).subject == " Je code "
+
+
+def test_answers_carry_every_field_and_plain_text_content_reads_back_as_html(api):
+    """Before: the schema declared details.contentType as `not: {}` (never present), and
+    every answer carried it."""
+    plain = {
+        **NEW,
+        "details": {"subject": "Code", "content": "{{ code }}", "contentType": "text/plain"},
+    }
+    body = api.post("/api/v1/templates/", plain, format="json").json()
+    assert body["details"] == {
+        "subject": "Code",
+        "content": "<p>{{ code }}</p>",
+        "contentType": "text/html",
+        "replyTo": "",
+        "sendFrom": "",
+    }
+    assert set(body) == {
+        "id",
+        "languageTag",
+        "templateType",
+        "details",
+        "text",
+        "preheader",
+        "layout",
+        "enabled",
+        "version",
+        "createdAt",
+        "updatedAt",
+    }
+
+
+def test_the_list_filters_are_checked_and_blank_means_all(api):
+    assert api.get("/api/v1/templates/?templateType=Nope").status_code == 400
+    assert api.get("/api/v1/templates/?languageTag=not a tag").status_code == 400
+    everything = api.get("/api/v1/templates/?templateType=&languageTag=").json()
+    assert len(everything) == Template.objects.count()
+    pt = api.get("/api/v1/templates/?templateType=SignIn&languageTag=PT_br").json()
+    assert [(item["templateType"], item["languageTag"]) for item in pt] == [("SignIn", "pt-BR")]
+
+
+def test_the_schema_documents_the_error_answers_of_every_operation():
+    schema = client_for("view_template").get("/api/schema/?format=json").json()
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    operations = [
+        (path, method, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    assert len(operations) >= 14
+    for path, method, operation in operations:
+        codes = set(operation["responses"])
+        assert {"401", "403"} <= codes, (path, method)
+        if "{id}" in path:
+            assert "404" in codes, (path, method)
+        if method in ("post", "put", "patch"):
+            assert {"400", "415"} <= codes, (path, method)
+        for code in codes - {"200", "201", "204"}:
+            assert operation["responses"][code]["content"] == error, (path, method, code)
+    delete_layout = schema["paths"]["/api/v1/layouts/{id}/"]["delete"]["responses"]
+    assert "409" in delete_layout
+    assert "409" not in schema["paths"]["/api/v1/templates/{id}/"]["delete"]["responses"]
+    assert (
+        "{{ content }}"
+        in schema["components"]["schemas"]["LayoutRequest"]["properties"]["html"]["description"]
+    )
+    assert "not" not in schema["components"]["schemas"]["Details"]["properties"]["contentType"]

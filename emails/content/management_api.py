@@ -5,13 +5,23 @@ model permissions of the token's user. Field names follow Logto's email-template
 they mean the same thing (``languageTag``, ``templateType``, ``details.subject``,
 ``details.content``, ``details.contentType``, ``details.replyTo``, ``details.sendFrom``).
 Every write goes through the same validation as the admin (emails.content.validation).
+
+The OpenAPI document (drf-spectacular, ``/api/schema/``) is the contract: requests are
+checked exactly as it says (emails.content.management_serializers), every error answer has
+one shape and is documented on each operation (emails.content.management_errors), and
+tests/test_openapi.py runs schemathesis against a live server to hold the two together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiExample,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_view,
+)
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework import permissions, serializers, viewsets
 from rest_framework.authentication import (
@@ -20,24 +30,28 @@ from rest_framework.authentication import (
     TokenAuthentication,
 )
 from rest_framework.exceptions import PermissionDenied
+from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
+from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.views import APIView
 
 from emails.content.composer import compose_content, template_content
-from emails.content.transfer import text_to_html
-from emails.content.validation import validate_layout, validate_template
+from emails.content.management_errors import ManagementSchema, Unprocessable, exception_handler
+from emails.content.management_serializers import (
+    API_FIELD_NAMES,
+    LayoutSerializer,
+    RenderContentSerializer,
+    RenderedSerializer,
+    RenderTemplateSerializer,
+    TemplateFilterSerializer,
+    TemplateSerializer,
+    ValidateSerializer,
+    ValidationSerializer,
+    sender_problems,
+)
+from emails.content.validation import validate_template
 from emails.locales import normalize_locale
-from emails.logto import UsageType
-from emails.models import Layout, Template, validate_sender
-
-API_FIELD_NAMES = {
-    "html_body": "details.content",
-    "subject": "details.subject",
-    "text_body": "text",
-    "preheader": "preheader",
-    "html": "html",
-    "text": "text",
-}
+from emails.models import Layout, Template
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
@@ -55,131 +69,22 @@ class CanViewTemplates(permissions.BasePermission):
         return bool(request.user and request.user.has_perm("emails.view_template"))
 
 
-def _raise(problems) -> None:
-    if problems:
-        errors: dict[str, list[str]] = {}
-        for problem in problems:
-            errors.setdefault(API_FIELD_NAMES.get(problem.field, problem.field), []).append(
-                str(problem)
-            )
-        raise serializers.ValidationError(errors)
+class ManagementAPI:
+    """What every management API view shares: tokens, JSON bodies only (415 otherwise),
+    errors in one shape, and a schema that documents them (emails.content.management_errors).
+    """
 
-
-class DetailsSerializer(serializers.Serializer):
-    subject = serializers.CharField(max_length=500)
-    content = serializers.CharField(source="html_body", trim_whitespace=False)
-    contentType = serializers.ChoiceField(
-        choices=["text/html", "text/plain"],
-        default="text/html",
-        write_only=True,
-        help_text="text/plain content is stored as the plain-text part and shown as "
-        "paragraphs in the HTML part.",
-    )
-    replyTo = serializers.EmailField(source="reply_to", allow_blank=True, required=False)
-    sendFrom = serializers.CharField(
-        source="from_email",
-        allow_blank=True,
-        required=False,
-        max_length=320,
-        validators=[validate_sender],
-    )
-
-    def to_representation(self, instance):
-        data = super().to_representation(instance)
-        data["contentType"] = "text/html"
-        return data
-
-
-class TemplateSerializer(serializers.ModelSerializer):
-    languageTag = serializers.CharField(source="locale", max_length=35)
-    templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)
-    details = DetailsSerializer(source="*")
-    text = serializers.CharField(
-        source="text_body", allow_blank=True, required=False, trim_whitespace=False
-    )
-    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
-    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
-
-    class Meta:
-        model = Template
-        fields = [
-            "id",
-            "languageTag",
-            "templateType",
-            "details",
-            "text",
-            "preheader",
-            "layout",
-            "enabled",
-            "version",
-            "createdAt",
-            "updatedAt",
-        ]
-        read_only_fields = ["version"]
-        validators: list = []  # uniqueness is checked below, with a readable message
-
-    def validate_languageTag(self, value):
-        try:
-            return normalize_locale(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-
-    def validate(self, attrs):
-        if attrs.pop("contentType", "text/html") == "text/plain":
-            attrs["text_body"] = attrs["html_body"]
-            attrs["html_body"] = text_to_html(attrs["html_body"])
-        merged = (
-            {
-                name: getattr(self.instance, name)
-                for name in (
-                    "usage_type",
-                    "locale",
-                    "subject",
-                    "preheader",
-                    "html_body",
-                    "text_body",
-                )
-            }
-            if self.instance
-            else {"preheader": "", "text_body": ""}
-        )
-        merged.update(attrs)
-        clash = Template.objects.filter(usage_type=merged["usage_type"], locale=merged["locale"])
-        if self.instance:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise serializers.ValidationError(
-                {"languageTag": [f"a {merged['usage_type']} template in {merged['locale']} exists"]}
-            )
-        _raise(
-            validate_template(
-                usage_type=merged["usage_type"],
-                subject=merged["subject"],
-                preheader=merged["preheader"],
-                html_body=merged["html_body"],
-                text_body=merged["text_body"],
-            )
-        )
-        return attrs
-
-
-class LayoutSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Layout
-        fields = ["id", "name", "html", "text", "created_at", "updated_at"]
-
-    def validate(self, attrs):
-        html = attrs.get("html", getattr(self.instance, "html", ""))
-        text = attrs.get("text", getattr(self.instance, "text", ""))
-        _raise(validate_layout(html=html, text=text))
-        return attrs
-
-
-class TokenAuthenticated:
     authentication_classes: Sequence[type[BaseAuthentication]] = [TokenAuthentication]
+    parser_classes: Sequence[type[BaseParser]] = [JSONParser]
+    schema: ViewInspector | None = ManagementSchema()
+    # Any path segment reaches the view, so an id like "1.5" is the API's JSON 404.
+    lookup_value_regex = "[^/]+"
+
+    def get_exception_handler(self):
+        return exception_handler
 
 
-class SchemaView(SpectacularAPIView):
+class SchemaView(ManagementAPI, SpectacularAPIView):
     """The OpenAPI document, for those who may use the API: a token (scripts, client
     generators) or an admin session (a person in the browser), with the view permission on
     templates. It describes every endpoint, so it is not public."""
@@ -188,7 +93,7 @@ class SchemaView(SpectacularAPIView):
     permission_classes = [CanViewTemplates]
 
 
-class DocsView(SpectacularSwaggerSplitView):
+class DocsView(ManagementAPI, SpectacularSwaggerSplitView):
     """Swagger UI behind the same rule as the document. The split view serves its start-up
     script as a file of its own (``?script``), so the page needs no inline script (CSP)."""
 
@@ -196,98 +101,154 @@ class DocsView(SpectacularSwaggerSplitView):
     permission_classes = [CanViewTemplates]
 
 
-class TemplateViewSet(TokenAuthenticated, viewsets.ModelViewSet):
-    """Email templates, one per usage type and language."""
+DUTCH_SIGN_IN = {
+    "languageTag": "nl-BE",
+    "templateType": "SignIn",
+    "details": {
+        "subject": "Je aanmeldcode",
+        "content": "<p>Je code is <strong>{{ code }}</strong>.</p>",
+        "contentType": "text/html",
+        "replyTo": "",
+        "sendFrom": "",
+    },
+    "text": "",
+    "preheader": "Geldig voor {{ expires_in_minutes }} minuten",
+    "layout": None,
+    "enabled": True,
+}
+BARE_LAYOUT = {"name": "Bare", "html": "<div>{{ content }}</div>", "text": "{{ content }}"}
+
+
+def _example(name: str, value: dict) -> OpenApiExample:
+    return OpenApiExample(name, value=value, request_only=True)
+
+
+UNIQUE_TEMPLATE = "A template for this `templateType` and `languageTag` exists already."
+UNIQUE_LAYOUT = "A layout with this `name` exists already."
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List templates", parameters=[TemplateFilterSerializer]),
+    create=extend_schema(
+        summary="Create a template", examples=[_example("Dutch sign-in", DUTCH_SIGN_IN)]
+    ),
+    retrieve=extend_schema(summary="Read a template"),
+    update=extend_schema(summary="Replace a template"),
+    partial_update=extend_schema(summary="Change some fields of a template"),
+    destroy=extend_schema(summary="Delete a template"),
+)
+class TemplateViewSet(ManagementAPI, viewsets.ModelViewSet):
+    """Email templates, one per usage type and language. Every write is checked like the
+    admin's (422 with every problem and its line)."""
 
     queryset = Template.objects.all()
     serializer_class = TemplateSerializer
     permission_classes = [ModelPermissions]
+    error_statuses = {
+        action: {409: UNIQUE_TEMPLATE, 422: None}
+        for action in ("create", "update", "partial_update")
+    }
 
     def get_queryset(self):
         queryset = super().get_queryset()
-        for parameter, field in (("templateType", "usage_type"), ("languageTag", "locale")):
-            if self.request.query_params.get(parameter):
-                queryset = queryset.filter(**{field: self.request.query_params[parameter]})
+        if self.action == "list":
+            filters = TemplateFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            if usage_type := filters.validated_data.get("templateType"):
+                queryset = queryset.filter(usage_type=usage_type)
+            if locale := filters.validated_data.get("languageTag"):
+                queryset = queryset.filter(locale=normalize_locale(locale))
         return queryset
 
 
-class LayoutViewSet(TokenAuthenticated, viewsets.ModelViewSet):
+@extend_schema_view(
+    list=extend_schema(summary="List layouts"),
+    create=extend_schema(summary="Create a layout", examples=[_example("Bare", BARE_LAYOUT)]),
+    retrieve=extend_schema(summary="Read a layout"),
+    update=extend_schema(summary="Replace a layout"),
+    partial_update=extend_schema(summary="Change some fields of a layout"),
+    destroy=extend_schema(
+        summary="Delete a layout", description="Refused (409) while templates use it."
+    ),
+)
+class LayoutViewSet(ManagementAPI, viewsets.ModelViewSet):
     """Shared wrappers around templates; ``{{ content }}`` is where a template goes."""
 
     queryset = Layout.objects.all()
     serializer_class = LayoutSerializer
     permission_classes = [ModelPermissions]
+    error_statuses = {
+        action: {409: UNIQUE_LAYOUT, 422: None} for action in ("create", "update", "partial_update")
+    }
 
 
-RENDER_REQUEST = inline_serializer(
-    "RenderRequest",
-    {
-        "template": serializers.IntegerField(
-            required=False, help_text="A saved template's id, or:"
-        ),
-        "templateType": serializers.ChoiceField(choices=UsageType.choices, required=False),
-        "languageTag": serializers.CharField(required=False),
-        "details": DetailsSerializer(required=False),
-        "text": serializers.CharField(required=False),
-        "preheader": serializers.CharField(required=False),
-        "layout": serializers.IntegerField(required=False, allow_null=True),
-        "payload": serializers.DictField(help_text='A Logto payload, e.g. {"code": "123456"}.'),
-    },
+RENDER_REQUEST = PolymorphicProxySerializer(
+    component_name="Render",
+    serializers=[RenderTemplateSerializer, RenderContentSerializer],
+    resource_type_field_name=None,
 )
 
 
-class RenderRequestSerializer(serializers.Serializer):
-    template = serializers.IntegerField(required=False)
-    templateType = serializers.ChoiceField(choices=UsageType.choices, required=False)
-    languageTag = serializers.CharField(required=False, default="en", max_length=35)
-    details = serializers.DictField(required=False, default=dict)
-    text = serializers.CharField(
-        required=False, default="", allow_blank=True, trim_whitespace=False
-    )
-    preheader = serializers.CharField(required=False, default="", allow_blank=True)
-    layout = serializers.IntegerField(required=False, allow_null=True)
-    payload = serializers.DictField(required=False, default=dict)
+def _json_object(request) -> dict:
+    if not isinstance(request.data, dict):
+        raise serializers.ValidationError("The body must be a JSON object.")
+    return request.data
 
 
-class RenderView(TokenAuthenticated, APIView):
+class RenderView(ManagementAPI, APIView):
     """Rendering inline content is writing a template: it takes the change permission;
     rendering a saved one, the view permission."""
 
     permission_classes = [CanViewTemplates]
+    error_statuses = {"post": {422: "The `template` or `layout` id names nothing saved."}}
 
     @extend_schema(
+        summary="Render an email",
         request=RENDER_REQUEST,
-        responses=inline_serializer(
-            "Rendered",
-            {
-                "subject": serializers.CharField(),
-                "html": serializers.CharField(),
-                "text": serializers.CharField(),
-                "errors": serializers.ListField(),
-            },
-        ),
+        responses=RenderedSerializer,
+        examples=[
+            _example(
+                "Unsaved content",
+                {
+                    "languageTag": "nl-BE",
+                    "details": DUTCH_SIGN_IN["details"],
+                    "payload": {"code": "123456", "locale": "nl-BE"},
+                },
+            )
+        ],
     )
     def post(self, request):
-        """Render a saved template (``template``) or inline content with a payload."""
-        data = _validated(RenderRequestSerializer, request)
-        if data.get("template") is not None:
-            template = Template.objects.filter(pk=data["template"]).first()
+        """Render a saved template (`template`) or unsaved content (`details`, ...) with a
+        Logto payload, exactly as it would be sent. A part that fails to render is in
+        `errors` (200)."""
+        data = _json_object(request)
+        if ("template" in data) == ("details" in data):
+            raise serializers.ValidationError(
+                "Send `template` (a saved template's id) or `details` (content to render), "
+                "with a `payload`."
+            )
+        if "template" in data:
+            saved = _validated(RenderTemplateSerializer, data)
+            template = Template.objects.filter(pk=saved["template"]).first()
             if template is None:
-                raise serializers.ValidationError({"template": ["no such template"]})
+                raise Unprocessable(
+                    [("template", f"no template with id {saved['template']}", None)]
+                )
             content, locale = template_content(template), template.locale
         else:
             if not request.user.has_perm("emails.change_template"):
                 raise PermissionDenied("Rendering inline content needs the change permission.")
-            details = data["details"]
+            saved = _validated(RenderContentSerializer, data)
+            details = saved["details"]
             content = {
-                "subject": str(details.get("subject", "")),
-                "html": str(details.get("content", "")),
-                "text": data["text"],
-                "preheader": data["preheader"],
-                "layout_id": data.get("layout"),
+                "subject": details["subject"],
+                "html": details["html_body"],
+                "text": saved["text"],
+                "preheader": saved["preheader"],
+                "layout_id": saved.get("layout"),
             }
-            locale = data["languageTag"]
-        rendered = compose_content(content, payload=data["payload"], locale=locale)
+            locale = saved["languageTag"]
+        rendered = compose_content(content, payload=saved["payload"], locale=locale)
         return Response(
             {
                 "subject": rendered.subject,
@@ -298,47 +259,41 @@ class RenderView(TokenAuthenticated, APIView):
         )
 
 
-def _validated(serializer_class, request) -> dict:
-    if not isinstance(request.data, dict):
-        raise serializers.ValidationError({"non_field_errors": ["send a JSON object"]})
-    serializer = serializer_class(data=request.data)
+def _validated(serializer_class, data: dict) -> dict:
+    serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
 
-class ValidateRequestSerializer(serializers.Serializer):
-    templateType = serializers.ChoiceField(choices=UsageType.choices)
-    details = serializers.DictField(required=False, default=dict)
-    text = serializers.CharField(
-        required=False, default="", allow_blank=True, trim_whitespace=False
-    )
-    preheader = serializers.CharField(required=False, default="", allow_blank=True)
-
-
-class ValidateView(TokenAuthenticated, APIView):
+class ValidateView(ManagementAPI, APIView):
     permission_classes = [CanViewTemplates]
 
     @extend_schema(
-        request=TemplateSerializer,
-        responses=inline_serializer(
-            "Validation",
-            {
-                "valid": serializers.BooleanField(),
-                "problems": serializers.ListField(),
-            },
-        ),
+        summary="Validate a template without saving it",
+        request=ValidateSerializer,
+        examples=[
+            _example(
+                "A misspelt variable",
+                {
+                    "templateType": "SignIn",
+                    "details": {"subject": "{{ aplication.name }}", "content": "<p>{{ code }}</p>"},
+                },
+            )
+        ],
+        responses=ValidationSerializer,
     )
     def post(self, request):
-        """Validate a template without saving it; answers every problem with its line."""
-        data = _validated(ValidateRequestSerializer, request)
+        """Check a template's content as a save would: every problem with its field and
+        line (200 either way)."""
+        data = _validated(ValidateSerializer, _json_object(request))
         details = data["details"]
         problems = validate_template(
             usage_type=data["templateType"],
-            subject=str(details.get("subject", "")),
-            html_body=str(details.get("content", "")),
+            subject=details["subject"],
+            html_body=details["html_body"],
             text_body=data["text"],
             preheader=data["preheader"],
-        )
+        ) + sender_problems(details.get("from_email", ""))
         return Response(
             {
                 "valid": not problems,

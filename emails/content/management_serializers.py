@@ -1,0 +1,394 @@
+"""What the management API's requests may hold and its answers carry, exactly as its OpenAPI
+document says: drf-spectacular writes the document from these classes, and the API's CI test
+(tests/test_openapi.py, schemathesis) holds the server to it.
+
+So every field checks precisely what the schema states, nothing more and nothing less: a
+string is a string (DRF's fields would take 5 for "5", "true" for true), nothing is trimmed
+(a length or pattern judges what is stored), no text holds a NUL character (PostgreSQL cannot
+store one). What JSON Schema cannot say (template syntax, the variables Logto sends, a
+layout's ``{{ content }}``, a sender, ids that must exist, unique fields) is checked in
+``validate()`` and answered 422 or 409 (emails.content.management_errors), never 400.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from emails.content.management_errors import Conflict, ProblemSerializer, Unprocessable
+from emails.content.transfer import text_to_html
+from emails.content.validation import Problem, validate_layout, validate_template
+from emails.locales import normalize_locale
+from emails.logto import UsageType
+from emails.models import Layout, Template, validate_sender
+
+# At least one character that is not a space, and no NUL anywhere.
+NON_BLANK = r"^\s*[^\s\x00][^\x00]*$"
+# No NUL anywhere (blank is allowed beside it: drf-spectacular writes oneOf [this, ""]).
+NO_NUL = r"^[^\x00]+$"
+# A BCP 47 tag as emails.locales.normalize_locale reads it ("_" for "-" too).
+LANGUAGE_TAG = r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8})*$"
+MAX_ID = 2**63 - 1  # primary keys are bigint
+
+# Names of the model's fields (as validation reports them) in the API's words.
+API_FIELD_NAMES = {
+    "html_body": "details.content",
+    "subject": "details.subject",
+    "text_body": "text",
+    "from_email": "details.sendFrom",
+    "preheader": "preheader",
+    "html": "html",
+    "text": "text",
+}
+
+
+class StrictCharField(serializers.CharField):
+    """A string and only a string, never trimmed, without NUL; unless ``allow_blank``, with
+    a character that is not a space. ``pattern`` replaces that rule."""
+
+    def __init__(self, *, pattern: str | None = None, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        if pattern is None:
+            pattern = NO_NUL if kwargs.get("allow_blank") else NON_BLANK
+        message = (
+            "must not contain NUL characters"
+            if pattern == NO_NUL
+            else "must have a character that is not a space, and no NUL characters"
+            if pattern == NON_BLANK
+            else f"must match {pattern}"
+        )
+        kwargs["validators"] = [*kwargs.get("validators", ()), RegexValidator(pattern, message)]
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictEmailField(serializers.EmailField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class IdField(serializers.IntegerField):
+    """The id of a saved object: an integer (not "5", not 5.0), 1 or more."""
+
+    def __init__(self, **kwargs):
+        super().__init__(min_value=1, max_value=MAX_ID, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    default_error_messages = {"invalid": "Must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid")
+        return data
+
+
+def language_tag_field(**kwargs) -> StrictCharField:
+    return StrictCharField(
+        pattern=LANGUAGE_TAG,
+        max_length=35,
+        help_text="A BCP 47 language tag, e.g. `en`, `pt-BR`, `zh-Hant-TW`; case is "
+        "normalised (`pt-br` becomes `pt-BR`).",
+        **kwargs,
+    )
+
+
+class DetailsSerializer(serializers.Serializer):
+    """Subject and body, in the field names of Logto's email-templates API."""
+
+    complete_in_responses = True
+
+    subject = StrictCharField(max_length=500, help_text="Django template.")
+    content = StrictCharField(
+        source="html_body",
+        help_text="The HTML body, a Django template (or plain text, with `contentType` "
+        "`text/plain`). Where Logto sends a code it must use `{{ code }}`, for invitations "
+        "`{{ link }}`; every variable must be one Logto sends for the usage type (422).",
+    )
+    contentType = serializers.ChoiceField(
+        choices=["text/html", "text/plain"],
+        default="text/html",
+        help_text="In a request, what `content` is: `text/plain` content is stored as the "
+        "plain-text part and as paragraphs in the HTML part. Answers always say "
+        "`text/html`: `content` is then the stored HTML.",
+    )
+    replyTo = StrictEmailField(source="reply_to", allow_blank=True, required=False, max_length=254)
+    sendFrom = StrictCharField(
+        source="from_email",
+        allow_blank=True,
+        required=False,
+        max_length=320,
+        help_text="An address, optionally with a name: `Acme <no-reply@acme.example>` "
+        "(422 otherwise). Blank: the server's DEFAULT_FROM_EMAIL.",
+    )
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["contentType"] = "text/html"
+        return data
+
+
+def _plain_text_as_both_parts(attrs: dict) -> None:
+    """``contentType: text/plain``: the content is the plain-text part, and paragraphs of it
+    the HTML part. Without ``content`` in the request (a PATCH) there is nothing to convert."""
+    if attrs.pop("contentType", "text/html") == "text/plain" and "html_body" in attrs:
+        attrs["text_body"] = attrs["html_body"]
+        attrs["html_body"] = text_to_html(attrs["html_body"])
+
+
+def _content_parts(attrs: dict) -> dict:
+    """For render and validate, whose ``details`` is nested: the plain-text part, when
+    ``contentType`` made one, replaces ``text``."""
+    _plain_text_as_both_parts(attrs["details"])
+    if "text_body" in attrs["details"]:
+        attrs["text"] = attrs["details"].pop("text_body")
+    return attrs
+
+
+def sender_problems(from_email: str) -> list[Problem]:
+    if not from_email:
+        return []
+    try:
+        validate_sender(from_email)
+    except DjangoValidationError as exc:
+        return [Problem("from_email", message) for message in exc.messages]
+    return []
+
+
+def unprocessable(problems: list[Problem]) -> Unprocessable:
+    return Unprocessable(
+        (API_FIELD_NAMES.get(problem.field, problem.field), problem.message, problem.line)
+        for problem in problems
+    )
+
+
+def check_layout_exists(layout_id: int | None, *, field: str = "layout") -> None:
+    if layout_id is not None and not Layout.objects.filter(pk=layout_id).exists():
+        raise Unprocessable([(field, f"no layout with id {layout_id}", None)])
+
+
+class TemplateSerializer(serializers.ModelSerializer):
+    """An email template: one per usage type (`templateType`) and language (`languageTag`)."""
+
+    complete_in_responses = True
+
+    languageTag = language_tag_field(source="locale")
+    templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)
+    details = DetailsSerializer(source="*")
+    text = StrictCharField(
+        source="text_body",
+        allow_blank=True,
+        required=False,
+        help_text="The plain-text part, a Django template; blank: derived from the HTML.",
+    )
+    preheader = StrictCharField(
+        allow_blank=True,
+        required=False,
+        max_length=300,
+        help_text="Preview text mail clients show after the subject.",
+    )
+    layout = IdField(
+        source="layout_id",
+        allow_null=True,
+        required=False,
+        help_text="A layout's id (422 if there is none); null: the HTML body is the whole email.",
+    )
+    enabled = StrictBooleanField(required=False)
+    createdAt = serializers.DateTimeField(source="created_at", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = Template
+        fields = [
+            "id",
+            "languageTag",
+            "templateType",
+            "details",
+            "text",
+            "preheader",
+            "layout",
+            "enabled",
+            "version",
+            "createdAt",
+            "updatedAt",
+        ]
+        read_only_fields = ["version"]
+        validators: list = []  # uniqueness is a 409, below
+
+    def validate_languageTag(self, value):
+        return normalize_locale(value)  # the pattern was checked: this only fixes the case
+
+    def validate(self, attrs):
+        _plain_text_as_both_parts(attrs)
+        saved = self.instance
+        merged = {
+            name: attrs.get(name, getattr(saved, name) if saved else default)
+            for name, default in (
+                ("usage_type", None),
+                ("locale", None),
+                ("subject", None),
+                ("preheader", ""),
+                ("html_body", None),
+                ("text_body", ""),
+                ("from_email", ""),
+            )
+        }
+        clash = Template.objects.filter(usage_type=merged["usage_type"], locale=merged["locale"])
+        if saved:
+            clash = clash.exclude(pk=saved.pk)
+        if clash.exists():
+            raise Conflict(
+                f"A {merged['usage_type']} template in {merged['locale']} exists already "
+                f"(id {clash.get().pk}).",
+                field="languageTag",
+            )
+        check_layout_exists(attrs.get("layout_id"))
+        problems = validate_template(
+            usage_type=merged["usage_type"],
+            subject=merged["subject"],
+            preheader=merged["preheader"],
+            html_body=merged["html_body"],
+            text_body=merged["text_body"],
+        ) + sender_problems(merged["from_email"])
+        if problems:
+            raise unprocessable(problems)
+        return attrs
+
+
+class TemplateFilterSerializer(serializers.Serializer):
+    """Query parameters of the template list; blank is the same as absent."""
+
+    templateType = serializers.ChoiceField(
+        choices=UsageType.choices,
+        required=False,
+        allow_blank=True,
+        help_text="Only this usage type.",
+    )
+    languageTag = StrictCharField(
+        pattern=LANGUAGE_TAG,
+        max_length=35,
+        required=False,
+        allow_blank=True,
+        help_text="Only this language, in any case (`nl-be` finds `nl-BE`).",
+    )
+
+
+class LayoutSerializer(serializers.ModelSerializer):
+    """A shared HTML wrapper around the templates that use it."""
+
+    complete_in_responses = True
+
+    name = StrictCharField(max_length=100, help_text="Unique (409 when taken).")
+    html = StrictCharField(
+        help_text="A Django template that must use `{{ content }}`: where the template's HTML "
+        "body goes (422 without it). Its variables are those of every email."
+    )
+    text = StrictCharField(
+        allow_blank=True,
+        required=False,
+        help_text="Wraps the plain-text part; when not blank, it must use `{{ content }}` "
+        "(422). Default: `{{ content }}`.",
+    )
+
+    class Meta:
+        model = Layout
+        fields = ["id", "name", "html", "text", "created_at", "updated_at"]
+
+    def validate(self, attrs):
+        saved = self.instance
+        name = attrs.get("name", getattr(saved, "name", None))
+        clash = Layout.objects.filter(name=name)
+        if saved:
+            clash = clash.exclude(pk=saved.pk)
+        if clash.exists():
+            raise Conflict(f"A layout named {name!r} exists already.", field="name")
+        html = attrs.get("html", getattr(saved, "html", ""))
+        text = attrs.get("text", getattr(saved, "text", "{{ content }}"))
+        problems = validate_layout(html=html, text=text)
+        if problems:
+            raise unprocessable(problems)
+        return attrs
+
+
+# --- Render and validate ------------------------------------------------------------------
+
+PAYLOAD_HELP = 'A Logto payload, e.g. `{"code": "123456", "locale": "en"}`.'
+
+
+class RenderTemplateSerializer(serializers.Serializer):
+    """Render a saved template with a payload."""
+
+    request_schema_extra = {"not": {"required": ["details"]}}
+
+    template = IdField(help_text="A saved template's id (422 if there is none).")
+    payload = serializers.DictField(help_text=PAYLOAD_HELP)
+
+
+class RenderContentSerializer(serializers.Serializer):
+    """Render unsaved content with a payload (needs the change permission on templates)."""
+
+    request_schema_extra = {"not": {"required": ["template"]}}
+
+    templateType = serializers.ChoiceField(choices=UsageType.choices, required=False)
+    languageTag = language_tag_field(required=False, default="en")
+    details = DetailsSerializer()
+    text = StrictCharField(allow_blank=True, required=False, default="")
+    preheader = StrictCharField(allow_blank=True, required=False, default="", max_length=300)
+    layout = IdField(
+        allow_null=True, required=False, help_text="A layout's id (422 if there is none)."
+    )
+    payload = serializers.DictField(help_text=PAYLOAD_HELP)
+
+    def validate(self, attrs):
+        attrs["languageTag"] = normalize_locale(attrs["languageTag"])
+        check_layout_exists(attrs.get("layout"))
+        return _content_parts(attrs)
+
+
+class RenderErrorSerializer(serializers.Serializer):
+    part = serializers.CharField(help_text="The part that failed: subject, html, text, ...")
+    line = serializers.IntegerField(allow_null=True)
+    message = serializers.CharField()
+
+
+class RenderedSerializer(serializers.Serializer):
+    """The email as it would be sent; a part that fails to render is in `errors`."""
+
+    subject = serializers.CharField()
+    html = serializers.CharField()
+    text = serializers.CharField()
+    # A field named like Serializer.errors: the metaclass takes it out of the class body.
+    errors = RenderErrorSerializer(many=True)  # type: ignore[assignment]
+
+
+class ValidateSerializer(serializers.Serializer):
+    """A template's content, checked as a save would check it, without saving."""
+
+    templateType = serializers.ChoiceField(choices=UsageType.choices)
+    details = DetailsSerializer()
+    text = StrictCharField(allow_blank=True, required=False, default="")
+    preheader = StrictCharField(allow_blank=True, required=False, default="", max_length=300)
+
+    def validate(self, attrs):
+        return _content_parts(attrs)
+
+
+class ValidationSerializer(serializers.Serializer):
+    valid = serializers.BooleanField()
+    problems = ProblemSerializer(many=True)
