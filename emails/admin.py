@@ -11,6 +11,7 @@ from emails.backoffice.preview_links import preview_link_create, preview_links_r
 from emails.content.defaults import restore_default
 from emails.content.samples import sample_logo_url, samples_for
 from emails.delivery.deliver import messages_resend
+from emails.delivery.sweeper import sweeper_late
 from emails.logto import UsageType
 from emails.models import Layout, Message, MessageEvent, MessageStatus, PreviewLink, Template
 
@@ -256,6 +257,13 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        # Without beat nothing expires dead codes or hands out stuck messages: say so where
+        # an operator looks at delivery.
+        if late := sweeper_late():
+            self.message_user(request, late, level=messages.WARNING)
+        return super().changelist_view(request, extra_context)
 
     def has_resend_permission(self, request):
         return request.user.has_perm("emails.change_message")

@@ -21,20 +21,21 @@ def check_logto_authorization(app_configs, **kwargs):
 
 @register()
 def check_email_provider(app_configs, **kwargs):
-    """anymail backends check their required settings when built: build one now."""
-    from django.core.mail import get_connection
+    """The provider can be built and has its credentials: the same test that stops the web
+    and the worker from starting (emails/delivery/provider_check.py)."""
+    from emails.delivery.provider_check import provider_problem
 
-    try:
-        get_connection()
-    except ImproperlyConfigured as exc:
-        return [
-            Error(
-                f"EMAIL_PROVIDER={settings.EMAIL_PROVIDER} is missing settings: {exc}",
-                hint="Every ANYMAIL_<NAME> environment variable becomes ANYMAIL['<NAME>'].",
-                id="emails.E002",
-            )
-        ]
-    return []
+    problem = provider_problem()
+    if problem is None:
+        return []
+    return [
+        Error(
+            problem,
+            hint="Every ANYMAIL_<NAME> environment variable becomes ANYMAIL['<NAME>']; "
+            "see README.md, 'Switching providers'.",
+            id="emails.E002",
+        )
+    ]
 
 
 @register()
@@ -85,3 +86,53 @@ def check_delivery_settings(app_configs, **kwargs):
             )
         )
     return errors
+
+
+@register(Tags.database)
+def check_sweeper_runs(app_configs, databases=None, **kwargs):
+    """`manage.py check --database default`: is celery beat sweeping?"""
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from emails.delivery.sweeper import sweeper_late
+
+    try:
+        late = sweeper_late()
+    except DatabaseError:
+        return []  # not migrated yet, or no database: other checks and commands say so
+    if not late:
+        return []
+    return [Warning(late, id="emails.W003")]
+
+
+@register(Tags.security)
+def check_tracking_webhooks(app_configs, **kwargs):
+    """Without a shared secret the webhooks are not served in production
+    (emails/delivery/webhooks.py); only providers reached through anymail post them."""
+    from emails.delivery.webhooks import webhook_secrets
+
+    if settings.DEBUG or not settings.EMAIL_BACKEND.startswith("anymail."):
+        return []
+    secrets = webhook_secrets()
+    if not secrets:
+        return [
+            Warning(
+                "Tracking webhooks are off: ANYMAIL_WEBHOOK_SECRET is not set, so "
+                "/anymail/<provider>/tracking/ answers 404 and delivery statuses (delivered, "
+                "bounced, complained) are not recorded.",
+                hint="Set ANYMAIL_WEBHOOK_SECRET=<random>:<random> and give the provider "
+                "https://<random>:<random>@<this host>/anymail/<provider>/tracking/.",
+                id="emails.W004",
+            )
+        ]
+    if any(":" not in secret for secret in secrets):
+        return [
+            Warning(
+                "ANYMAIL_WEBHOOK_SECRET is not of the form user:password, so every webhook "
+                "post is refused (basic auth always sends both).",
+                hint="Set ANYMAIL_WEBHOOK_SECRET=<random>:<random>.",
+                id="emails.W005",
+            )
+        ]
+    return []

@@ -319,3 +319,14 @@ class PreviewLink(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class Heartbeat(models.Model):
+    """When a periodic job last ran (``sweeper``: celery beat's sweep), so that a missing beat
+    shows: in the message log, in ``manage.py check --database default``."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    at = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"

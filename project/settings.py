@@ -4,16 +4,23 @@ Every variable is listed in README.md's configuration table.
 """
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
 import environ
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
+from whitenoise.compress import Compressor
 
 from project.providers import anymail_settings_from_env, email_backend_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+if not (BASE_DIR / "manage.py").is_file():
+    raise ImproperlyConfigured(
+        f"Mailroom runs from its checkout, not from {BASE_DIR}: clone it and "
+        "`pip install -e .` there (README, Production)."
+    )
 
 env = environ.Env()
 
@@ -25,6 +32,29 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# --- HTTPS (production serves only HTTPS, behind a TLS-terminating proxy) -------------------
+# Safe defaults with debug off, so `manage.py check --deploy` is clean; each can be turned off.
+# Behind a proxy, DJANGO_SECURE_PROXY_SSL_HEADER names the header it sets (X-Forwarded-Proto)
+# to say the client used HTTPS: only a proxy that always sets (or strips) it may be trusted.
+_proxy_ssl_header = env.str("DJANGO_SECURE_PROXY_SSL_HEADER", default="")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Machine clients are answered where they call: a redirect cannot protect what a POST has
+# already sent in the clear, and it would drop Logto's Authorization header. Browsers (the
+# admin, designer links) are redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^api/", r"^anymail/"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+# HSTS sent by mailroom.example.com covers it and its own subdomains, not its siblings.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+# Preloading is the domain owner's decision (it binds the whole registered domain, for
+# months): off unless asked, and Django's reminder about it (security.W021) is silenced.
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=not DEBUG)
 
 # --- Logto's HTTP Email connector ----------------------------------------------------------
 # The exact "Authorization Header" value(s) typed into Logto, comma-separated for rotation.
@@ -99,13 +129,17 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# A private CA for the SMTP server only (emails/delivery/smtp.py); SSL_CERT_FILE is process-wide.
+EMAIL_SSL_CAFILE = env.str("EMAIL_SSL_CAFILE", default="")
 
 # --- Celery --------------------------------------------------------------------------------
 _broker_url = env.str("CELERY_BROKER_URL", default="")
 # No broker: run tasks in-process right after commit, so the one-command dev setup needs no
 # Redis. Never use this in production: the request then waits for the provider.
 CELERY_TASK_ALWAYS_EAGER = not _broker_url
-CELERY_BROKER_URL = _broker_url or "memory://"
+# (Celery still takes a producer from the pool in eager mode: "memory://" without a host made
+# kombu warn "No hostname was supplied" with every email.)
+CELERY_BROKER_URL = _broker_url or "memory://localhost/"
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="mailroom")
 CELERY_TASK_IGNORE_RESULT = True
 # Ack after the task ran, and give the message back if the worker process dies, so a crash
@@ -139,6 +173,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = max(1, EMAILS_SEND_TIME_LIMIT * 3 // 4)
 # pay for a new PostgreSQL connection. Keep connections as web requests do: emails/signals.py
 # runs Django's close_old_connections() (CONN_MAX_AGE, health checks) before each task instead.
 CELERY_DB_REUSE_MAX = 1_000_000
+# Beat keeps when each job last ran in a file; the default folder exists (or is created) on any
+# machine. One beat per deployment.
+CELERY_BEAT_SCHEDULER = "project.beat.Scheduler"
+CELERY_BEAT_SCHEDULE_FILENAME = env.str(
+    "CELERY_BEAT_SCHEDULE_FILENAME",
+    default=os.path.join(tempfile.gettempdir(), f"mailroom-{os.getuid()}", "celerybeat-schedule"),
+)
 CELERY_BEAT_SCHEDULE = {
     "sweep-messages": {"task": "emails.tasks.sweep_messages", "schedule": EMAILS_SWEEP_INTERVAL},
     "purge-old-messages": {"task": "emails.tasks.purge_old_messages", "schedule": 3600.0},
@@ -165,6 +206,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the app itself (admin, editor, Swagger UI): compressed, hashed names,
+    # cached for a year. A CDN or proxy in front may cache them, or serve STATIC_ROOT itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -249,7 +293,19 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` writes here: hashed, gzip and brotli copies, and the manifest
+# that {% static %} reads (a page fails loudly rather than point at a missing file).
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Source maps (14 MB of Swagger UI's and ReDoc's) are for a developer's tools, not worth
+# compressing at every deploy: collectstatic takes 15 s instead of 45 s on 2 cores.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (
+    *Compressor.SKIP_COMPRESS_EXTENSIONS,
+    "map",
+)
 
 # Logto's endpoint is served with and without the slash by its own URL patterns; nothing here
 # may answer it with a redirect (a redirect drops Logto's Authorization header).

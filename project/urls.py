@@ -20,8 +20,9 @@ urlpatterns = [
     # Served with and without the trailing slash by the same view: never a redirect, which
     # would make Logto's HTTP client drop the Authorization header.
     re_path(r"^api/logto/email/?$", LogtoEmailView.as_view(), name="logto-email"),
-    # anymail's tracking webhooks: /anymail/<esp>/tracking/, basic auth ANYMAIL_WEBHOOK_SECRET.
-    path("anymail/", include("anymail.urls")),
+    # anymail's tracking webhooks: /anymail/<esp>/tracking/, basic auth ANYMAIL_WEBHOOK_SECRET;
+    # with debug off and no secret they answer 404 (emails/delivery/webhooks.py).
+    path("anymail/", include("emails.delivery.webhooks")),
     # The management API (templates as code) and its OpenAPI document.
     path("api/v1/", include(router.urls)),
     path("api/v1/render", RenderView.as_view(), name="api-render"),

@@ -49,6 +49,23 @@ else:
         }
     }
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# pytest-django's test database is named after this process, so two runs against one
+# PostgreSQL (two checkouts, a developer and a CI job) never drop each other's database.
+if POSTGRES_AVAILABLE:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_{DATABASES['default']['NAME']}_{os.getpid()}"}
+
+# The test client and the live server speak plain HTTP: production's HTTPS settings (tested
+# on their own in tests/test_production.py) are off here. {% static %} needs no manifest.
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_ROOT = os.path.join(tempfile.gettempdir(), "mailroom-tests-static")
+os.makedirs(STATIC_ROOT, exist_ok=True)
 
 LOGTO_AUTHORIZATION = ["Bearer test-token"]
 EMAIL_PROVIDER = "console"
@@ -56,7 +73,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 ANYMAIL = {}
 DEFAULT_FROM_EMAIL = "Acme <no-reply@acme.example>"
 EMAILS_DEFAULT_LOCALE = "en"
-CELERY_BROKER_URL = "memory://"
+CELERY_BROKER_URL = "memory://localhost/"
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_TASK_EAGER_PROPAGATES = False
 # Retries come due at once, so eager (in-process) retries can claim the message again.

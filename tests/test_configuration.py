@@ -51,7 +51,8 @@ PRINT_BACKEND = (
     ("provider", "backend"),
     [
         ("console", "django.core.mail.backends.console.EmailBackend"),
-        ("smtp", "django.core.mail.backends.smtp.EmailBackend"),
+        # Django's SMTP backend, also trusting EMAIL_SSL_CAFILE (tests/test_providers.py)
+        ("smtp", "emails.delivery.smtp.EmailBackend"),
         ("Postmark", "anymail.backends.postmark.EmailBackend"),
         ("amazon_ses", "anymail.backends.amazon_ses.EmailBackend"),
         ("unisender_go", "anymail.backends.unisender_go.EmailBackend"),

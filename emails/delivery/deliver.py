@@ -8,6 +8,8 @@ Failure contract, by what the provider said:
   ``queued`` with ``next_attempt_at`` after an exponential, jittered backoff that honours
   Retry-After; the caller publishes the retry. When the next try would land after the code
   expires, ``expired``; after the retry window or EMAILS_MAX_ATTEMPTS, ``failed``.
+- a configuration error (a missing setting or AWS credential or region, a certificate that
+  does not verify): retried like an outage, logged at ERROR on every attempt.
 - refused or invalid recipient, any other 4xx, a template error, anything unexpected:
   ``failed`` at once, with the reason. Nothing loops forever.
 """
@@ -201,7 +203,16 @@ provider_connection = _ProviderConnection()
 
 
 def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
+    from emails.delivery.provider_check import is_configuration_error
+
     reason = _describe(exc)
+    if is_configuration_error(exc):
+        # Every email fails this way until an operator acts: say so at ERROR on each attempt.
+        logger.error(
+            "message %s not sent, fix the email provider's settings: %s",
+            message.pk,
+            reason.splitlines()[0],
+        )
     if not _is_transient(exc):
         logger.warning("message %s failed: %s", message.pk, reason.splitlines()[0])
         return _finish(message, MessageStatus.FAILED, error=reason)
@@ -295,7 +306,13 @@ def wipe_secrets(payload: dict) -> dict:
 
 def _is_transient(exc: Exception) -> bool:
     """Worth retrying: network errors, HTTP 5xx and 429, SMTP 4xx replies or dropped
-    connections, a provider that hung past the soft time limit. Everything else is final."""
+    connections, a provider that hung past the soft time limit, a configuration error (a
+    missing setting or credential, a certificate that does not verify: the email is fine, and
+    an operator's fix and restart sends it while the code lives). Everything else is final."""
+    from emails.delivery.provider_check import is_configuration_error
+
+    if is_configuration_error(exc):
+        return True
     if isinstance(exc, AnymailRecipientsRefused):
         return False
     if isinstance(exc, AnymailAPIError):
@@ -312,6 +329,12 @@ def _is_transient(exc: Exception) -> bool:
 
 
 def _describe(exc: Exception) -> str:
+    from emails.delivery.provider_check import configuration_message, is_configuration_error
+
+    if is_configuration_error(exc) and not isinstance(exc, AnymailError):
+        # A missing setting (anymail's text names it, never its value), no AWS credentials or
+        # region, an SMTP certificate that does not verify.
+        return f"configuration error: {configuration_message(exc)}"[:MAX_ERROR_LENGTH]
     if isinstance(exc, AnymailRecipientsRefused):
         # Name each refused recipient and the provider's words, not just "all rejected".
         status = getattr(exc.email_message, "anymail_status", None)

@@ -29,7 +29,7 @@ from django.utils import timezone
 from emails.delivery.deliver import wipe_secrets
 from emails.delivery.dispatch import message_publish
 from emails.logto import SECRET_PAYLOAD_KEYS
-from emails.models import Message, MessageStatus
+from emails.models import Heartbeat, Message, MessageStatus
 
 BATCH_SIZE = 500
 
@@ -54,7 +54,25 @@ def messages_sweep() -> SweepReport:
     report.dedup_keys_cleared = Message.objects.filter(
         dedup_key__isnull=False, created_at__lt=now - timedelta(seconds=settings.EMAILS_CODE_TTL)
     ).update(dedup_key=None)
+    Heartbeat.objects.update_or_create(name=SWEEPER, defaults={"at": now})
     return report
+
+
+SWEEPER = "sweeper"
+
+
+def sweeper_late() -> str:
+    """"" when the sweeper ran within three of its intervals, else what an operator should
+    hear (celery beat is not running, or cannot reach the broker or the workers)."""
+    last = Heartbeat.objects.filter(name=SWEEPER).values_list("at", flat=True).first()
+    interval = settings.EMAILS_SWEEP_INTERVAL
+    hint = "is `celery -A project beat` running, with a worker and the same environment?"
+    if last is None:
+        return f"The sweeper has never run: {hint}"
+    ago = (timezone.now() - last).total_seconds()
+    if ago <= 3 * interval:
+        return ""
+    return f"The sweeper last ran {ago:.0f} s ago (it runs every {interval:.0f} s): {hint}"
 
 
 def _locked(queryset):

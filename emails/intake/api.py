@@ -24,6 +24,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from emails.intake.accept import NoTemplateError, RateLimitedError, message_accept
 from emails.intake.addresses import AddressRefused, mailbox, network
+from emails.intake.outage import database_answered, database_failed
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +265,11 @@ class LogtoEmailView(APIView):
                 status.HTTP_422_UNPROCESSABLE_ENTITY,
                 "No email template is available for this message.",
             )
-        except (OperationalError, InterfaceError):
+        except (OperationalError, InterfaceError) as exc:
+            # Logto hears the generic text; the log hears the cause, once per outage.
+            database_failed(exc)
             return _error(status.HTTP_503_SERVICE_UNAVAILABLE, SERVICE_UNAVAILABLE)
+        database_answered()
         return Response({"id": str(message.pk), "status": message.status})
 
 
