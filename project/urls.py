@@ -34,3 +34,9 @@ urlpatterns = [
     # Designers' preview links: no login, signed tokens (emails/backoffice/designer.py).
     path("preview/", include("emails.urls")),
 ]
+
+# Short JSON instead of Django's HTML error pages under /api/ and /anymail/ (project/errors.py).
+handler400 = "project.errors.bad_request"
+handler403 = "project.errors.permission_denied"
+handler404 = "project.errors.page_not_found"
+handler500 = "project.errors.server_error"
