@@ -10,6 +10,7 @@ belong to this user (or root) and be writable by nobody else; /tmp itself is ref
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from celery.beat import PersistentScheduler
@@ -20,9 +21,13 @@ class Scheduler(PersistentScheduler):
         folder = Path(self.schedule_filename).parent
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            status = folder.stat()
+            # lstat: a symlink (one another user made in /tmp and may re-point) is refused,
+            # not followed; the folder itself must be ours and closed to others.
+            status = os.lstat(folder)
         except OSError as exc:
             _refuse(f"celery beat cannot keep its schedule in {folder}: {exc.strerror}.")
+        if stat.S_ISLNK(status.st_mode) or not stat.S_ISDIR(status.st_mode):
+            _refuse(f"celery beat will not keep its schedule in {folder}: it is not a folder.")
         if status.st_uid not in (os.getuid(), 0) or status.st_mode & 0o022:
             _refuse(
                 f"celery beat will not keep its schedule in {folder}: the folder belongs to "

@@ -44,5 +44,7 @@ def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if _for_machines(request):
-        return JsonResponse({"message": "Internal server error. Please try again later."}, status=500)
+        return JsonResponse(
+            {"message": "Internal server error. Please try again later."}, status=500
+        )
     return defaults.server_error(request)

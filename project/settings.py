@@ -44,8 +44,8 @@ SECURE_PROXY_SSL_HEADER = (
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
 # Machine clients are answered where they call: a redirect cannot protect what a POST has
 # already sent in the clear, and it would drop Logto's Authorization header. Browsers (the
-# admin, designer links) are redirected to HTTPS.
-SECURE_REDIRECT_EXEMPT = [r"^api/", r"^anymail/"]
+# admin, designer links, Swagger UI at /api/docs/) are redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^api/logto/email/?$", r"^api/v1/", r"^anymail/"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
 # HSTS sent by mailroom.example.com covers it and its own subdomains, not its siblings.
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
@@ -207,7 +207,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app itself (admin, editor, Swagger UI): compressed, hashed names,
-    # cached for a year. A CDN or proxy in front may cache them, or serve STATIC_ROOT itself.
+    # cached for ten years. A CDN or proxy in front may cache them, or serve STATIC_ROOT itself.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

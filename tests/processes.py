@@ -4,9 +4,11 @@ shown on failure) when the test ends."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -75,6 +77,7 @@ def collected_static() -> str:
     """A STATIC_ROOT filled by collectstatic once per test run. With debug off {% static %}
     reads its manifest, as in production (the sample payloads' logo, the designer pages)."""
     root = tempfile.mkdtemp(prefix="mailroom-static-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     ignored = [argument for name in STATIC_NOT_SERVED_IN_TESTS for argument in ("-i", name)]
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--no-input", "-v0", *ignored],

@@ -89,3 +89,18 @@ def test_an_outage_is_logged_once_with_its_cause_and_host_and_its_end_once(api, 
 )
 def test_what_looks_like_a_password_is_masked(message, expected):
     assert redacted(message, password="s3cret") == expected
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "could not parse postgres://u:p@ss w@db/x",
+        "could not parse postgres://u:p%40ss%20w@db/x",
+        'invalid dsn: password="p@ss w" user=x',
+    ],
+)
+def test_a_password_with_an_at_sign_or_a_space_is_masked_whole(message):
+    """Found in review: the URL pattern cut "p@ss" at its @ before the configured password
+    was looked for, and a double-quoted value was masked only up to its space."""
+    masked = redacted(message, password="p@ss w")
+    assert "p@ss" not in masked and "ss w" not in masked and "ss%20w" not in masked, masked

@@ -4,7 +4,6 @@ settings from the environment, static files, beat's schedule and a missing beat 
 The end-to-end walk of the README (gunicorn, worker, beat, nginx, Chromium) is in
 tests/test_production_smoke.py."""
 
-import logging
 import subprocess
 import sys
 from datetime import timedelta
@@ -74,6 +73,8 @@ def test_browsers_are_sent_to_https_but_machine_clients_are_answered(client, set
     assert response.json() == {"message": "Authorization header is missing."}
     webhook = client.post("/anymail/postmark/tracking/", {}, content_type="application/json")
     assert webhook.status_code != 301
+    # Swagger UI is a page for people: sent to HTTPS before a token is typed into it.
+    assert client.get("/api/docs/").status_code == 301
 
 
 @pytest.mark.django_db
@@ -123,12 +124,16 @@ def test_beat_creates_its_schedule_folder_on_a_fresh_machine(tmp_path):
     [
         ("shared", "others may write to it"),
         ("missing-parent-file/x", "cannot keep its schedule"),
+        # a link someone else could re-point between the check and the open
+        ("link", "it is not a folder"),
     ],
 )
 def test_beat_refuses_an_unsafe_or_impossible_schedule_in_one_line(tmp_path, folder, reason):
     (tmp_path / "shared").mkdir(mode=0o777)
     (tmp_path / "shared").chmod(0o777)
     (tmp_path / "missing-parent-file").write_text("a file, not a folder")
+    (tmp_path / "private").mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(tmp_path / "private")
     schedule = tmp_path / folder / "celerybeat-schedule"
     result = _beat(_beat_env(tmp_path, CELERY_BEAT_SCHEDULE_FILENAME=str(schedule)))
     assert result.returncode != 0
@@ -137,8 +142,13 @@ def test_beat_refuses_an_unsafe_or_impossible_schedule_in_one_line(tmp_path, fol
     assert "CELERY_BEAT_SCHEDULE_FILENAME" in result.stderr
 
 
+@pytest.fixture
+def with_broker(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # a broker, so beat is expected
+
+
 @pytest.mark.django_db
-def test_a_sweep_records_when_it_ran():
+def test_a_sweep_records_when_it_ran(with_broker):
     assert sweeper_late().startswith("The sweeper has never run")
     messages_sweep()
     assert Heartbeat.objects.get(name="sweeper").at > timezone.now() - timedelta(seconds=5)
@@ -146,7 +156,7 @@ def test_a_sweep_records_when_it_ran():
 
 
 @pytest.mark.django_db
-def test_a_missing_beat_shows_in_the_message_log(admin_client, settings):
+def test_a_missing_beat_shows_in_the_message_log(admin_client, settings, with_broker):
     settings.EMAILS_SWEEP_INTERVAL = 30
     Heartbeat.objects.create(name="sweeper", at=timezone.now() - timedelta(seconds=600))
     response = admin_client.get("/admin/emails/message/")
@@ -159,7 +169,7 @@ def test_a_missing_beat_shows_in_the_message_log(admin_client, settings):
 
 
 @pytest.mark.django_db
-def test_a_missing_beat_is_a_database_check_warning(capsys):
+def test_a_missing_beat_is_a_database_check_warning(capsys, with_broker):
     call_command("check", databases=["default"])
     assert "emails.W003" in capsys.readouterr().err
     messages_sweep()
@@ -168,10 +178,26 @@ def test_a_missing_beat_is_a_database_check_warning(capsys):
 
 
 @pytest.mark.django_db
-def test_eager_development_mode_logs_no_broker_warning(send, caplog):
-    with caplog.at_level(logging.WARNING):
-        assert send(load_payload("sign-in-fr.json")).status_code == 200
-    assert [record.getMessage() for record in caplog.records if record.levelno >= 30] == []
+def test_development_without_a_broker_expects_no_beat(admin_client):
+    # tests/settings.py runs tasks eagerly, as `dev.py run` does without CELERY_BROKER_URL
+    assert "The sweeper" not in admin_client.get("/admin/emails/message/").text
+
+
+def test_development_mode_logs_no_broker_warning(tmp_path):
+    """Each email in `dev.py run` logged kombu's "No hostname was supplied" (eager mode still
+    takes a producer from the pool of the default memory:// broker URL)."""
+    code = (
+        "from rest_framework.test import APIClient\n"
+        "r = APIClient().post('/api/logto/email', {'to': 'jane@example.com', 'type': 'SignIn', "
+        "'payload': {'code': '123456', 'locale': 'en'}}, format='json', HTTP_HOST='localhost')\n"
+        "print('status', r.status_code)\n"
+    )
+    database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    assert manage("migrate", "-v0", DJANGO_DEBUG="true", DATABASE_URL=database).returncode == 0
+    result = manage("shell", "-c", code, DJANGO_DEBUG="true", DATABASE_URL=database)
+    assert "status 200" in result.stdout, result.stderr
+    assert "Your sign-in code" in result.stdout  # the console backend printed the email
+    assert "WARNING" not in result.stderr, result.stderr
 
 
 def test_a_copy_without_its_checkout_refuses_to_start(tmp_path):

@@ -219,11 +219,12 @@ def test_the_readme_production_section_word_for_word(tmp_path, database):
     env = service_env(
         **{name: values[name] for name in names},
         # Only what a test machine needs besides: ports, the local Postmark, a private queue,
-        # and sweeps every 2 s so that beat is seen to work within the test.
+        # and sweeps every 2 s so that beat is seen to work within the test. Beat keeps its
+        # schedule where it would on a fresh machine: its default, in this test's temp dir.
         MAILROOM_BIND=f"127.0.0.1:{web_port}",
         ANYMAIL_POSTMARK_API_URL=postmark.url,
         EMAILS_SWEEP_INTERVAL="2",
-        CELERY_BEAT_SCHEDULE_FILENAME=str(tmp_path / "beat" / "celerybeat-schedule"),
+        TMPDIR=str(tmp_path),
         DJANGO_SUPERUSER_USERNAME="operator",
         DJANGO_SUPERUSER_EMAIL="operator@acme.example",
         DJANGO_SUPERUSER_PASSWORD="smoke-" + uuid.uuid4().hex,
@@ -318,6 +319,7 @@ def _walk_through(client, origin: str, env: dict, postmark: ProviderStub, databa
             ).fetchone()
 
     wait_for(swept, timeout=60, what="beat to run the sweeper")
+    assert list((checkout.parent / f"mailroom-{os.getuid()}").glob("celerybeat-schedule*"))
 
     # The editor's live preview in Chromium, against this server.
     from playwright.sync_api import expect, sync_playwright

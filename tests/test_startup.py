@@ -89,6 +89,20 @@ def test_a_missing_anymail_setting_is_named(provider, name, environ, reason):
     assert provider_problem() == reason
 
 
+def test_a_library_error_never_quotes_a_settings_value(provider, no_aws):
+    """Found in review: botocore's "Invalid endpoint: <the URL>" came out as it was, and
+    ANYMAIL_AMAZON_SES_CLIENT_PARAMS may hold a secret key."""
+    no_aws.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    provider(
+        "amazon_ses",
+        ANYMAIL_AMAZON_SES_CLIENT_PARAMS='{"endpoint_url": "not a url S3cretValue", '
+        '"aws_access_key_id": "AKIAEXAMPLE", "aws_secret_access_key": "S3cretKey"}',
+    )
+    problem = provider_problem()
+    assert problem is not None and problem.startswith("EMAIL_PROVIDER=amazon_ses: ValueError")
+    assert "S3cret" not in problem
+
+
 def test_amazon_ses_without_credentials_is_a_problem(provider, no_aws):
     no_aws.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     provider("amazon_ses")

@@ -161,3 +161,14 @@ def test_an_authenticated_post_that_is_not_json_gets_a_short_400_not_a_500(produ
         400,
         {"message": "Webhook body is not valid JSON."},
     )
+
+
+def test_a_provider_view_missing_its_signing_key_is_a_404_not_a_500(production, caplog):
+    """Found in review: Mailgun's view raises when built without its signing key, before
+    any authentication, so an anonymous POST was a 500 with a traceback."""
+    production.ANYMAIL = {**production.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    for _ in range(2):
+        response = Client().post("/anymail/mailgun/tracking/", {}, content_type="application/json")
+        assert response.status_code == 404
+    said = [r.getMessage() for r in caplog.records if "webhook /anymail/mailgun" in r.getMessage()]
+    assert len(said) == 1 and "MAILGUN_WEBHOOK_SIGNING_KEY" in said[0]

@@ -66,9 +66,18 @@ def configuration_message(exc: BaseException) -> str:
             "no AWS region: set AWS_DEFAULT_REGION, or region_name in "
             "ANYMAIL_AMAZON_SES_CLIENT_PARAMS"
         )
-    if isinstance(exc, ImproperlyConfigured | ValueError) and text:
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, ImproperlyConfigured) and text:
+        return text  # anymail's and ours: they name settings, not their values
+    if isinstance(exc, ProfileNotFound | ssl.SSLError):
+        return f"{type(exc).__name__}: {text}"  # a profile's name; what TLS verification said
+    if isinstance(exc, ValueError) and text.startswith("EMAIL_USE_TLS/EMAIL_USE_SSL"):
+        return text  # Django's SMTP backend, naming its settings
+    # Other libraries' texts may quote a value (botocore: "Invalid endpoint: <the URL>"), and
+    # ANYMAIL_AMAZON_SES_CLIENT_PARAMS may hold a secret key: the class only.
+    return (
+        f"{type(exc).__name__} while building the backend from its settings "
+        "(its text is not shown: it may quote a setting's value)"
+    )
 
 
 def is_configuration_error(exc: BaseException) -> bool:

@@ -62,8 +62,11 @@ SWEEPER = "sweeper"
 
 
 def sweeper_late() -> str:
-    """"" when the sweeper ran within three of its intervals, else what an operator should
-    hear (celery beat is not running, or cannot reach the broker or the workers)."""
+    """ "" when the sweeper ran within three of its intervals (or there is no broker, so no
+    beat), else what an operator should hear (celery beat is not running, or cannot reach the
+    broker or the workers)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return ""  # development without a broker: no beat to run (README, "Two commands")
     last = Heartbeat.objects.filter(name=SWEEPER).values_list("at", flat=True).first()
     interval = settings.EMAILS_SWEEP_INTERVAL
     hint = "is `celery -A project beat` running, with a worker and the same environment?"

@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 
 from anymail import urls as anymail_urls
+from anymail.exceptions import AnymailConfigurationError
 from anymail.utils import get_anymail_setting
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import Http404, JsonResponse
 from django.urls import URLPattern
+
+logger = logging.getLogger(__name__)
+_unconfigured: set[str] = set()  # paths already logged as not configured, per process
 
 
 def webhook_secrets() -> list[str]:
@@ -61,6 +66,14 @@ def _served_with_secret(view):
         except json.JSONDecodeError:
             # anymail parses the body without a guard: a post that is not JSON was a 500.
             return JsonResponse({"message": "Webhook body is not valid JSON."}, status=400)
+        except AnymailConfigurationError as exc:
+            # Some providers' views need a signing key of their own (Mailgun, MailerSend,
+            # Postal, Mandrill) and raise when built without it, before any authentication:
+            # that was a 500 with a traceback for anyone's POST. Not served, said once.
+            if request.path not in _unconfigured:
+                _unconfigured.add(request.path)
+                logger.warning("webhook %s is off: %s", request.path, " ".join(str(exc).split()))
+            raise Http404("this provider's webhook is not configured") from None
 
     return gate
 

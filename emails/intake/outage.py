@@ -24,6 +24,7 @@ import logging
 import re
 import threading
 import time
+from urllib.parse import quote
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
@@ -33,7 +34,7 @@ _lock = threading.Lock()
 _down_since: float | None = None  # time.monotonic() of the outage's first failure
 _refused = 0
 
-_PASSWORD_PARAMETER = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+_PASSWORD_PARAMETER = re.compile(r"""(password\s*=\s*)('[^']*'|"[^"]*"|\S+)""", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
 MASK = "***"
 
@@ -90,7 +91,10 @@ def first_line(text: str) -> str:
 
 
 def redacted(text: str, *, password: str = "") -> str:
-    """``text`` without anything that looks like a password."""
+    """``text`` without anything that looks like a password. The configured one goes first
+    (as written and URL-quoted): a pattern could otherwise cut it at an ``@`` inside it."""
+    if password:
+        for spelling in {password, quote(password, safe=""), quote(password)}:
+            text = text.replace(spelling, MASK)
     text = _PASSWORD_PARAMETER.sub(rf"\g<1>{MASK}", text)
-    text = _URL_USERINFO.sub(rf"\g<1>{MASK}@", text)
-    return text.replace(password, MASK) if password else text
+    return _URL_USERINFO.sub(rf"\g<1>{MASK}@", text)
