@@ -51,3 +51,22 @@ errorlog = "-"
 # Preview links carry their token in the path: the access and error logs write it as
 # /preview/<token>/ (project/logfilters.py).
 logger_class = "project.logfilters.GunicornLogger"
+
+
+def on_starting(server):
+    """Mailroom's start-up check (project/wsgi.py: settings and the email provider) once, in
+    a child process, before the arbiter binds or forks: a misconfigured provider stops gunicorn
+    with its one line, instead of every worker failing and gunicorn adding a traceback of its
+    own. (A child, so that the arbiter itself never imports the app: a HUP still loads new
+    code into new workers.)"""
+    import subprocess
+    import sys
+
+    check = subprocess.run(
+        [sys.executable, "-c", "import project.wsgi"], capture_output=True, text=True
+    )
+    if check.returncode != 0:
+        lines = check.stderr.strip().splitlines()
+        refusal = [line for line in lines if line.startswith("Mailroom cannot start:")]
+        print((refusal or lines or ["Mailroom cannot start"])[-1], file=sys.stderr, flush=True)
+        raise SystemExit(4)
