@@ -17,34 +17,17 @@ from emails.content.defaults import sync_defaults
 from emails.models import Layout, Template
 from tests.factories import TemplateFactory
 
-CHROMIUM = "/usr/bin/chromium"
 # Tests never rewrite tracked files: screenshots go to a temporary folder unless
 # MAILROOM_SCREENSHOTS names one (MAILROOM_SCREENSHOTS=docs/screenshots refreshes the README's).
 SCREENSHOTS = Path(
     os.environ.get("MAILROOM_SCREENSHOTS") or tempfile.mkdtemp(prefix="mailroom-screenshots-")
 )
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are
 # ordinary synchronous ones against the test database.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        reason = f"{CHROMIUM} is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true: {reason}")
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -32,8 +32,6 @@ from tests.processes import Process, free_port, running, service_env, wait_for
 from tests.stubs import ProviderStub
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 pytestmark = pytest.mark.integration
 
@@ -189,11 +187,9 @@ def database():
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_the_readme_production_section_word_for_word(tmp_path, database):
+def test_the_readme_production_section_word_for_word(tmp_path, database, browser):
     require_program("nginx")
     require_program("openssl")
-    if not os.path.exists(CHROMIUM):
-        require_program(CHROMIUM)
     names, commands = readme_commands()
     checkout = tmp_path / "mailroom"
     _copy_checkout(checkout)
@@ -268,14 +264,14 @@ def test_the_readme_production_section_word_for_word(tmp_path, database):
         nginx = _nginx(tmp_path, port=proxy_port, upstream=web_port, cert=cert, key=key)
         services.append(nginx)
         with running(*services):
-            _walk_through(Client(origin, cert), origin, env, postmark, database, checkout)
+            _walk_through(Client(origin, cert), origin, env, postmark, database, checkout, browser)
     finally:
         postmark.stop()
         for service in services:
             service.stop()
 
 
-def _walk_through(client, origin: str, env: dict, postmark: ProviderStub, database, checkout):
+def _walk_through(client, origin: str, env, postmark: ProviderStub, database, checkout, browser):
     # The admin, over HTTPS with HSTS, and its static files from WhiteNoise: hashed names,
     # cached for a year, compressed.
     status, headers, body = client.request("/admin/login/")
@@ -322,13 +318,10 @@ def _walk_through(client, origin: str, env: dict, postmark: ProviderStub, databa
     assert list((checkout.parent / f"mailroom-{os.getuid()}").glob("celerybeat-schedule*"))
 
     # The editor's live preview in Chromium, against this server.
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=[*FLAGS, "--ignore-certificate-errors"]
-        )
-        context = browser.new_context(ignore_https_errors=True)
+    context = browser.new_context(ignore_https_errors=True)  # the test's own certificate
+    try:
         page = context.new_page()
         page.set_default_timeout(20000)
         page.goto(f"{origin}/admin/login/")
@@ -352,4 +345,5 @@ def _walk_through(client, origin: str, env: dict, postmark: ProviderStub, databa
         page.keyboard.press("Control+End")
         page.keyboard.type("\n<p>Typed behind the proxy</p>")
         expect(frame.locator("body")).to_contain_text("Typed behind the proxy")
-        browser.close()
+    finally:
+        context.close()
