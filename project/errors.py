@@ -21,7 +21,7 @@ MACHINE_PATHS = ("/api/", "/anymail/")
 
 
 def _for_machines(request: HttpRequest) -> bool:
-    return False
+    return request.path_info.startswith(MACHINE_PATHS)
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -105,11 +105,15 @@ class HeadBufferingWorker(ThreadWorker):
         # A request pipelined behind the one just answered may already be in the parser.
         pending = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         head = _Head(pending, time.monotonic() + HEAD_TIMEOUT)
-        if pending and (head_complete(pending) or head_too_large(pending)):
-            self._hand_over(conn, head)
-            return
         conn.sock.setblocking(False)
         self.heads[conn] = head
+        if head_too_large(pending):
+            self._drop(conn, answer=HEAD_TOO_LARGE)
+            return
+        if pending and head_complete(pending):
+            self._stop_reading(conn)
+            self._hand_over(conn, head)
+            return
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn, _sock) -> None:
@@ -153,7 +157,7 @@ class HeadBufferingWorker(ThreadWorker):
         try:
             self.poller.unregister(conn.sock)
         except (KeyError, ValueError, OSError):
-            pass
+            pass  # not registered yet: a pipelined request that was already complete
 
     def _drop(self, conn, answer: bytes | None = None) -> None:
         self._stop_reading(conn)

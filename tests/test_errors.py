@@ -69,7 +69,7 @@ def test_a_path_that_matches_nothing_gets_short_json(client):
         assert json_answer(client.post(path), 404) == {"message": "Not found."}, path
 
 
-def test_an_unexpected_failure_under_the_api_gets_short_json(monkeypatch, caplog):
+def test_an_unexpected_failure_under_the_api_gets_short_json(monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("a bug")
 
