@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from emails.content.composer import compose_content, template_content
 from emails.content.selectors import sending_templates
+from emails.delivery.provider_check import configuration_message, is_configuration_error
 from emails.logto import SECRET_PAYLOAD_KEYS
 from emails.models import Message, MessageEvent, MessageStatus
 
@@ -203,8 +204,6 @@ provider_connection = _ProviderConnection()
 
 
 def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
-    from emails.delivery.provider_check import is_configuration_error
-
     reason = _describe(exc)
     if is_configuration_error(exc):
         # Every email fails this way until an operator acts: say so at ERROR on each attempt.
@@ -309,8 +308,6 @@ def _is_transient(exc: Exception) -> bool:
     connections, a provider that hung past the soft time limit, a configuration error (a
     missing setting or credential, a certificate that does not verify: the email is fine, and
     an operator's fix and restart sends it while the code lives). Everything else is final."""
-    from emails.delivery.provider_check import is_configuration_error
-
     if is_configuration_error(exc):
         return True
     if isinstance(exc, AnymailRecipientsRefused):
@@ -329,8 +326,6 @@ def _is_transient(exc: Exception) -> bool:
 
 
 def _describe(exc: Exception) -> str:
-    from emails.delivery.provider_check import configuration_message, is_configuration_error
-
     if is_configuration_error(exc) and not isinstance(exc, AnymailError):
         # A missing setting (anymail's text names it, never its value), no AWS credentials or
         # region, an SMTP certificate that does not verify.
