@@ -4,12 +4,12 @@ import threading
 
 import pytest
 from django.core import mail
-from django.db import connection
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from emails.models import Message, MessageStatus, Template
+from tests.database import database_refusing
 from tests.factories import TemplateFactory
 from tests.helpers import all_payloads, celery_broker, load_payload
 
@@ -469,19 +469,9 @@ def test_no_input_of_any_shape_is_a_500(api, body):
 def test_database_down_is_503_not_200(api, settings):
     # Given the database cannot be reached (a real failed connection, not a mock)
     body = load_payload("register-en.json")
-    original = dict(connection.settings_dict)
-    connection.close()
-    if connection.vendor == "postgresql":
-        connection.settings_dict.update(HOST="127.0.0.1", PORT="1", OPTIONS={"connect_timeout": 1})
-    else:
-        connection.settings_dict["NAME"] = "/nonexistent/dir/mailroom.sqlite3"
-    try:
+    with database_refusing():
         # When Logto posts
         response = api.post(URL, body, format="json")
-    finally:
-        connection.close()
-        connection.settings_dict.clear()
-        connection.settings_dict.update(original)
     # Then it hears a short 503, and nothing was stored
     assert response.status_code == 503
     assert response.json() == {

@@ -13,26 +13,12 @@ from django.urls import resolve, reverse
 
 from emails.models import DeliveryStatus
 from tests.factories import MessageFactory
+from tests.test_tracking import delivery
 
 pytestmark = pytest.mark.django_db
 
 URL = "/anymail/postmark/tracking/"
 SECRET = "hook:s3cret"
-
-
-def delivery(message_id: str) -> dict:
-    """Postmark's Delivery webhook body (as in tests/test_tracking.py)."""
-    return {
-        "RecordType": "Delivery",
-        "MessageID": message_id,
-        "Recipient": "jane@example.com",
-        "DeliveredAt": "2026-11-22T10:00:05Z",
-        "Details": "Test delivery webhook details",
-        "ServerID": 23,
-        "MessageStream": "outbound",
-        "Tag": "",
-        "Metadata": {},
-    }
 
 
 def basic(credentials: str) -> str:
