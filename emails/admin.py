@@ -1,6 +1,8 @@
 from functools import partial
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.db.models import Case, Value, When
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
@@ -10,10 +12,20 @@ from emails.backoffice.forms import LayoutForm, TemplateForm
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.defaults import restore_default
 from emails.content.samples import sample_logo_url, samples_for
+from emails.delivery.circuits import circuits_close, failover_enabled, open_circuits
 from emails.delivery.deliver import messages_resend
 from emails.delivery.sweeper import sweeper_late
 from emails.logto import UsageType
-from emails.models import Layout, Message, MessageEvent, MessageStatus, PreviewLink, Template
+from emails.models import (
+    CircuitState,
+    Layout,
+    Message,
+    MessageEvent,
+    MessageStatus,
+    PreviewLink,
+    ProviderCircuit,
+    Template,
+)
 
 CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
 CODEMIRROR_JS = [
@@ -189,7 +201,14 @@ class MessageEventInline(admin.TabularInline):
     """The message's timeline: failed tries and the provider's tracking events."""
 
     model = MessageEvent
-    fields = ("occurred_at", "event_type", "description", "provider_response", "event_id")
+    fields = (
+        "occurred_at",
+        "event_type",
+        "provider",
+        "description",
+        "provider_response",
+        "event_id",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -217,6 +236,7 @@ class MessageAdmin(admin.ModelAdmin):
         "status",
         "delivery_status",
         "attempts",
+        "provider",
         "provider_message_id",
         "sent_at",
         "short_error",
@@ -227,6 +247,7 @@ class MessageAdmin(admin.ModelAdmin):
         "delivery_status",
         "usage_type",
         "used_fallback",
+        "provider",
         "is_test",
         "created_at",
     )
@@ -263,6 +284,8 @@ class MessageAdmin(admin.ModelAdmin):
         # an operator looks at delivery.
         if late := sweeper_late():
             self.message_user(request, late, level=messages.WARNING)
+        for circuit in open_circuits():
+            self.message_user(request, circuit_banner(circuit), level=messages.WARNING)
         return super().changelist_view(request, extra_context)
 
     def has_resend_permission(self, request):
@@ -279,3 +302,96 @@ class MessageAdmin(admin.ModelAdmin):
                 "wiped). The user has to ask Logto for a new one.",
                 level=messages.WARNING,
             )
+
+
+def circuit_banner(circuit: ProviderCircuit) -> str:
+    since = f"{circuit.opened_at:%Y-%m-%d %H:%M:%S} UTC" if circuit.opened_at else "a moment ago"
+    others = [name for name in settings.EMAIL_PROVIDERS if name != circuit.provider]
+    error = circuit.last_error.splitlines()[0] if circuit.last_error else "none recorded"
+    return (
+        f"Provider {circuit.provider} is failing over since {since}: its emails go to "
+        f"{', '.join(others)}, and one email probes it every "
+        f"{settings.EMAILS_FAILOVER_COOLDOWN:.0f} s. Last error: {error}"
+    )
+
+
+@admin.register(ProviderCircuit)
+class ProviderCircuitAdmin(admin.ModelAdmin):
+    """The providers of a failover list (EMAIL_PROVIDER=a,b,...): which one sends, and why
+    not. Read-only; "Close" sends to a provider again at once (after fixing its settings)."""
+
+    list_display = (
+        "position",
+        "provider",
+        "state_shown",
+        "consecutive_failures",
+        "opened_at",
+        "short_error",
+        "last_error_at",
+        "sent",
+        "failures",
+        "refusals",
+        "times_opened",
+    )
+    list_display_links = ("provider",)
+    readonly_fields = [field.name for field in ProviderCircuit._meta.fields]
+    actions = ["close"]
+
+    def get_queryset(self, request):
+        if not failover_enabled():
+            return ProviderCircuit.objects.none()
+        from emails.delivery.circuits import circuits
+
+        circuits()  # a row for every configured provider
+        names = list(settings.EMAIL_PROVIDERS)
+        order = Case(*(When(provider=name, then=Value(i)) for i, name in enumerate(names)))
+        return (
+            super()
+            .get_queryset(request)
+            .filter(provider__in=names)
+            .annotate(list_position=order)
+            .order_by("list_position")
+        )
+
+    def changelist_view(self, request, extra_context=None):
+        if not failover_enabled():
+            self.message_user(
+                request,
+                f"One provider is configured (EMAIL_PROVIDER={settings.EMAIL_PROVIDER}): no "
+                "failover, so no circuit. A failed send is retried with backoff. List several "
+                "to fail over, e.g. EMAIL_PROVIDER=postmark,amazon_ses (README, Failover).",
+                level=messages.INFO,
+            )
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="#")
+    def position(self, circuit):
+        return list(settings.EMAIL_PROVIDERS).index(circuit.provider) + 1
+
+    @admin.display(description="state")
+    def state_shown(self, circuit):
+        return CircuitState(circuit.state).label
+
+    @admin.display(description="last error")
+    def short_error(self, circuit):
+        first = circuit.last_error.splitlines()[0] if circuit.last_error else ""
+        return (first[:100] + "…") if len(first) > 100 else first
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the change form is read-only; closing is an action of its own
+
+    def has_close_permission(self, request):
+        return request.user.has_perm("emails.change_providercircuit")
+
+    @admin.action(
+        description="Close the selected circuits: send to them again now", permissions=["close"]
+    )
+    def close(self, request, queryset):
+        count = circuits_close(list(queryset.values_list("provider", flat=True)))
+        self.message_user(request, f"Closed {count} circuit(s).")

@@ -88,6 +88,36 @@ def check_delivery_settings(app_configs, **kwargs):
     return errors
 
 
+@register()
+def check_failover_fits_a_task(app_configs, **kwargs):
+    """Every provider of a failover list, each hung for its whole timeout, fits in one
+    delivery task: else the task's time limit cuts the email off before the next provider."""
+    providers = settings.EMAIL_PROVIDERS
+    if len(providers) < 2:
+        return []
+    total = sum(_send_timeout(path) for path in providers.values())
+    if total <= settings.CELERY_TASK_SOFT_TIME_LIMIT:
+        return []
+    return [
+        Warning(
+            f"EMAIL_PROVIDER lists {len(providers)} providers whose timeouts add up to "
+            f"{total:.0f} s, more than a delivery task may take "
+            f"({settings.CELERY_TASK_SOFT_TIME_LIMIT} s): when the first ones hang, the last "
+            "ones are not tried in the same attempt.",
+            hint="Lower EMAIL_TIMEOUT (and ANYMAIL_REQUESTS_TIMEOUT if set), or raise "
+            "EMAILS_SEND_TIME_LIMIT.",
+            id="emails.W006",
+        )
+    ]
+
+
+def _send_timeout(backend_path: str) -> float:
+    timeout = settings.EMAIL_TIMEOUT
+    if backend_path.startswith("anymail.") and "amazon_ses" not in backend_path:
+        timeout = settings.ANYMAIL.get("REQUESTS_TIMEOUT", timeout)
+    return float(max(timeout) if isinstance(timeout, tuple | list) else timeout)
+
+
 @register(Tags.database)
 def check_sweeper_runs(app_configs, databases=None, **kwargs):
     """`manage.py check --database default`: is celery beat sweeping?"""
@@ -112,7 +142,8 @@ def check_tracking_webhooks(app_configs, **kwargs):
     (emails/delivery/webhooks.py); only providers reached through anymail post them."""
     from emails.delivery.webhooks import webhook_secrets
 
-    if settings.DEBUG or not settings.EMAIL_BACKEND.startswith("anymail."):
+    anymail = [path for path in settings.EMAIL_PROVIDERS.values() if path.startswith("anymail.")]
+    if settings.DEBUG or not anymail:
         return []
     secrets = webhook_secrets()
     if not secrets:

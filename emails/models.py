@@ -200,7 +200,17 @@ class Message(models.Model):
         editable=False,
         help_text="Keyed hash of recipient, type, code and link; cleared after the code TTL.",
     )
+    provider = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="The provider (EMAIL_PROVIDER name) that sent it, or that its last try used.",
+    )
     provider_message_id = models.CharField(max_length=255, blank=True)
+    possible_duplicates = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Tries that timed out after the email went out: it may have arrived this "
+        "many more times (see the timeline).",
+    )
     error = models.TextField(blank=True)
     delivery_status = models.CharField(max_length=16, choices=DeliveryStatus.choices, blank=True)
     delivery_status_at = models.DateTimeField(null=True, blank=True)
@@ -268,6 +278,9 @@ class MessageEvent(models.Model):
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
     event_id = models.CharField(max_length=255, help_text="The provider's id for this event.")
     event_type = models.CharField(max_length=32)
+    provider = models.CharField(
+        max_length=32, blank=True, help_text="The provider tried, or that reported the event."
+    )
     occurred_at = models.DateTimeField()
     description = models.TextField(blank=True)
     provider_response = models.TextField(blank=True)
@@ -330,3 +343,43 @@ class Heartbeat(models.Model):
 
     def __str__(self):
         return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class CircuitState(models.TextChoices):
+    CLOSED = "closed", "Closed: sending"
+    OPEN = "open", "Open: skipped, the next provider sends"
+    HALF_OPEN = "half_open", "Half-open: one email is probing it"
+
+
+class ProviderCircuit(models.Model):
+    """One provider of a failover list (EMAIL_PROVIDER=a,b,...): whether emails go to it, and
+    why not. Shared by every worker process and host, and kept across restarts, because it
+    is a row (emails/delivery/circuits.py)."""
+
+    provider = models.CharField(max_length=32, primary_key=True)
+    state = models.CharField(
+        max_length=16, choices=CircuitState.choices, default=CircuitState.CLOSED
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    opened_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it last opened: a probe is due a cooldown later."
+    )
+    probe_started_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    sent = models.PositiveBigIntegerField(default=0, help_text="Emails it took.")
+    failures = models.PositiveBigIntegerField(
+        default=0, help_text="Tries that failed because of the provider (outage, timeout, key)."
+    )
+    refusals = models.PositiveBigIntegerField(
+        default=0, help_text="Emails it refused (recipient, content): no failover for those."
+    )
+    times_opened = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider"]
+        verbose_name = "provider"
+
+    def __str__(self):
+        return f"{self.provider} ({self.state})"

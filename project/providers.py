@@ -62,6 +62,58 @@ def email_backend_for(provider: str) -> str:
     )
 
 
+def email_providers_from(value: str) -> dict[str, str]:
+    """EMAIL_PROVIDER's names, in order, each with its EMAIL_BACKEND dotted path.
+
+    ``postmark`` is one provider; ``postmark,amazon_ses,smtp`` a failover list: each email goes
+    to the first provider whose circuit is closed (emails/delivery/circuits.py). Raises
+    ImproperlyConfigured for an unknown, repeated or empty name, and for ``console`` in a
+    list (it never fails, so nothing after it would ever be used, and it reaches no inbox).
+    """
+    names = [name.strip().lower() for name in value.split(",")]
+    if any(not name for name in names):
+        raise ImproperlyConfigured(
+            f"EMAIL_PROVIDER={value!r} has an empty name: write the providers in order, "
+            "separated by commas, e.g. EMAIL_PROVIDER=postmark,amazon_ses"
+        )
+    backends = {name: email_backend_for(name) for name in names}
+    if len(backends) < len(names):
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        raise ImproperlyConfigured(
+            f"EMAIL_PROVIDER={value!r} names {', '.join(repeated)} more than once"
+        )
+    if len(backends) > 1 and "console" in backends:
+        raise ImproperlyConfigured(
+            f"EMAIL_PROVIDER={value!r}: console cannot be part of a failover list (it never "
+            "fails, so the providers after it would never be used, and it delivers nothing)"
+        )
+    return backends
+
+
+def amazon_ses_client_params(params: dict | None, timeout: float) -> dict:
+    """boto3's client for SES waits 60 s to connect and 60 s for an answer, and retries on
+    its own: a hung SES would hold the email for minutes. EMAIL_TIMEOUT bounds each try, as
+    for every provider, and Mailroom does the retrying (or the failover). A ``config`` in
+    ANYMAIL_AMAZON_SES_CLIENT_PARAMS (a JSON object of botocore Config's arguments) is kept,
+    with these as defaults."""
+    from botocore.config import Config
+
+    params = dict(params or {})
+    given = params.get("config") or {}
+    if not isinstance(given, dict):
+        raise ImproperlyConfigured(
+            "ANYMAIL_AMAZON_SES_CLIENT_PARAMS: config must be a JSON object of botocore "
+            'Config arguments, e.g. {"config": {"read_timeout": 10}}'
+        )
+    defaults = {
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+        "retries": {"total_max_attempts": 1},
+    }
+    params["config"] = Config(**{**defaults, **given})
+    return params
+
+
 # --- converters: each takes the variable's name and its text, returns what anymail expects --
 # Messages quote the value only for settings that cannot hold a secret (booleans, numbers);
 # JSON settings can (AMAZON_SES_CLIENT_PARAMS may carry aws_secret_access_key), so their

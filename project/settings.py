@@ -13,7 +13,11 @@ from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
-from project.providers import anymail_settings_from_env, email_backend_for
+from project.providers import (
+    amazon_ses_client_params,
+    anymail_settings_from_env,
+    email_providers_from,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 if not (BASE_DIR / "manage.py").is_file():
@@ -118,9 +122,24 @@ EMAILS_RATE_LIMIT_RECIPIENT = env.str("EMAILS_RATE_LIMIT_RECIPIENT", default="15
 EMAILS_RATE_LIMIT_IP = env.str("EMAILS_RATE_LIMIT_IP", default="300/600")
 
 # --- Email provider ------------------------------------------------------------------------
-EMAIL_PROVIDER = env.str("EMAIL_PROVIDER", default="console").strip().lower()
-EMAIL_BACKEND = email_backend_for(EMAIL_PROVIDER)
+# One provider, or an ordered failover list ("postmark,amazon_ses,smtp"): name -> backend.
+EMAIL_PROVIDERS = email_providers_from(env.str("EMAIL_PROVIDER", default="console"))
+EMAIL_PROVIDER = next(iter(EMAIL_PROVIDERS))  # the first: the one used while all is well
+EMAIL_BACKEND = EMAIL_PROVIDERS[EMAIL_PROVIDER]
 ANYMAIL = anymail_settings_from_env(os.environ)
+# Consecutive provider failures that open its circuit (the next provider takes over), and
+# seconds before one email probes it again (emails/delivery/circuits.py). Failover needs
+# two providers or more; one provider is retried with backoff, as always.
+EMAILS_FAILOVER_AFTER = env.int("EMAILS_FAILOVER_AFTER", default=3)
+EMAILS_FAILOVER_COOLDOWN = env.float("EMAILS_FAILOVER_COOLDOWN", default=30.0)
+# A send that timed out may have been delivered: is the next provider tried at once anyway?
+# "codes" (emails with a verification code, which die in minutes), "true" (every email),
+# "false" (none: it is retried on the same provider, with backoff).
+EMAILS_FAILOVER_ON_TIMEOUT = env.str("EMAILS_FAILOVER_ON_TIMEOUT", default="codes").lower()
+if EMAILS_FAILOVER_ON_TIMEOUT not in ("codes", "true", "false"):
+    raise ImproperlyConfigured(
+        f"EMAILS_FAILOVER_ON_TIMEOUT={EMAILS_FAILOVER_ON_TIMEOUT!r} must be codes, true or false"
+    )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Mailroom <no-reply@localhost>")
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
@@ -128,7 +147,15 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
-EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
+# Seconds one provider may take to answer: SMTP, and every anymail provider unless
+# ANYMAIL_REQUESTS_TIMEOUT says otherwise. Short, so that a hung provider hands the email to
+# the next one while its code lives (and every provider of the list fits in one task).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+ANYMAIL.setdefault("REQUESTS_TIMEOUT", EMAIL_TIMEOUT)
+if "amazon_ses" in EMAIL_PROVIDERS:
+    ANYMAIL["AMAZON_SES_CLIENT_PARAMS"] = amazon_ses_client_params(
+        ANYMAIL.get("AMAZON_SES_CLIENT_PARAMS"), EMAIL_TIMEOUT
+    )
 # A private CA for the SMTP server only (emails/delivery/smtp.py); SSL_CERT_FILE is process-wide.
 EMAIL_SSL_CAFILE = env.str("EMAIL_SSL_CAFILE", default="")
 

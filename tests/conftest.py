@@ -3,7 +3,7 @@ import os
 import pytest
 from rest_framework.test import APIClient
 
-from tests.helpers import AUTHORIZATION, FAULT_SUMMARY
+from tests.helpers import AUTHORIZATION, FAULT_SUMMARY, use_providers
 from tests.stubs import ProviderStub
 
 
@@ -90,7 +90,7 @@ def provider_stub():
 @pytest.fixture
 def postmark(settings, provider_stub):
     """Deliver through anymail's real Postmark backend to the local stub."""
-    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    use_providers(settings, "postmark")
     settings.ANYMAIL = {
         "POSTMARK_SERVER_TOKEN": "stub-token",
         "POSTMARK_API_URL": provider_stub.url,

@@ -80,3 +80,12 @@ def celery_broker(url: str):
     finally:
         reset_pools()
         app.conf.update(previous)
+
+
+def use_providers(settings, *names: str) -> None:
+    """Configure EMAIL_PROVIDER as settings.py would: one provider, or a failover list."""
+    from project.providers import email_providers_from
+
+    settings.EMAIL_PROVIDERS = email_providers_from(",".join(names))
+    settings.EMAIL_PROVIDER = names[0]
+    settings.EMAIL_BACKEND = settings.EMAIL_PROVIDERS[names[0]]

@@ -68,8 +68,11 @@ STATIC_ROOT = os.path.join(tempfile.gettempdir(), "mailroom-tests-static")
 os.makedirs(STATIC_ROOT, exist_ok=True)
 
 LOGTO_AUTHORIZATION = ["Bearer test-token"]
-EMAIL_PROVIDER = "console"
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django's in-memory backend (mail.outbox), under a name of its own; tests/helpers.py's
+# use_providers() switches to real anymail backends (a failover list included).
+EMAIL_PROVIDERS = {"locmem": "django.core.mail.backends.locmem.EmailBackend"}
+EMAIL_PROVIDER = "locmem"
+EMAIL_BACKEND = EMAIL_PROVIDERS["locmem"]
 ANYMAIL = {}
 DEFAULT_FROM_EMAIL = "Acme <no-reply@acme.example>"
 EMAILS_DEFAULT_LOCALE = "en"

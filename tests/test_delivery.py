@@ -11,6 +11,7 @@ from emails.delivery.deliver import message_deliver
 from emails.models import MessageStatus
 from emails.tasks import deliver_due, deliver_message
 from tests.factories import MessageFactory, TemplateFactory
+from tests.helpers import use_providers
 
 pytestmark = pytest.mark.django_db
 
@@ -139,7 +140,7 @@ def test_a_message_claimed_too_often_is_dead_lettered(postmark, settings):
 
 
 def test_unreachable_provider_is_retried(settings):
-    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    use_providers(settings, "postmark")
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t", "POSTMARK_API_URL": "http://127.0.0.1:1/"}
     message = MessageFactory()
     outcome = message_deliver(message_id=message.pk)
@@ -198,7 +199,7 @@ def test_console_and_smtp_get_our_own_message_id():
 def test_switching_provider_is_only_settings(
     settings, provider_stub, backend, anymail_settings, path, recipient_of
 ):
-    settings.EMAIL_BACKEND = f"anymail.backends.{backend}.EmailBackend"
+    use_providers(settings, backend)
     settings.ANYMAIL = {**anymail_settings, f"{backend.upper()}_API_URL": provider_stub.url}
 
     message = deliver(MessageFactory(to="jane@example.com"))

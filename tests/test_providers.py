@@ -34,6 +34,7 @@ from project.providers import (
     email_backend_for,
 )
 from tests.factories import MessageFactory
+from tests.helpers import use_providers
 
 ANYMAIL_SOURCE = Path(anymail.__file__).parent
 
@@ -341,7 +342,7 @@ def test_strings_stay_as_written_and_unknown_json_is_parsed():
 @pytest.mark.django_db
 def test_converted_settings_reach_the_provider_through_anymail(settings, provider_stub):
     # Given a timeout pair and per-provider send defaults, written as an operator would
-    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    use_providers(settings, "postmark")
     settings.ANYMAIL = anymail_settings_from_env(
         {
             "ANYMAIL_POSTMARK_SERVER_TOKEN": "stub-token",
@@ -394,8 +395,7 @@ def _errors(caplog):
 def test_a_missing_setting_while_sending_is_retried_and_reported(settings, provider_stub, caplog):
     # Given a worker whose SendGrid key is missing (it started before the check existed, or
     # the setting was removed under it)
-    settings.EMAIL_PROVIDER = "sendgrid"
-    settings.EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+    use_providers(settings, "sendgrid")
     settings.ANYMAIL = {"SENDGRID_API_URL": provider_stub.url}
     message = MessageFactory(to="jane@example.com", payload={"code": "482913", "locale": "en"})
 
@@ -426,8 +426,7 @@ def test_a_missing_setting_while_sending_is_retried_and_reported(settings, provi
 @pytest.mark.django_db
 def test_a_configuration_error_is_logged_once_per_attempt_and_never_names_a_value(settings, caplog):
     # Given Postal's key but not its URL
-    settings.EMAIL_PROVIDER = "postal"
-    settings.EMAIL_BACKEND = "anymail.backends.postal.EmailBackend"
+    use_providers(settings, "postal")
     settings.ANYMAIL = {"POSTAL_API_KEY": "postal-secret-key-123"}
     message = MessageFactory()
 
@@ -455,8 +454,7 @@ def test_amazon_ses_without_credentials_is_retried_as_a_configuration_error(
 ):
     # Given Amazon SES with a region but no credentials anywhere
     isolated_aws.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    settings.EMAIL_PROVIDER = "amazon_ses"
-    settings.EMAIL_BACKEND = "anymail.backends.amazon_ses.EmailBackend"
+    use_providers(settings, "amazon_ses")
     settings.ANYMAIL = {}
     message = MessageFactory()
 
@@ -627,8 +625,7 @@ def private_smtp(request, tmp_path, settings):
     context.load_cert_chain(cert_file, key_file)
     server = SMTPServer(context, implicit_tls=request.param == "implicit")
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    settings.EMAIL_PROVIDER = "smtp"
-    settings.EMAIL_BACKEND = email_backend_for("smtp")
+    use_providers(settings, "smtp")
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = server.port
     settings.EMAIL_USE_TLS = request.param == "starttls"

@@ -14,7 +14,8 @@ import sys
 import pytest
 
 from emails.delivery.provider_check import provider_problem
-from project.providers import anymail_settings_from_env, email_backend_for
+from project.providers import anymail_settings_from_env
+from tests.helpers import use_providers
 from tests.processes import ROOT, Process, celery_worker, free_port, service_env
 
 
@@ -44,8 +45,7 @@ def provider(settings):
     """Configure a provider from environment variables, as settings.py would."""
 
     def configure(name: str, **environ):
-        settings.EMAIL_PROVIDER = name
-        settings.EMAIL_BACKEND = email_backend_for(name)
+        use_providers(settings, name)
         settings.ANYMAIL = anymail_settings_from_env(environ)
         for key, value in environ.items():
             if not key.startswith("ANYMAIL_"):

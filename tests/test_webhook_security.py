@@ -13,6 +13,7 @@ from django.urls import resolve, reverse
 
 from emails.models import DeliveryStatus
 from tests.factories import MessageFactory
+from tests.helpers import use_providers
 from tests.test_tracking import delivery
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +30,7 @@ def basic(credentials: str) -> str:
 def production(settings):
     """Debug off, a provider reached through anymail, and no webhook secret."""
     settings.DEBUG = False
-    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    use_providers(settings, "postmark")
     settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "token"}
     return settings
 
@@ -125,17 +126,16 @@ def test_with_debug_on_and_no_secret_the_webhooks_stay_open_for_local_trials(pro
     assert webhook_warnings() == []
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "django.core.mail.backends.smtp.EmailBackend",
-        "django.core.mail.backends.console.EmailBackend",
-    ],
-)
-def test_no_webhook_warning_without_an_anymail_provider(production, backend):
+@pytest.mark.parametrize("provider", ["smtp", "console"])
+def test_no_webhook_warning_without_an_anymail_provider(production, provider):
     # SMTP has no webhooks to turn on (console in production is emails.E005's business)
-    production.EMAIL_BACKEND = backend
+    use_providers(production, provider)
     assert webhook_warnings() == []
+
+
+def test_the_webhook_warning_covers_an_anymail_provider_later_in_the_list(production):
+    use_providers(production, "smtp", "postmark")
+    assert webhook_warnings() == ["emails.W004"]
 
 
 def test_an_authenticated_post_that_is_not_json_gets_a_short_400_not_a_500(production):

@@ -12,6 +12,12 @@ Failure contract, by what the provider said:
   does not verify): retried like an outage, logged at ERROR on every attempt.
 - refused or invalid recipient, any other 4xx, a template error, anything unexpected:
   ``failed`` at once, with the reason. Nothing loops forever.
+
+With a failover list (``EMAIL_PROVIDER=a,b``), a failure that blames the provider
+(emails/delivery/failures.py) sends the same email to the next provider at once, and counts
+toward opening the provider's circuit (emails/delivery/circuits.py); the rules above apply
+once the list is used up. A message that finds every circuit open is not claimed, or is put
+back without counting a try.
 """
 
 from __future__ import annotations
@@ -19,13 +25,11 @@ from __future__ import annotations
 import logging
 import os
 import random
-import smtplib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
 from functools import partial
 
-from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -35,14 +39,22 @@ from django.utils import timezone
 
 from emails.content.composer import compose_content, template_content
 from emails.content.selectors import sending_templates
-from emails.delivery.provider_check import configuration_message, is_configuration_error
+from emails.delivery.circuits import (
+    Candidate,
+    any_usable,
+    candidates,
+    failover_enabled,
+    record_failure,
+    record_refusal,
+    record_sent,
+    record_throttled,
+    seconds_until_usable,
+)
+from emails.delivery.failures import MAX_ERROR_LENGTH, SendFailure, send_failure
 from emails.logto import SECRET_PAYLOAD_KEYS
 from emails.models import Message, MessageEvent, MessageStatus
 
 logger = logging.getLogger(__name__)
-
-MAX_ERROR_LENGTH = 1000
-MAX_RETRY_AFTER = 300.0
 
 
 @dataclass(frozen=True)
@@ -56,8 +68,8 @@ def message_deliver(*, message_id) -> DeliveryOutcome | None:
     worker has it, it is final, or its retry is not due): a task delivered twice sends once.
     """
     now = timezone.now()
-    if not _claim(message_id, now):
-        return None
+    if not any_usable(now) or not _claim(message_id, now):
+        return None  # (every circuit open: the relay's poll or the sweeper brings it back)
     return _deliver_claimed(Message.objects.get(pk=message_id), now=now)
 
 
@@ -68,6 +80,8 @@ def message_deliver_next() -> tuple[str, DeliveryOutcome] | None:
     What the relay's ``deliver_due`` task loops on: one statement claims the next message,
     so a worker drains the queue without a broker round trip per email."""
     now = timezone.now()
+    if not any_usable(now):
+        return None  # every provider's circuit is open: nothing can be sent now
     message = _claim_next(now)
     if message is None:
         return None
@@ -146,77 +160,204 @@ def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
 
     from_email = (template.from_email if template else "") or settings.DEFAULT_FROM_EMAIL
     reply_to = template.reply_to if template else ""
-    email = EmailMultiAlternatives(
-        subject=rendered.subject,
-        body=rendered.text,
-        from_email=from_email,
-        to=[message.to],
-        reply_to=[reply_to] if reply_to else None,
-    )
-    email.attach_alternative(rendered.html, "text/html")
-    own_message_id = None
-    if not settings.EMAIL_BACKEND.startswith("anymail."):
-        # Django's own backends report no id: give the email a Message-ID we can record.
-        own_message_id = make_msgid(domain=_sender_domain(email.from_email))
-        email.extra_headers["Message-ID"] = own_message_id
 
-    try:
-        email.connection = provider_connection()
-        email.send(fail_silently=False)
-    except Exception as exc:
-        provider_connection.reset()  # a broken connection is not reused
-        return _after_failure(message, exc)
+    def email_for(provider: str) -> EmailMultiAlternatives:
+        email = EmailMultiAlternatives(
+            subject=rendered.subject,
+            body=rendered.text,
+            from_email=from_email,
+            to=[message.to],
+            reply_to=[reply_to] if reply_to else None,
+        )
+        email.attach_alternative(rendered.html, "text/html")
+        if not settings.EMAIL_PROVIDERS[provider].startswith("anymail."):
+            # Django's own backends report no id: give the email a Message-ID we can record.
+            email.extra_headers["Message-ID"] = make_msgid(domain=_sender_domain(from_email))
+        return email
 
-    status = getattr(email, "anymail_status", None)
-    provider_id = (status.message_id if status else None) or own_message_id or ""
-    return _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
+    return _send(message, email_for, now=now)
 
 
-class _ProviderConnection:
-    """One open email backend connection per worker process, reused for every message: HTTP
-    keep-alive (and one TLS handshake) with an anymail provider, one SMTP session with a
-    server, instead of a new one per email. Rebuilt after a fork, after a failed send, and
-    when the settings change (tests)."""
+def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
+    """Try the providers in order (emails/delivery/circuits.py) until one takes the email, a
+    failure says the email itself is refused, or the list ends (retried later)."""
+    failures: list[SendFailure] = []
+    for candidate in _candidates(message, now):
+        message.provider = candidate.provider
+        email = email_for(candidate.provider)
+        failure, out_of_time = None, False
+        try:
+            email.connection = provider_connection(candidate.provider)
+        except Exception as exc:
+            failure = send_failure(exc, provider=candidate.provider, connecting=True)
+        else:
+            try:
+                email.send(fail_silently=False)
+            except Exception as exc:
+                failure = send_failure(exc, provider=candidate.provider)
+                out_of_time = isinstance(exc, SoftTimeLimitExceeded)
+        if failure is None:
+            record_sent(candidate)
+            status = getattr(email, "anymail_status", None)
+            provider_id = (status.message_id if status else None) or email.extra_headers.get(
+                "Message-ID", ""
+            )
+            _record_failovers(message, failures, sent_by=candidate.provider)
+            return _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
+        provider_connection.reset(candidate.provider)  # a broken connection is not reused
+        if not failure.blames_provider:
+            # Every provider would refuse this email the same way: no failover.
+            record_refusal(candidate)
+            _record_failovers(message, failures, sent_by=None)
+            return _after_failure(message, [failure])
+        if failure.throttled and not _outlives_message(message, failure.retry_after):
+            # Slow down on this provider, as it asked: the email still lives after the wait.
+            record_throttled(candidate)
+            failures.append(failure)
+            break
+        record_failure(candidate, failure.reason, now=timezone.now())
+        failures.append(failure)
+        if failure.maybe_delivered:
+            message.possible_duplicates += 1
+            if not _may_fail_over_after_timeout(message):
+                break  # retried on this provider only (_candidates), as the operator chose
+        if out_of_time:
+            break  # no time left in this task for another provider
+    else:
+        if not failures:
+            return _wait_for_a_provider(message, now)
+    _record_failovers(message, failures[:-1], sent_by=None)
+    return _after_failure(message, failures)
+
+
+def _candidates(message: Message, now):
+    if (
+        message.possible_duplicates
+        and message.provider in settings.EMAIL_PROVIDERS
+        and not _may_fail_over_after_timeout(message)
+    ):
+        # A try timed out after the email left and the operator does not accept a second
+        # copy from another provider: this one only (no failover), with backoff.
+        yield Candidate(message.provider)
+        return
+    yield from candidates(now)
+
+
+def _may_fail_over_after_timeout(message: Message) -> bool:
+    policy = settings.EMAILS_FAILOVER_ON_TIMEOUT
+    return policy == "true" or (policy == "codes" and message.expires_at is not None)
+
+
+def _outlives_message(message: Message, wait: float) -> bool:
+    """Whether waiting ``wait`` seconds would take the email past its code's life (or, with
+    no code, past its retry window)."""
+    deadline = message.expires_at or _retry_deadline(message)
+    return timezone.now() + timedelta(seconds=wait) >= deadline
+
+
+def _wait_for_a_provider(message: Message, now) -> DeliveryOutcome:
+    """Every circuit is open (another worker won the one probe): put the message back
+    without counting a try, to look again when a probe is due."""
+    delay = seconds_until_usable(now)
+    if message.expires_at is not None and now + timedelta(seconds=delay) >= message.expires_at:
+        return _finish(
+            message, MessageStatus.EXPIRED, error="the code expired while every provider was down"
+        )
+    message.status = MessageStatus.QUEUED
+    message.attempts = max(0, message.attempts - 1)
+    message.next_attempt_at = now + timedelta(seconds=delay)
+    message.save(update_fields=["status", "attempts", "next_attempt_at", "updated_at"])
+    return DeliveryOutcome(MessageStatus.QUEUED, retry_in=delay)
+
+
+def _record_failovers(message: Message, failures: list[SendFailure], *, sent_by: str | None):
+    """Each failed try that was followed at once by the next provider, on the timeline; and,
+    when the email went out after a try that may have delivered it, the possible duplicate."""
+    now = timezone.now()
+    for failure in failures:
+        maybe = " (it may have been delivered)" if failure.maybe_delivered else ""
+        MessageEvent.objects.get_or_create(
+            event_id=f"mailroom:{message.pk}:attempt:{message.attempts}:{failure.provider}",
+            defaults={
+                "message": message,
+                "event_type": "failover",
+                "provider": failure.provider,
+                "occurred_at": now,
+                "description": f"attempt {message.attempts} on {failure.provider} failed"
+                f"{maybe}, the next provider tried at once: {failure.reason}"[:MAX_ERROR_LENGTH],
+            },
+        )
+    if sent_by is not None and message.possible_duplicates:
+        MessageEvent.objects.get_or_create(
+            event_id=f"mailroom:{message.pk}:duplicate:{message.attempts}",
+            defaults={
+                "message": message,
+                "event_type": "duplicate",
+                "provider": sent_by,
+                "occurred_at": now,
+                "description": f"sent by {sent_by} after {message.possible_duplicates} "
+                "earlier tr(y/ies) timed out once the email had left: the recipient may get "
+                f"it {message.possible_duplicates + 1} times",
+            },
+        )
+
+
+class _ProviderConnections:
+    """One open email backend connection per provider and worker process, reused for every
+    message: HTTP keep-alive (and one TLS handshake) with an anymail provider, one SMTP
+    session with a server, instead of a new one per email. Rebuilt after a fork, after a
+    failed send, and when the settings change (tests)."""
 
     def __init__(self):
         self._key = None
-        self._connection = None
+        self._connections: dict[str, object] = {}
 
-    def __call__(self):
-        key = (os.getpid(), settings.EMAIL_BACKEND, repr(getattr(settings, "ANYMAIL", None)))
-        if self._connection is None or self._key != key:
+    def __call__(self, provider: str):
+        anymail = getattr(settings, "ANYMAIL", None)
+        key = (os.getpid(), repr(settings.EMAIL_PROVIDERS), repr(anymail))
+        if self._key != key:
             self.reset()
-            self._connection = get_connection(fail_silently=False)
-            self._connection.open()
             self._key = key
-        return self._connection
+        connection = self._connections.get(provider)
+        if connection is None:
+            connection = get_connection(settings.EMAIL_PROVIDERS[provider], fail_silently=False)
+            connection.open()
+            self._connections[provider] = connection
+        return connection
 
-    def reset(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            try:
-                connection.close()
-            except Exception:  # noqa: S110  (closing a broken connection may fail too)
-                pass
+    def reset(self, provider: str | None = None) -> None:
+        names = [provider] if provider is not None else list(self._connections)
+        for name in names:
+            connection = self._connections.pop(name, None)
+            if connection is not None:
+                try:
+                    connection.close()
+                except Exception:  # noqa: S110  (closing a broken connection may fail too)
+                    pass
 
 
-provider_connection = _ProviderConnection()
+provider_connection = _ProviderConnections()
 
 
-def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
-    reason = _describe(exc)
-    if is_configuration_error(exc):
+def _after_failure(message: Message, failures: list[SendFailure]) -> DeliveryOutcome:
+    """After the last failed try of this attempt: retry later when any provider may take the
+    email then, else fail it with the reason."""
+    failure = failures[-1]
+    reason = _reason(failure)
+    if any(item.configuration for item in failures):
         # Every email fails this way until an operator acts: say so at ERROR on each attempt.
-        logger.error(
-            "message %s not sent, fix the email provider's settings: %s",
-            message.pk,
-            reason.splitlines()[0],
-        )
-    if not _is_transient(exc):
+        for item in failures:
+            if item.configuration:
+                logger.error(
+                    "message %s not sent, fix the email provider's settings: %s",
+                    message.pk,
+                    _reason(item).splitlines()[0],
+                )
+    if not any(item.transient for item in failures):
         logger.warning("message %s failed: %s", message.pk, reason.splitlines()[0])
         return _finish(message, MessageStatus.FAILED, error=reason)
     now = timezone.now()
-    delay = max(retry_delay(message.attempts), _retry_after(exc))
+    delay = max(retry_delay(message.attempts), *(item.retry_after for item in failures))
     next_attempt_at = now + timedelta(seconds=delay)
     if message.expires_at is not None and next_attempt_at >= message.expires_at:
         return _finish(
@@ -230,13 +371,23 @@ def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
     message.status = MessageStatus.QUEUED
     message.next_attempt_at = next_attempt_at
     message.error = reason[:MAX_ERROR_LENGTH]
-    message.save(update_fields=["status", "next_attempt_at", "error", "updated_at"])
+    message.save(
+        update_fields=[
+            "status",
+            "next_attempt_at",
+            "error",
+            "provider",
+            "possible_duplicates",
+            "updated_at",
+        ]
+    )
     # Each failed try stays on the message's timeline, beside the provider's own events.
     MessageEvent.objects.get_or_create(
         event_id=f"mailroom:{message.pk}:attempt:{message.attempts}",
         defaults={
             "message": message,
             "event_type": "retry",
+            "provider": failure.provider,
             "occurred_at": now,
             "description": f"attempt {message.attempts} failed, next in {delay:.1f}s: {reason}"[
                 :MAX_ERROR_LENGTH
@@ -249,20 +400,17 @@ def _after_failure(message: Message, exc: Exception) -> DeliveryOutcome:
     return DeliveryOutcome(MessageStatus.QUEUED, retry_in=delay)
 
 
+def _reason(failure: SendFailure) -> str:
+    """The failure's text, naming the provider when there are several."""
+    if failover_enabled():
+        return f"{failure.provider}: {failure.reason}"[:MAX_ERROR_LENGTH]
+    return failure.reason
+
+
 def retry_delay(attempts: int) -> float:
     """Exponential backoff with jitter: about base × 2^(attempts-1), between half and all of it."""
     ceiling = settings.EMAILS_RETRY_BASE_DELAY * 2 ** max(0, attempts - 1)
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311  (jitter, not security)
-
-
-def _retry_after(exc: Exception) -> float:
-    """Seconds the provider asked us to wait (Retry-After, in seconds form), capped."""
-    response = getattr(exc, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return min(float(value), MAX_RETRY_AFTER) if value else 0.0
-    except ValueError:
-        return 0.0
 
 
 def _retry_deadline(message: Message) -> datetime:
@@ -279,6 +427,7 @@ def _finish(message: Message, status: str, *, error: str = "", provider_message_
     message.status = status
     message.error = error[:MAX_ERROR_LENGTH]
     fields = ["status", "error", "updated_at", "template_version"]
+    fields += ["provider", "possible_duplicates"]
     if status == MessageStatus.SENT:
         message.provider_message_id = provider_message_id[:255]
         message.sent_at = timezone.now()
@@ -301,50 +450,6 @@ def secrets_expired(message: Message, *, now) -> bool:
 
 def wipe_secrets(payload: dict) -> dict:
     return {key: value for key, value in payload.items() if key not in SECRET_PAYLOAD_KEYS}
-
-
-def _is_transient(exc: Exception) -> bool:
-    """Worth retrying: network errors, HTTP 5xx and 429, SMTP 4xx replies or dropped
-    connections, a provider that hung past the soft time limit, a configuration error (a
-    missing setting or credential, a certificate that does not verify: the email is fine, and
-    an operator's fix and restart sends it while the code lives). Everything else is final."""
-    if is_configuration_error(exc):
-        return True
-    if isinstance(exc, AnymailRecipientsRefused):
-        return False
-    if isinstance(exc, AnymailAPIError):
-        status_code = getattr(exc, "status_code", None)
-        return status_code is None or status_code >= 500 or status_code == 429
-    if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
-        return False
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return 400 <= exc.smtp_code < 500
-    return isinstance(
-        exc,
-        smtplib.SMTPServerDisconnected | ConnectionError | TimeoutError | SoftTimeLimitExceeded,
-    )
-
-
-def _describe(exc: Exception) -> str:
-    if is_configuration_error(exc) and not isinstance(exc, AnymailError):
-        # A missing setting (anymail's text names it, never its value), no AWS credentials or
-        # region, an SMTP certificate that does not verify.
-        return f"configuration error: {configuration_message(exc)}"[:MAX_ERROR_LENGTH]
-    if isinstance(exc, AnymailRecipientsRefused):
-        # Name each refused recipient and the provider's words, not just "all rejected".
-        status = getattr(exc.email_message, "anymail_status", None)
-        recipients = (
-            ", ".join(f"{address}: {item.status}" for address, item in status.recipients.items())
-            if status is not None
-            else ""
-        )
-        response = getattr(exc.response, "text", "") if exc.response is not None else ""
-        parts = [str(exc).strip(), f"({recipients})" if recipients else "", response.strip()]
-        return " ".join(part for part in parts if part)[:MAX_ERROR_LENGTH]
-    if isinstance(exc, AnymailError):
-        # anymail's text includes the provider's response, which is what an operator needs.
-        return str(exc).strip()[:MAX_ERROR_LENGTH]
-    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
 
 
 def _sender_domain(from_email: str) -> str:

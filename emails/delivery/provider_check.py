@@ -2,7 +2,7 @@
 (emails.E002) and for the start-up of the web and the worker (project/wsgi.py,
 project/celery.py), so they never disagree.
 
-``provider_problem()`` builds the backend the way delivery does (``get_connection()``: anymail
+``provider_problem()`` builds each backend the way delivery does (``get_connection()``: anymail
 backends raise when a required setting is missing) and checks what building leaves to the
 first send:
 - amazon_ses: boto3 finds credentials and a region, with the session and client params
@@ -44,16 +44,30 @@ _ANYMAIL_MISSING = re.compile(r"You must set ANYMAIL = \{'(?P<name>\w+)': \.\.\.
 
 
 def provider_problem() -> str | None:
-    """Why the configured provider cannot send, in one line starting with
-    ``EMAIL_PROVIDER=<name>: ``; None when it can (as far as can be told without sending)."""
+    """Why a configured provider cannot send, in one line starting with
+    ``EMAIL_PROVIDER=<value>: ``; None when every one can (as far as can be told without
+    sending). In a failover list each provider is checked, and each problem names its
+    provider: a fallback that cannot send would only be found in an outage."""
+    providers = settings.EMAIL_PROVIDERS
+    problems = [
+        (name, reason) for name, backend in providers.items() if (reason := _problem(backend))
+    ]
+    if not problems:
+        return None
+    value = ",".join(providers)
+    if len(providers) == 1:
+        return f"EMAIL_PROVIDER={value}: {problems[0][1]}"
+    return f"EMAIL_PROVIDER={value}: " + "; ".join(f"{name}: {reason}" for name, reason in problems)
+
+
+def _problem(backend_path: str) -> str | None:
     from django.core.mail import get_connection
 
     try:
-        backend = get_connection(fail_silently=False)
-        reason = _amazon_ses_problem(backend) or _smtp_problem(backend)
+        backend = get_connection(backend_path, fail_silently=False)
+        return _amazon_ses_problem(backend) or _smtp_problem(backend)
     except Exception as exc:
-        reason = configuration_message(exc)
-    return f"EMAIL_PROVIDER={settings.EMAIL_PROVIDER}: {reason}" if reason else None
+        return configuration_message(exc)
 
 
 def configuration_message(exc: BaseException) -> str:

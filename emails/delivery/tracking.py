@@ -47,6 +47,7 @@ def tracking_event_record(event, *, esp_name: str = "") -> MessageEvent | None:
                 message=message,
                 event_id=f"{esp_name}:{event_id}"[:255],
                 event_type=event.event_type or "unknown",
+                provider=provider_name(esp_name),
                 occurred_at=occurred_at,
                 description=(event.description or event.reject_reason or "")[:1000],
                 provider_response=(event.mta_response or "")[:2000],
@@ -59,6 +60,11 @@ def tracking_event_record(event, *, esp_name: str = "") -> MessageEvent | None:
             delivery_status=status, delivery_status_at=occurred_at
         )
     return stored
+
+
+def provider_name(esp_name: str) -> str:
+    """anymail's name for a provider ("Amazon SES") as EMAIL_PROVIDER spells it (amazon_ses)."""
+    return esp_name.strip().lower().replace(" ", "_")[:32]
 
 
 def _derived_event_id(event, esp_name: str, occurred_at) -> str:

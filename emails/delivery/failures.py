@@ -1,0 +1,202 @@
+"""What a failed send says: whose problem it is, whether a later try can work, and whether the
+email may have gone out anyway. deliver.py decides from this whether to try the next provider
+of EMAIL_PROVIDER's list at once, to retry later, or to give up (README, "Failover").
+
+The provider's problem (the next provider is tried at once):
+- no answer: connection refused or dropped, DNS, TLS, a timeout (``EMAIL_TIMEOUT``), the
+  task's soft time limit;
+- HTTP 5xx; 401 and 403 (a revoked key, a suspended account, a sender the account may not
+  use); a 429 whose Retry-After would outlive the code (deliver.py decides, it knows the code);
+- a configuration error (a missing setting or credential, a certificate that does not verify);
+- the account-level refusals some providers give with another status (``ACCOUNT_REFUSALS``);
+- SMTP: a refused or dropped connection, a failed login, a 4xx reply other than to a recipient.
+
+The message's problem (no failover: every provider would say the same): the recipients refused
+(invalid, suppressed, inactive), any other 4xx (422-class content errors), SMTP refusals of the
+recipient or sender and 5xx replies, anything unexpected.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from dataclasses import dataclass
+
+import requests
+from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
+from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+from celery.exceptions import SoftTimeLimitExceeded
+from urllib3.exceptions import MaxRetryError
+
+from emails.delivery.provider_check import configuration_message, is_configuration_error
+
+MAX_ERROR_LENGTH = 1000
+MAX_RETRY_AFTER = 300.0
+
+# Refusals that are about the account at that provider, not about the email, though the
+# status says otherwise: another provider's account may well send it.
+ACCOUNT_REFUSALS: dict[str, frozenset] = {
+    # Postmark answers 422 with an ErrorCode: 400 sender signature not found, 401 sender
+    # signature not confirmed, 405 not allowed to send (out of credits), 412 account pending.
+    "postmark": frozenset({400, 401, 405, 412}),
+    # Amazon SES (v2 API) names the error: the account or its sending is stopped, or the
+    # MAIL FROM domain is not verified in that account and region.
+    "amazon_ses": frozenset(
+        {
+            "AccountSuspendedException",
+            "SendingPausedException",
+            "MailFromDomainNotVerifiedException",
+        }
+    ),
+}
+_SES_THROTTLING = frozenset({"Throttling", "ThrottlingException", "TooManyRequestsException"})
+
+
+@dataclass(frozen=True)
+class SendFailure:
+    provider: str
+    reason: str  # one paragraph for the message's record; the log takes its first line
+    blames_provider: bool  # the next provider may take the email
+    transient: bool  # a later try, on any provider, may work
+    maybe_delivered: bool  # the request left: the provider may have taken the email
+    throttled: bool = False  # 429: the provider asked us to slow down
+    retry_after: float = 0.0  # seconds it asked for, capped at MAX_RETRY_AFTER
+    configuration: bool = False  # an operator must fix a setting
+
+
+def send_failure(exc: BaseException, *, provider: str, connecting: bool = False) -> SendFailure:
+    """Classify what one provider raised. ``connecting``: raised while opening the connection
+    (SMTP connects there), so nothing was sent."""
+    status = status_code(exc)
+    throttled = status == 429 or _ses_error_code(exc) in _SES_THROTTLING
+    return SendFailure(
+        provider=provider,
+        reason=describe(exc),
+        blames_provider=_blames_provider(exc, provider, status, throttled),
+        transient=is_transient(exc),
+        maybe_delivered=not connecting and _maybe_delivered(exc),
+        throttled=throttled,
+        retry_after=retry_after(exc),
+        configuration=is_configuration_error(exc),
+    )
+
+
+def status_code(exc: BaseException) -> int | None:
+    """The HTTP status the provider answered, or None when it did not answer (or is SMTP)."""
+    if not isinstance(exc, AnymailAPIError):
+        return None
+    if exc.status_code is not None:
+        return exc.status_code
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):  # Amazon SES through boto3: the status is in there
+        return cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None
+
+
+def _ses_error_code(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(exc, AnymailAPIError) and isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _postmark_error_code(exc: AnymailAPIError) -> int | None:
+    try:
+        return int(exc.response.json().get("ErrorCode"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _blames_provider(exc, provider: str, status: int | None, throttled: bool) -> bool:
+    if is_configuration_error(exc) or isinstance(exc, SoftTimeLimitExceeded):
+        return True
+    if isinstance(exc, AnymailRecipientsRefused):
+        return False
+    if isinstance(exc, AnymailAPIError):
+        if status is None or status >= 500 or status in (401, 403) or throttled:
+            return True
+        refusals = ACCOUNT_REFUSALS.get(provider, frozenset())
+        if provider == "postmark":
+            return _postmark_error_code(exc) in refusals
+        return _ses_error_code(exc) in refusals
+    if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
+        return False
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    return isinstance(exc, smtplib.SMTPException | OSError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying later: network errors, HTTP 5xx and 429, SMTP 4xx replies or dropped
+    connections, a provider that hung past the soft time limit, a configuration error (a
+    missing setting or credential, a certificate that does not verify: the email is fine, and
+    an operator's fix and restart sends it while the code lives). Everything else is final."""
+    if is_configuration_error(exc):
+        return True
+    if isinstance(exc, AnymailRecipientsRefused):
+        return False
+    if isinstance(exc, AnymailAPIError):
+        status = status_code(exc)
+        throttled = status == 429 or _ses_error_code(exc) in _SES_THROTTLING
+        return status is None or status >= 500 or throttled
+    if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
+        return False
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    return isinstance(
+        exc,
+        smtplib.SMTPServerDisconnected | ConnectionError | TimeoutError | SoftTimeLimitExceeded,
+    )
+
+
+def _maybe_delivered(exc: BaseException) -> bool:
+    """Whether the request may have reached the provider, which may have taken the email: a
+    timeout waiting for its answer, or a connection dropped after the request was written. A
+    refused connection, a failed TLS handshake or an HTTP answer mean it was not taken."""
+    if isinstance(exc, SoftTimeLimitExceeded | requests.ReadTimeout):
+        return True
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        # A connection that was never made arrives as MaxRetryError (no retries are set);
+        # one dropped mid-request as the ProtocolError or OSError itself.
+        return not (exc.args and isinstance(exc.args[0], MaxRetryError))
+    if isinstance(exc, AnymailAPIError):
+        return isinstance(exc.__cause__, ReadTimeoutError | ConnectionClosedError)  # boto3
+    # SMTP after the connection was made: a drop or timeout may come after the server took
+    # the message (before its reply to the final dot reached us).
+    return isinstance(exc, smtplib.SMTPServerDisconnected | TimeoutError | ConnectionResetError)
+
+
+def retry_after(exc: BaseException) -> float:
+    """Seconds the provider asked us to wait (Retry-After, in seconds form), capped."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return min(float(value), MAX_RETRY_AFTER) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def describe(exc: BaseException) -> str:
+    if is_configuration_error(exc) and not isinstance(exc, AnymailError):
+        # A missing setting (anymail's text names it, never its value), no AWS credentials or
+        # region, an SMTP certificate that does not verify.
+        return f"configuration error: {configuration_message(exc)}"[:MAX_ERROR_LENGTH]
+    if isinstance(exc, AnymailRecipientsRefused):
+        # Name each refused recipient and the provider's words, not just "all rejected".
+        status = getattr(exc.email_message, "anymail_status", None)
+        recipients = (
+            ", ".join(f"{address}: {item.status}" for address, item in status.recipients.items())
+            if status is not None
+            else ""
+        )
+        response = getattr(exc.response, "text", "") if exc.response is not None else ""
+        parts = [str(exc).strip(), f"({recipients})" if recipients else "", response.strip()]
+        return " ".join(part for part in parts if part)[:MAX_ERROR_LENGTH]
+    if isinstance(exc, AnymailError):
+        # anymail's text includes the provider's response, which is what an operator needs.
+        return str(exc).strip()[:MAX_ERROR_LENGTH]
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_LENGTH]
