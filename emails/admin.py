@@ -343,15 +343,11 @@ class ProviderCircuitAdmin(admin.ModelAdmin):
         from emails.delivery.circuits import circuits
 
         circuits()  # a row for every configured provider
-        names = list(settings.EMAIL_PROVIDERS)
-        order = Case(*(When(provider=name, then=Value(i)) for i, name in enumerate(names)))
-        return (
-            super()
-            .get_queryset(request)
-            .filter(provider__in=names)
-            .annotate(list_position=order)
-            .order_by("list_position")
-        )
+        return super().get_queryset(request).filter(provider__in=list(settings.EMAIL_PROVIDERS))
+
+    def get_ordering(self, request):
+        names = list(settings.EMAIL_PROVIDERS)  # EMAIL_PROVIDER's order
+        return [Case(*(When(provider=name, then=Value(i)) for i, name in enumerate(names))).asc()]
 
     def changelist_view(self, request, extra_context=None):
         if not failover_enabled():

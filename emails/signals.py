@@ -7,6 +7,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from emails.content.selectors import enabled_templates, sending_templates
+from emails.delivery.deliver import provider_connection
 from emails.delivery.tracking import tracking_event_record
 from emails.models import Layout, Template
 
@@ -38,6 +39,9 @@ _in_worker_process = False
 def on_worker_process_init(**kwargs):
     global _in_worker_process
     _in_worker_process = True
+    # Build each HTTP provider's client now, not with the first email (boto3's SES client
+    # takes about half a second to build: a fresh worker's first code would wait for it).
+    provider_connection.warm()
 
 
 @receiver(connection_created, dispatch_uid="emails.worker_session")

@@ -304,7 +304,9 @@ class TcpProxy:
     def cut(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.close()
+            # Closing alone does not stop a thread blocked in accept() (Linux keeps the socket
+            # listening until the call returns): shutting it down does.
+            _close(listener)
         with self._lock:
             for sock in self._connections:
                 _close(sock)
@@ -326,6 +328,8 @@ class TcpProxy:
             except OSError:
                 _close(client)
                 continue
+            for sock in (client, upstream):  # forward each write at once (no Nagle delay)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._connections.update((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):

@@ -1,14 +1,18 @@
 """A local HTTP server that speaks just enough of the providers' send APIs for anymail's real
 backends: Postmark (POST .../email), SendGrid (POST .../mail/send), Mailgun (POST
-.../<domain>/messages). It is the only stand-in in the tests, at the network edge.
+.../<domain>/messages), Amazon SES v2 through boto3 (POST .../v2/email/outbound-emails). It is
+the only stand-in in the tests, at the network edge.
 
 ``fail_next(n, status, body, headers)`` makes the next ``n`` requests fail that way, so tests
-can play provider outages, rate limits and refusals.
+can play provider outages, rate limits and refusals; ``outage`` (a status, body, headers) fails
+every request while it is set; ``hang`` keeps every request unanswered until it is cleared.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -37,9 +41,12 @@ class ProviderStub:
     failures: deque = field(default_factory=deque)
     refused: set = field(default_factory=set)  # recipients Postmark refuses (ErrorCode 300)
     delay: float = 0.0  # seconds before answering, to keep sends in flight
+    outage: tuple | None = None  # (status, payload, headers) for every request while set
 
     def __post_init__(self):
         self._lock = threading.Lock()
+        self._answering = threading.Event()  # cleared: requests hang (no answer)
+        self._answering.set()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,9 +67,15 @@ class ProviderStub:
                 )
                 if stub.delay:
                     time.sleep(stub.delay)
+                if not stub._answering.is_set():
+                    with stub._lock:
+                        stub.requests.append(request)  # status 0: never answered
+                    stub._answering.wait(120)
+                    self.close_connection = True
+                    return
                 with stub._lock:
                     stub.requests.append(request)
-                    failure = stub.failures.popleft() if stub.failures else None
+                    failure = stub.failures.popleft() if stub.failures else stub.outage
                     status, payload, headers = (
                         failure or stub._refusal(self.path, body) or stub._success(self.path, body)
                     )
@@ -95,8 +108,20 @@ class ProviderStub:
         return self
 
     def stop(self) -> None:
+        self.hang = False
         self.server.shutdown()
         self.server.server_close()
+
+    @property
+    def hang(self) -> bool:
+        return not self._answering.is_set()
+
+    @hang.setter
+    def hang(self, value: bool) -> None:
+        if value:
+            self._answering.clear()
+        else:
+            self._answering.set()
 
     def fail_next(self, count: int, status: int, payload=None, headers=None) -> None:
         with self._lock:
@@ -109,19 +134,23 @@ class ProviderStub:
             self.failures.clear()
             self.refused.clear()
             self.delay = 0.0
+            self.outage = None
+        self.hang = False
 
     def accepted_recipients(self) -> list[str]:
-        """The "To" of every email the stub accepted (200), repeats included."""
+        """The "To" of every email the stub accepted (2xx), repeats included."""
         with self._lock:
-            requests = [request for request in self.requests if request.status == 200]
-        return [request.json()["To"] for request in requests if request.path.endswith("/email")]
+            requests = [request for request in self.requests if 200 <= request.status < 300]
+        return [to for request in requests if (to := recipient(request.path, request.body))]
 
     def _refusal(self, path: str, body: bytes):
-        if not path.endswith("/email") or not self.refused:
+        to = recipient(path, body)
+        if not self.refused or to not in self.refused:
             return None
-        to = json.loads(body).get("To", "")
-        if to in self.refused:
+        if path.endswith("/email"):  # Postmark
             return 422, {"ErrorCode": 300, "Message": f"Invalid 'To' address: '{to}'."}, None
+        if path.endswith("/mail/send"):  # SendGrid
+            return 400, {"errors": [{"message": "Invalid email", "field": "to"}]}, None
         return None
 
     @staticmethod
@@ -143,4 +172,34 @@ class ProviderStub:
             return 202, None, None
         if path.endswith("/messages"):  # Mailgun
             return 200, {"id": f"<{uuid.uuid4()}@mg.example>", "message": "Queued."}, None
+        if path.endswith("/v2/email/outbound-emails"):  # Amazon SES (API v2, boto3)
+            return 200, {"MessageId": f"0100{uuid.uuid4().hex}-000000"}, None
         return 404, {"message": f"stub does not serve {path}"}, None
+
+
+def recipient(path: str, body: bytes) -> str:
+    """The first "To" address of a send request, in each provider's format."""
+    try:
+        if path.endswith("/email"):  # Postmark
+            return json.loads(body).get("To", "")
+        if path.endswith("/mail/send"):  # SendGrid
+            return json.loads(body)["personalizations"][0]["to"][0]["email"]
+        if path.endswith("/v2/email/outbound-emails"):  # Amazon SES
+            destination = json.loads(body).get("Destination", {})
+            if destination:
+                return destination["ToAddresses"][0]
+            raw = json.loads(body)["Content"]["Raw"]["Data"]
+            return _raw_to(base64.b64decode(raw))
+        if path.endswith("/messages"):  # Mailgun (multipart form)
+            found = re.search(rb'name="to"\r\n\r\n([^\r]+)', body)
+            return found.group(1).decode() if found else ""
+    except (ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return ""
+
+
+def _raw_to(data: bytes) -> str:
+    from email import message_from_bytes
+    from email.utils import parseaddr
+
+    return parseaddr(message_from_bytes(data).get("To", ""))[1]

@@ -50,8 +50,19 @@ SETTLE_TIMEOUT = 120
 class Stack:
     """Everything running, each part replaceable by a scenario."""
 
-    def __init__(self, database: dict):
-        self.stub = ProviderStub().start()
+    def __init__(
+        self,
+        database: dict,
+        *,
+        stubs: list[ProviderStub] | None = None,
+        env: dict | None = None,
+        concurrency: int = 2,
+    ):
+        """``env`` adds to (or replaces) the provider settings, for ``stubs`` (started; the
+        first, ``self.stub``, is the Postmark the default settings point at)."""
+        self.stubs = stubs or [ProviderStub().start()]
+        self.stub = self.stubs[0]
+        self.concurrency = concurrency
         self.redis = RedisServer().start()
         self.proxy = TcpProxy(
             database.get("HOST") or "127.0.0.1", int(database.get("PORT") or 5432)
@@ -70,6 +81,7 @@ class Stack:
             EMAILS_RETRY_BASE_DELAY="0.5",
             EMAILS_CODE_TTL="120",
         )
+        common.update(env or {})
         direct = database_url(database)
         self.worker_env = service_env(DATABASE_URL=direct, **common)
         queue = self.worker_env["CELERY_TASK_DEFAULT_QUEUE"]
@@ -80,7 +92,7 @@ class Stack:
         self.port = free_port()
         self.processes = []
         self.web = self._keep(gunicorn(self.web_env, self.port))
-        self.worker = self._keep(celery_worker(self.worker_env, concurrency=2))
+        self.worker = self._keep(celery_worker(self.worker_env, concurrency=concurrency))
         self.beat = self._keep(celery_beat(self.worker_env, self.schedule_dir))
 
     def _keep(self, process):
@@ -88,7 +100,11 @@ class Stack:
         return process
 
     def restart_worker(self):
-        self.worker = self._keep(celery_worker(self.worker_env, concurrency=2))
+        self.worker = self._keep(celery_worker(self.worker_env, concurrency=self.concurrency))
+
+    def delivered(self) -> list[str]:
+        """The recipient of every email a provider stub took, repeats included."""
+        return [to for stub in self.stubs for to in stub.accepted_recipients()]
 
     def post(self, body: dict) -> tuple[int, dict]:
         return post_to_logto_endpoint(self.port, body, AUTHORIZATION)
@@ -105,16 +121,22 @@ class Stack:
             process.stop()
         self.proxy.stop()
         self.redis.stop()
-        self.stub.stop()
+        for stub in self.stubs:
+            stub.stop()
+
+
+def fault_database(django_db_blocker) -> dict:
+    """The test database's settings for the processes, once PostgreSQL and redis-server are
+    known to be here (skipped, or failed under CI=true, when not)."""
+    require_postgres()
+    require_program("redis-server")
+    with django_db_blocker.unblock():
+        return dict(connection.settings_dict)
 
 
 @pytest.fixture(scope="module")
 def stack(django_db_setup, django_db_blocker):
-    require_postgres()
-    require_program("redis-server")
-    with django_db_blocker.unblock():
-        database = dict(connection.settings_dict)
-    stack = Stack(database)
+    stack = Stack(fault_database(django_db_blocker))
     yield stack
     stack.stop()
 
@@ -150,7 +172,7 @@ def settle(stack: Stack, ids: list[str]) -> dict[str, Message]:
             m.status not in FINAL_STATUSES for m in messages.values()
         ):
             return None
-        delivered = set(stack.stub.accepted_recipients())
+        delivered = set(stack.delivered())
         if any(m.to not in delivered for m in messages.values() if m.status == MessageStatus.SENT):
             return None
         return messages
@@ -169,7 +191,7 @@ def account(name: str, stack: Stack, answers, prefix: str) -> dict:
     """Count what Logto was told against what reached the provider; record the row."""
     accepted = {answer["id"] for status, answer in answers if status == 200}
     messages = settle(stack, list(accepted))
-    delivered = [to for to in stack.stub.accepted_recipients() if to.startswith(prefix + "-")]
+    delivered = [to for to in stack.delivered() if to.startswith(prefix + "-")]
     by_status = {
         status: [m for m in messages.values() if m.status == status] for status in FINAL_STATUSES
     }

@@ -33,6 +33,7 @@ from functools import partial
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -310,7 +311,7 @@ class _ProviderConnections:
 
     def __init__(self):
         self._key = None
-        self._connections: dict[str, object] = {}
+        self._connections: dict[str, BaseEmailBackend] = {}
 
     def __call__(self, provider: str):
         anymail = getattr(settings, "ANYMAIL", None)
@@ -324,6 +325,18 @@ class _ProviderConnections:
             connection.open()
             self._connections[provider] = connection
         return connection
+
+    def warm(self) -> None:
+        """Open the connection of every provider reached over HTTP (anymail), which costs no
+        network: SMTP connects when it opens, and an idle SMTP connection would be dropped."""
+        for name, backend in settings.EMAIL_PROVIDERS.items():
+            if backend.startswith("anymail."):
+                try:
+                    self(name)
+                except Exception as exc:  # the start-up check has said why; not its text here
+                    logger.warning(
+                        "provider %s: client not built ahead (%s)", name, type(exc).__name__
+                    )
 
     def reset(self, provider: str | None = None) -> None:
         names = [provider] if provider is not None else list(self._connections)

@@ -154,6 +154,8 @@ def _maybe_delivered(exc: BaseException) -> bool:
     """Whether the request may have reached the provider, which may have taken the email: a
     timeout waiting for its answer, or a connection dropped after the request was written. A
     refused connection, a failed TLS handshake or an HTTP answer mean it was not taken."""
+    if isinstance(exc, AnymailAPIError) and exc.__cause__ is not None:
+        exc = exc.__cause__  # what requests or boto3 raised
     if isinstance(exc, SoftTimeLimitExceeded | requests.ReadTimeout):
         return True
     if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
@@ -162,8 +164,8 @@ def _maybe_delivered(exc: BaseException) -> bool:
         # A connection that was never made arrives as MaxRetryError (no retries are set);
         # one dropped mid-request as the ProtocolError or OSError itself.
         return not (exc.args and isinstance(exc.args[0], MaxRetryError))
-    if isinstance(exc, AnymailAPIError):
-        return isinstance(exc.__cause__, ReadTimeoutError | ConnectionClosedError)  # boto3
+    if isinstance(exc, ReadTimeoutError | ConnectionClosedError):  # boto3
+        return True
     # SMTP after the connection was made: a drop or timeout may come after the server took
     # the message (before its reply to the final dot reached us).
     return isinstance(exc, smtplib.SMTPServerDisconnected | TimeoutError | ConnectionResetError)
