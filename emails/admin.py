@@ -310,8 +310,8 @@ def circuit_banner(circuit: ProviderCircuit) -> str:
     error = circuit.last_error.splitlines()[0] if circuit.last_error else "none recorded"
     return (
         f"Provider {circuit.provider} is failing over since {since}: its emails go to "
-        f"{', '.join(others)}, and one email probes it every "
-        f"{settings.EMAILS_FAILOVER_COOLDOWN:.0f} s. Last error: {error}"
+        f"{', '.join(others)}. {settings.EMAILS_FAILOVER_COOLDOWN:.0f} s after it opened (and "
+        f"after each failed probe), the next email that reaches it probes it. Last error: {error}"
     )
 
 

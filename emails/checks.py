@@ -112,9 +112,15 @@ def check_failover_fits_a_task(app_configs, **kwargs):
 
 
 def _send_timeout(backend_path: str) -> float:
+    """How long one hung try on this provider lasts: its longest single wait (a provider hangs
+    while connecting or while answering, not both)."""
     timeout = settings.EMAIL_TIMEOUT
-    if backend_path.startswith("anymail.") and "amazon_ses" not in backend_path:
-        timeout = settings.ANYMAIL.get("REQUESTS_TIMEOUT", timeout)
+    if backend_path == "anymail.backends.amazon_ses.EmailBackend":
+        config = settings.ANYMAIL.get("AMAZON_SES_CLIENT_PARAMS", {}).get("config")
+        waits = [getattr(config, name, None) for name in ("connect_timeout", "read_timeout")]
+        timeout = max((wait for wait in waits if wait is not None), default=60)  # boto3's
+    elif backend_path.startswith("anymail."):
+        timeout = settings.ANYMAIL.get("REQUESTS_TIMEOUT", 30)  # anymail's default
     return float(max(timeout) if isinstance(timeout, tuple | list) else timeout)
 
 

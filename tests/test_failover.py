@@ -1,5 +1,5 @@
 """Failover between providers (EMAIL_PROVIDER=postmark,amazon_ses), in-process: anymail's real
-Postmark and SendGrid backends, each to its own local stub, and the circuits in the real
+Postmark and Amazon SES (boto3) backends, each to its own local stub, and the circuits in the real
 database. The fault suite with real processes is tests/test_failover_faults.py."""
 
 from __future__ import annotations
@@ -147,12 +147,22 @@ def test_a_list_whose_timeouts_do_not_fit_in_one_task_is_warned_about(settings):
     from django.core.checks import run_checks
 
     use_providers(settings, "postmark", "amazon_ses", "smtp")
-    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t", "SENDGRID_API_KEY": "k"}
     settings.CELERY_TASK_SOFT_TIME_LIMIT = 45
-    settings.EMAIL_TIMEOUT = 10
+
+    def timeouts(seconds):
+        # as settings.py sets them from EMAIL_TIMEOUT
+        settings.EMAIL_TIMEOUT = seconds
+        settings.ANYMAIL = {
+            "POSTMARK_SERVER_TOKEN": "t",
+            "REQUESTS_TIMEOUT": seconds,
+            "AMAZON_SES_CLIENT_PARAMS": amazon_ses_client_params(
+                {"region_name": "eu-west-1"}, seconds
+            ),
+        }
+
+    timeouts(10)
     assert "emails.W006" not in [check.id for check in run_checks()]
-    settings.EMAIL_TIMEOUT = 20
-    settings.ANYMAIL = {**settings.ANYMAIL, "REQUESTS_TIMEOUT": 20}
+    timeouts(20)
     assert "emails.W006" in [check.id for check in run_checks()]
 
 
@@ -269,21 +279,45 @@ def test_a_hung_provider_keeps_a_link_email_unless_the_operator_accepts_duplicat
     message = deliver_once(link_message())
     assert message.status == MessageStatus.QUEUED and secondary.requests == []
     assert (message.provider, message.possible_duplicates) == ("postmark", 1)
-    # its circuit opens meanwhile, but the message stays with postmark: no second copy
+    # postmark's circuit opens meanwhile: the message waits for it, using up no try...
+    primary.hang = False
     ProviderCircuit.objects.filter(provider="postmark").update(
         state=CircuitState.OPEN, opened_at=timezone.now()
     )
-    primary.hang = False
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    message = deliver_once(message)
+    assert (message.status, message.attempts) == (MessageStatus.QUEUED, 1)
+    assert secondary.requests == [] and len(primary.requests) == 1
+    # ...and is the probe once the cooldown is over: postmark sends it, amazon_ses never does
+    ProviderCircuit.objects.filter(provider="postmark").update(
+        opened_at=timezone.now() - timedelta(seconds=31)
+    )
     Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
     message = deliver_once(message)
     assert (message.status, message.provider) == (MessageStatus.SENT, "postmark")
-    assert secondary.requests == []
+    assert secondary.requests == [] and circuit("postmark").state == CircuitState.CLOSED
     # with EMAILS_FAILOVER_ON_TIMEOUT=true it goes to amazon_ses at once
     settings.EMAILS_FAILOVER_ON_TIMEOUT = "true"
-    circuits.circuits_close(["postmark"])
     primary.hang = True
     other = deliver_once(link_message())
     assert (other.status, other.provider) == (MessageStatus.SENT, "amazon_ses")
+
+
+def test_an_operators_resend_may_go_to_any_provider(
+    failover, settings, django_capture_on_commit_callbacks
+):
+    from emails.delivery.deliver import messages_resend
+
+    primary, secondary = failover
+    settings.EMAILS_FAILOVER_ON_TIMEOUT = "false"
+    message = code_message(
+        status=MessageStatus.FAILED, provider="postmark", possible_duplicates=1, attempts=6
+    )
+    primary.outage = SERVER_ERROR
+    with django_capture_on_commit_callbacks(execute=True):
+        messages_resend(Message.objects.filter(pk=message.pk))
+    message.refresh_from_db()
+    assert (message.status, message.provider) == (MessageStatus.SENT, "amazon_ses")
 
 
 def test_no_failover_after_a_timeout_when_the_operator_says_false(failover, settings):
@@ -300,7 +334,8 @@ def test_a_429_the_code_can_wait_out_stays_with_the_provider(failover):
     message = deliver_once(code_message())
     assert message.status == MessageStatus.QUEUED and secondary.requests == []
     assert message.next_attempt_at >= timezone.now() + timedelta(seconds=1.5)
-    assert circuit("postmark").consecutive_failures == 0
+    # (it counts toward the circuit: a provider that throttles everything is failed over)
+    assert circuit("postmark").state == CircuitState.CLOSED
 
 
 def test_a_429_that_would_outlive_the_code_fails_over(failover):
@@ -353,6 +388,16 @@ def test_a_configuration_error_on_the_first_fails_over(failover, settings, monke
     with caplog.at_level(logging.ERROR, logger="emails.delivery.deliver"):
         message = deliver_once(code_message())
     assert (message.status, message.provider) == (MessageStatus.SENT, "amazon_ses")
+    # (no ERROR: the email went out; with amazon_ses down too, each try says so)
+    primary_error = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert primary_error == []
+    failover[1].outage = (503, {"message": "down"}, {"x-amzn-ErrorType": "ServiceUnavailable"})
+    with caplog.at_level(logging.ERROR, logger="emails.delivery.deliver"):
+        waiting = deliver_once(code_message())
+    assert waiting.status == MessageStatus.QUEUED
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert "fix the email provider's settings: postmark: configuration error: " in line
+    assert "ANYMAIL_POSTMARK_SERVER_TOKEN is not set" in line
 
 
 # --- the circuit ----------------------------------------------------------------------------
@@ -686,3 +731,160 @@ def test_a_new_worker_process_builds_each_http_providers_client_before_the_first
     assert sorted(built) == ["amazon_ses", "postmark"]
     assert built["amazon_ses"].client is not None  # boto3's client, the slow part
     provider_connection.reset()
+
+
+# --- found in review ------------------------------------------------------------------------
+
+
+def test_a_code_that_dies_while_the_first_provider_hangs_is_not_sent_by_the_second(failover):
+    primary, secondary = failover
+    primary.hang = True
+    message = code_message(expires_at=timezone.now() + timedelta(seconds=0.5))
+    message = deliver_once(message)
+    assert message.status == MessageStatus.EXPIRED and secondary.requests == []
+    assert "the code expired while failing over" in message.error
+
+
+def test_a_provider_that_throttles_everything_opens_its_circuit(failover):
+    primary, secondary = failover
+    primary.outage = (429, {"ErrorCode": 429, "Message": "Rate limit"}, None)  # no Retry-After
+    for _ in range(AFTER_DEFAULT):
+        assert deliver_once(code_message()).status == MessageStatus.QUEUED
+    assert circuit("postmark").state == CircuitState.OPEN
+    assert deliver_once(code_message()).provider == "amazon_ses"
+
+
+AFTER_DEFAULT = 3
+
+
+def test_a_429_fails_over_when_the_backoff_would_outlive_the_code(failover, settings):
+    primary, secondary = failover
+    settings.EMAILS_RETRY_BASE_DELAY = 5
+    primary.fail_next(1, 429, {"ErrorCode": 429, "Message": "Rate limit"}, {"Retry-After": "1"})
+    # the 5th try backs off up to 5 × 2^4 = 80 s; the code has 30 s left
+    message = code_message(expires_at=timezone.now() + timedelta(seconds=30), attempts=4)
+    message = deliver_once(message)
+    assert (message.status, message.provider) == (MessageStatus.SENT, "amazon_ses")
+
+
+def test_a_skipped_providers_retry_after_does_not_delay_the_retry(failover):
+    primary, secondary = failover
+    primary.fail_next(1, 429, {"ErrorCode": 429, "Message": "Rate limit"}, {"Retry-After": "300"})
+    secondary.fail_next(1, *ses_error(503, "ServiceUnavailable"))
+    message = deliver_once(code_message(expires_at=timezone.now() + timedelta(seconds=240)))
+    assert message.status == MessageStatus.QUEUED
+    assert message.next_attempt_at < timezone.now() + timedelta(seconds=30)
+
+
+def test_a_revoked_key_is_kept_for_the_others_while_their_circuits_are_open(failover):
+    primary, secondary = failover
+    ProviderCircuit.objects.create(
+        provider="amazon_ses", state=CircuitState.OPEN, opened_at=timezone.now()
+    )
+    primary.fail_next(1, 401, {"ErrorCode": 10, "Message": "Bad or missing Server API token."})
+    message = deliver_once(code_message())
+    assert message.status == MessageStatus.QUEUED
+
+
+def test_the_soft_time_limit_inside_boto3_is_out_of_time_and_maybe_delivered():
+    from anymail.exceptions import AnymailAPIError
+    from botocore.exceptions import HTTPClientError
+
+    def raised():
+        try:
+            try:
+                raise SoftTimeLimitExceeded()
+            except Exception as inner:
+                raise HTTPClientError(error=inner) from None
+        except HTTPClientError as boto:
+            raise AnymailAPIError("SES failed") from boto
+
+    with pytest.raises(AnymailAPIError) as caught:
+        raised()
+    failure = send_failure(caught.value, provider="amazon_ses")
+    assert failure.out_of_time and failure.blames_provider and failure.maybe_delivered
+
+
+@pytest.mark.parametrize(
+    ("exc", "blames", "transient"),
+    [
+        (smtplib.SMTPSenderRefused(451, b"local error", "x@y"), True, True),
+        (smtplib.SMTPSenderRefused(421, b"closing", "x@y"), True, True),
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (452, b"insufficient storage")}), True, True),
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (450, b"greylisted")}), True, True),
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (550, b"no such user")}), False, False),
+    ],
+)
+def test_smtp_4xx_to_mail_from_or_rcpt_is_the_servers_problem(exc, blames, transient):
+    failure = send_failure(exc, provider="smtp")
+    assert (failure.blames_provider, failure.transient) == (blames, transient)
+
+
+@pytest.mark.parametrize(
+    ("answer", "fails_over"),
+    [
+        (ses_error(404, "NotFoundException"), True),
+        (
+            (
+                400,
+                {"message": "Email address is not verified: jane@example.com"},
+                {"x-amzn-ErrorType": "MessageRejected"},
+            ),
+            True,
+        ),
+    ],
+)
+def test_amazon_ses_account_refusals_fail_over(settings, stubs, answer, fails_over):
+    ses, postmark = stubs
+    use_providers(settings, "amazon_ses", "postmark")
+    settings.ANYMAIL = {
+        "AMAZON_SES_CLIENT_PARAMS": ses_params(ses),
+        "POSTMARK_SERVER_TOKEN": "t",
+        "POSTMARK_API_URL": postmark.url,
+    }
+    ses.fail_next(1, *answer)
+    assert deliver_once(code_message()).provider == ("postmark" if fails_over else "amazon_ses")
+
+
+def test_a_504_may_have_been_delivered(failover):
+    primary, secondary = failover
+    primary.fail_next(1, 504, {"Message": "Gateway Timeout"})
+    message = deliver_once(code_message())
+    assert (message.provider, message.possible_duplicates) == ("amazon_ses", 1)
+
+
+def test_a_send_that_worked_stays_sent_if_its_bookkeeping_fails(failover, monkeypatch):
+    from emails.delivery import deliver as deliver_module
+
+    def broken(candidate):
+        raise RuntimeError("database hiccup")
+
+    monkeypatch.setattr(deliver_module, "record_sent", broken)
+    message = deliver_once(code_message())
+    assert message.status == MessageStatus.SENT
+
+
+def test_an_answer_keeps_the_connection_a_dropped_one_does_not(failover):
+
+    primary, secondary = failover
+    primary.refused.add("bad@example.com")
+    deliver_once(code_message(to="bad@example.com"))
+    deliver_once(code_message())
+    assert len({request.client_port for request in primary.requests}) == 1  # one connection
+
+
+def test_each_try_of_a_resent_message_keeps_its_own_events(
+    failover, django_capture_on_commit_callbacks
+):
+    from emails.delivery.deliver import messages_resend
+
+    primary, secondary = failover
+    primary.outage = SERVER_ERROR
+    secondary.fail_next(1, *ses_error(400, "MessageRejected"))
+    message = deliver_once(code_message())
+    assert message.status == MessageStatus.FAILED  # after a failover, with its code kept
+    with django_capture_on_commit_callbacks(execute=True):
+        messages_resend(Message.objects.filter(pk=message.pk))
+    message.refresh_from_db()
+    assert message.status == MessageStatus.SENT
+    assert message.events.filter(event_type="failover").count() == 2

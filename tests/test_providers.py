@@ -14,6 +14,7 @@ import functools
 import importlib
 import ipaddress
 import logging
+import socket
 import socketserver
 import ssl
 import threading
@@ -555,6 +556,16 @@ class SMTPServer(socketserver.ThreadingTCPServer):
         self.implicit_tls = implicit_tls
         self.messages: list[tuple[list[str], bytes, bool]] = []
         self.tls_failures: list[str] = []
+        self.sessions: list[socket.socket] = []
+
+    def drop_sessions(self) -> None:
+        """Close every open session, as a server does with idle ones."""
+        for session in self.sessions:
+            try:
+                session.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            session.close()
 
     @property
     def port(self) -> int:
@@ -566,6 +577,7 @@ class _SMTPSession(socketserver.BaseRequestHandler):
 
     def handle(self):
         connection = self.request
+        self.server.sessions.append(connection)
         tls = False
         if self.server.implicit_tls:
             connection = self._wrap(connection)
@@ -610,7 +622,9 @@ class _SMTPSession(socketserver.BaseRequestHandler):
 
     def _wrap(self, connection):
         try:
-            return self.server.context.wrap_socket(connection, server_side=True)
+            wrapped = self.server.context.wrap_socket(connection, server_side=True)
+            self.server.sessions.append(wrapped)  # (the plain socket is detached now)
+            return wrapped
         except (ssl.SSLError, OSError) as exc:  # the client refused our certificate
             self.server.tls_failures.append(str(exc))
             return None
@@ -678,3 +692,23 @@ def test_smtp_without_the_private_ca_is_retried_as_a_configuration_error(
     assert "certificate verify failed" in message.error
     [error] = _errors(caplog)
     assert "certificate verify failed" in error
+
+
+@pytest.mark.django_db
+def test_an_smtp_session_the_server_dropped_while_idle_is_reopened_not_failed(
+    settings, private_smtp
+):
+    from emails.delivery.deliver import SMTP_IDLE_CHECK
+
+    settings.EMAIL_SSL_CAFILE = str(private_smtp.ca_file)
+    assert message_deliver(message_id=MessageFactory().pk).status == MessageStatus.SENT
+    # Given the server closed the session while it was idle
+    private_smtp.drop_sessions()
+    provider_connection._used["smtp"] -= SMTP_IDLE_CHECK + 1
+    message = MessageFactory()
+    outcome = message_deliver(message_id=message.pk)
+    message.refresh_from_db()
+    # the next email goes out on a new session, with no failed try and no possible duplicate
+    assert outcome.status == MessageStatus.SENT
+    assert (message.attempts, message.possible_duplicates) == (1, 0)
+    assert len(private_smtp.messages) == 2

@@ -88,14 +88,16 @@ def any_usable(now: datetime) -> bool:
     return not failover_enabled() or any(_usable(row, now) for row in circuits().values())
 
 
-def candidates(now: datetime) -> Iterator[Candidate]:
+def candidates(now: datetime, *, only: str | None = None) -> Iterator[Candidate]:
     """The providers to try for one email, in order: each closed one, and each open one whose
-    probe is due if this email wins it. Lazy: a probe is claimed only when the email gets
-    that far down the list."""
+    probe is due if this email wins it (``only``: that provider alone, as its circuit allows).
+    Lazy: a probe is claimed only when the email gets that far down the list."""
     if not failover_enabled():
         yield Candidate(providers()[0])
         return
     for name, row in circuits().items():
+        if only is not None and name != only:
+            continue
         if row.state == CircuitState.CLOSED:
             yield Candidate(name, state=row.state)
         elif _usable(row, now) and _claim_probe(name, now):
@@ -136,11 +138,6 @@ def record_sent(candidate: Candidate) -> None:
 def record_refusal(candidate: Candidate) -> None:
     """The provider answered, refusing this email (recipient, content): it is up."""
     _answered(candidate, refusals=F("refusals") + 1)
-
-
-def record_throttled(candidate: Candidate) -> None:
-    """A 429 the email can wait out: the provider is up, and keeps its emails."""
-    _answered(candidate)
 
 
 def _answered(candidate: Candidate, **counts) -> None:

@@ -22,15 +22,17 @@ back without counting a try.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
+import smtplib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import make_msgid
 from functools import partial
 
-from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
@@ -48,7 +50,6 @@ from emails.delivery.circuits import (
     record_failure,
     record_refusal,
     record_sent,
-    record_throttled,
     seconds_until_usable,
 )
 from emails.delivery.failures import MAX_ERROR_LENGTH, SendFailure, send_failure
@@ -56,6 +57,9 @@ from emails.logto import SECRET_PAYLOAD_KEYS
 from emails.models import Message, MessageEvent, MessageStatus
 
 logger = logging.getLogger(__name__)
+
+# An SMTP session unused for this many seconds is checked (NOOP) before the next email.
+SMTP_IDLE_CHECK = 15.0
 
 
 @dataclass(frozen=True)
@@ -183,10 +187,18 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
     """Try the providers in order (emails/delivery/circuits.py) until one takes the email, a
     failure says the email itself is refused, or the list ends (retried later)."""
     failures: list[SendFailure] = []
-    for candidate in _candidates(message, now):
+    for candidate in candidates(now, only=_pinned_provider(message)):
+        if failures and message.expires_at is not None and timezone.now() >= message.expires_at:
+            # The code died while an earlier provider hung: never send it late.
+            _record_failovers(message, failures, sent_by=None)
+            return _finish(
+                message,
+                MessageStatus.EXPIRED,
+                error=f"the code expired while failing over: {_reason(failures[-1])}",
+            )
         message.provider = candidate.provider
         email = email_for(candidate.provider)
-        failure, out_of_time = None, False
+        failure = None
         try:
             email.connection = provider_connection(candidate.provider)
         except Exception as exc:
@@ -196,33 +208,31 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
                 email.send(fail_silently=False)
             except Exception as exc:
                 failure = send_failure(exc, provider=candidate.provider)
-                out_of_time = isinstance(exc, SoftTimeLimitExceeded)
         if failure is None:
-            record_sent(candidate)
             status = getattr(email, "anymail_status", None)
             provider_id = (status.message_id if status else None) or email.extra_headers.get(
                 "Message-ID", ""
             )
-            _record_failovers(message, failures, sent_by=candidate.provider)
-            return _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
-        provider_connection.reset(candidate.provider)  # a broken connection is not reused
+            outcome = _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
+            _after_sending(message, candidate, failures)
+            return outcome
+        if not failure.answered:
+            provider_connection.reset(candidate.provider)  # a broken connection is not reused
         if not failure.blames_provider:
             # Every provider would refuse this email the same way: no failover.
             record_refusal(candidate)
             _record_failovers(message, failures, sent_by=None)
             return _after_failure(message, [failure])
-        if failure.throttled and not _outlives_message(message, failure.retry_after):
-            # Slow down on this provider, as it asked: the email still lives after the wait.
-            record_throttled(candidate)
-            failures.append(failure)
-            break
         record_failure(candidate, failure.reason, now=timezone.now())
         failures.append(failure)
+        if failure.throttled and not _outlives_message(message, _wait_after(message, failure)):
+            # Slow down on this provider, as it asked: the email still lives after the wait.
+            break
         if failure.maybe_delivered:
             message.possible_duplicates += 1
             if not _may_fail_over_after_timeout(message):
-                break  # retried on this provider only (_candidates), as the operator chose
-        if out_of_time:
+                break  # retried on this provider only (_pinned_provider), as the operator chose
+        if failure.out_of_time:
             break  # no time left in this task for another provider
     else:
         if not failures:
@@ -231,17 +241,36 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
     return _after_failure(message, failures)
 
 
-def _candidates(message: Message, now):
+def _after_sending(message: Message, candidate: Candidate, failures: list[SendFailure]) -> None:
+    """The circuit's and the timeline's record of a send that worked. The message is already
+    ``sent``: a failure here must not make it look unsent (the sweeper would send it again)."""
+    try:
+        record_sent(candidate)
+        _record_failovers(message, failures, sent_by=candidate.provider)
+    except Exception:
+        logger.exception(
+            "message %s was sent by %s; its circuit or timeline was not updated",
+            message.pk,
+            candidate.provider,
+        )
+
+
+def _pinned_provider(message: Message) -> str | None:
+    """The provider a message must stay with: a try on it timed out after the email left, and
+    the operator does not accept a second copy from another provider (README, Failover). It
+    is tried as that provider's circuit allows, with backoff, and never elsewhere."""
     if (
         message.possible_duplicates
         and message.provider in settings.EMAIL_PROVIDERS
         and not _may_fail_over_after_timeout(message)
     ):
-        # A try timed out after the email left and the operator does not accept a second
-        # copy from another provider: this one only (no failover), with backoff.
-        yield Candidate(message.provider)
-        return
-    yield from candidates(now)
+        return message.provider
+    return None
+
+
+def _wait_after(message: Message, failure: SendFailure) -> float:
+    """The longest this message would wait before its next try after ``failure``."""
+    return max(_backoff_ceiling(message.attempts), failure.retry_after)
 
 
 def _may_fail_over_after_timeout(message: Message) -> bool:
@@ -264,6 +293,10 @@ def _wait_for_a_provider(message: Message, now) -> DeliveryOutcome:
         return _finish(
             message, MessageStatus.EXPIRED, error="the code expired while every provider was down"
         )
+    if now + timedelta(seconds=delay) >= _retry_deadline(message):
+        return _finish(
+            message, MessageStatus.FAILED, error="gave up: every provider was down all along"
+        )
     message.status = MessageStatus.QUEUED
     message.attempts = max(0, message.attempts - 1)
     message.next_attempt_at = now + timedelta(seconds=delay)
@@ -278,7 +311,7 @@ def _record_failovers(message: Message, failures: list[SendFailure], *, sent_by:
     for failure in failures:
         maybe = " (it may have been delivered)" if failure.maybe_delivered else ""
         MessageEvent.objects.get_or_create(
-            event_id=f"mailroom:{message.pk}:attempt:{message.attempts}:{failure.provider}",
+            event_id=f"{_try_id(message, now)}:{failure.provider}",
             defaults={
                 "message": message,
                 "event_type": "failover",
@@ -290,7 +323,7 @@ def _record_failovers(message: Message, failures: list[SendFailure], *, sent_by:
         )
     if sent_by is not None and message.possible_duplicates:
         MessageEvent.objects.get_or_create(
-            event_id=f"mailroom:{message.pk}:duplicate:{message.attempts}",
+            event_id=f"{_try_id(message, now)}:duplicate",
             defaults={
                 "message": message,
                 "event_type": "duplicate",
@@ -310,21 +343,40 @@ class _ProviderConnections:
     failed send, and when the settings change (tests)."""
 
     def __init__(self):
-        self._key = None
+        self._key: tuple | None = None
         self._connections: dict[str, BaseEmailBackend] = {}
+        self._used: dict[str, float] = {}
 
     def __call__(self, provider: str):
-        anymail = getattr(settings, "ANYMAIL", None)
-        key = (os.getpid(), repr(settings.EMAIL_PROVIDERS), repr(anymail))
+        anymail = repr(getattr(settings, "ANYMAIL", None)).encode()  # (hashed: keys in it)
+        key = (os.getpid(), repr(settings.EMAIL_PROVIDERS), hashlib.sha256(anymail).hexdigest())
         if self._key != key:
             self.reset()
             self._key = key
         connection = self._connections.get(provider)
+        if connection is not None and self._dropped(provider, connection):
+            self.reset(provider)
+            connection = None
         if connection is None:
             connection = get_connection(settings.EMAIL_PROVIDERS[provider], fail_silently=False)
             connection.open()
             self._connections[provider] = connection
+        self._used[provider] = time.monotonic()
         return connection
+
+    def _dropped(self, provider: str, connection) -> bool:
+        """An SMTP session idle for a while may have been closed by the server: ask (NOOP)
+        before sending on it, so that a dropped session is not taken for a failed send (which
+        might have been delivered). HTTP clients reconnect by themselves."""
+        smtp = getattr(connection, "connection", None)
+        if not isinstance(smtp, smtplib.SMTP):
+            return False
+        if time.monotonic() - self._used.get(provider, 0.0) < SMTP_IDLE_CHECK:
+            return False
+        try:
+            return smtp.noop()[0] != 250
+        except (smtplib.SMTPException, OSError):
+            return True
 
     def warm(self) -> None:
         """Open the connection of every provider reached over HTTP (anymail), which costs no
@@ -366,11 +418,15 @@ def _after_failure(message: Message, failures: list[SendFailure]) -> DeliveryOut
                     message.pk,
                     _reason(item).splitlines()[0],
                 )
-    if not any(item.transient for item in failures):
+    # With a failover list, a failure that blames one provider (a revoked key, a suspended
+    # account) leaves the others: the email is kept for them.
+    keep = failover_enabled()
+    if not any(item.transient or (keep and item.blames_provider) for item in failures):
         logger.warning("message %s failed: %s", message.pk, reason.splitlines()[0])
         return _finish(message, MessageStatus.FAILED, error=reason)
     now = timezone.now()
-    delay = max(retry_delay(message.attempts), *(item.retry_after for item in failures))
+    # (Only the last provider's Retry-After: the ones before it were failed over from.)
+    delay = max(retry_delay(message.attempts), failure.retry_after)
     next_attempt_at = now + timedelta(seconds=delay)
     if message.expires_at is not None and next_attempt_at >= message.expires_at:
         return _finish(
@@ -396,7 +452,7 @@ def _after_failure(message: Message, failures: list[SendFailure]) -> DeliveryOut
     )
     # Each failed try stays on the message's timeline, beside the provider's own events.
     MessageEvent.objects.get_or_create(
-        event_id=f"mailroom:{message.pk}:attempt:{message.attempts}",
+        event_id=_try_id(message, now),
         defaults={
             "message": message,
             "event_type": "retry",
@@ -413,6 +469,11 @@ def _after_failure(message: Message, failures: list[SendFailure]) -> DeliveryOut
     return DeliveryOutcome(MessageStatus.QUEUED, retry_in=delay)
 
 
+def _try_id(message: Message, now: datetime) -> str:
+    """The id of a try's events: its number, and when (a resend counts tries from 0 again)."""
+    return f"mailroom:{message.pk}:attempt:{message.attempts}:{now.timestamp():.6f}"
+
+
 def _reason(failure: SendFailure) -> str:
     """The failure's text, naming the provider when there are several."""
     if failover_enabled():
@@ -422,8 +483,12 @@ def _reason(failure: SendFailure) -> str:
 
 def retry_delay(attempts: int) -> float:
     """Exponential backoff with jitter: about base × 2^(attempts-1), between half and all of it."""
-    ceiling = settings.EMAILS_RETRY_BASE_DELAY * 2 ** max(0, attempts - 1)
+    ceiling = _backoff_ceiling(attempts)
     return random.uniform(ceiling / 2, ceiling)  # noqa: S311  (jitter, not security)
+
+
+def _backoff_ceiling(attempts: int) -> float:
+    return settings.EMAILS_RETRY_BASE_DELAY * 2 ** max(0, attempts - 1)
 
 
 def _retry_deadline(message: Message) -> datetime:
@@ -483,6 +548,7 @@ def messages_resend(messages) -> tuple[int, int]:
             status=MessageStatus.QUEUED,
             attempts=0,
             error="",
+            provider="",  # an operator's resend may go to any provider
             next_attempt_at=now,
             created_at=message.created_at,
         )

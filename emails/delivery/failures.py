@@ -39,12 +39,15 @@ ACCOUNT_REFUSALS: dict[str, frozenset] = {
     # signature not confirmed, 405 not allowed to send (out of credits), 412 account pending.
     "postmark": frozenset({400, 401, 405, 412}),
     # Amazon SES (v2 API) names the error: the account or its sending is stopped, or the
-    # MAIL FROM domain is not verified in that account and region.
+    # MAIL FROM domain is not verified in that account and region, or the configuration set
+    # it names does not exist there. (A MessageRejected saying an address is "not verified":
+    # the account is in the sandbox, or the sender is not verified in that region.)
     "amazon_ses": frozenset(
         {
             "AccountSuspendedException",
             "SendingPausedException",
             "MailFromDomainNotVerifiedException",
+            "NotFoundException",
         }
     ),
 }
@@ -61,6 +64,8 @@ class SendFailure:
     throttled: bool = False  # 429: the provider asked us to slow down
     retry_after: float = 0.0  # seconds it asked for, capped at MAX_RETRY_AFTER
     configuration: bool = False  # an operator must fix a setting
+    answered: bool = False  # an HTTP status or an SMTP reply: the connection still works
+    out_of_time: bool = False  # the task's soft time limit: no time left for another try
 
 
 def send_failure(exc: BaseException, *, provider: str, connecting: bool = False) -> SendFailure:
@@ -68,16 +73,44 @@ def send_failure(exc: BaseException, *, provider: str, connecting: bool = False)
     (SMTP connects there), so nothing was sent."""
     status = status_code(exc)
     throttled = status == 429 or _ses_error_code(exc) in _SES_THROTTLING
+    account = _account_refusal(exc, provider)
+    out_of_time = caused_by(exc, SoftTimeLimitExceeded)
     return SendFailure(
         provider=provider,
         reason=describe(exc),
-        blames_provider=_blames_provider(exc, provider, status, throttled),
-        transient=is_transient(exc),
-        maybe_delivered=not connecting and _maybe_delivered(exc),
+        blames_provider=out_of_time or account or _blames_provider(exc, status, throttled),
+        # An account the operator can put right (credits, a paused account) is worth a retry,
+        # as a missing setting is.
+        transient=out_of_time or account or is_transient(exc),
+        maybe_delivered=not connecting and (out_of_time or _maybe_delivered(exc, status)),
         throttled=throttled,
         retry_after=retry_after(exc),
         configuration=is_configuration_error(exc),
+        answered=status is not None
+        or isinstance(exc, AnymailRecipientsRefused | smtplib.SMTPResponseException),
+        out_of_time=out_of_time,
     )
+
+
+def caused_by(exc: BaseException, kind: type[BaseException] | tuple) -> bool:
+    """Whether ``exc``, what it was raised from or while handling, or what botocore wrapped
+    in it (``HTTPClientError(error=...)``: whatever interrupts its request, the task's soft
+    time limit included) is of ``kind``."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return True
+        kwargs = getattr(current, "kwargs", None)
+        wrapped = kwargs.get("error") if isinstance(kwargs, dict) else None
+        pending += [current.__cause__, current.__context__]
+        if isinstance(wrapped, BaseException):
+            pending.append(wrapped)
+    return False
 
 
 def status_code(exc: BaseException) -> int | None:
@@ -92,11 +125,15 @@ def status_code(exc: BaseException) -> int | None:
     return None
 
 
-def _ses_error_code(exc: BaseException) -> str:
+def _ses_error(exc: BaseException) -> dict:
     cause = exc.__cause__
     if isinstance(exc, AnymailAPIError) and isinstance(cause, ClientError):
-        return str(cause.response.get("Error", {}).get("Code", ""))
-    return ""
+        return cause.response.get("Error", {})
+    return {}
+
+
+def _ses_error_code(exc: BaseException) -> str:
+    return str(_ses_error(exc).get("Code", ""))
 
 
 def _postmark_error_code(exc: AnymailAPIError) -> int | None:
@@ -106,25 +143,45 @@ def _postmark_error_code(exc: AnymailAPIError) -> int | None:
         return None
 
 
-def _blames_provider(exc, provider: str, status: int | None, throttled: bool) -> bool:
-    if is_configuration_error(exc) or isinstance(exc, SoftTimeLimitExceeded):
+def _account_refusal(exc: BaseException, provider: str) -> bool:
+    """A refusal about the account at this provider (ACCOUNT_REFUSALS), whatever its status."""
+    if not isinstance(exc, AnymailAPIError) or isinstance(exc, AnymailRecipientsRefused):
+        return False
+    refusals = ACCOUNT_REFUSALS.get(provider, frozenset())
+    if provider == "postmark":
+        return _postmark_error_code(exc) in refusals
+    if provider == "amazon_ses":
+        error = _ses_error(exc)
+        # SES's sandbox (or an identity not verified in this region) says MessageRejected.
+        unverified = error.get("Code") == "MessageRejected" and "not verified" in str(
+            error.get("Message", "")
+        )
+        return unverified or _ses_error_code(exc) in refusals
+    return False
+
+
+def _blames_provider(exc, status: int | None, throttled: bool) -> bool:
+    if is_configuration_error(exc):
         return True
     if isinstance(exc, AnymailRecipientsRefused):
         return False
     if isinstance(exc, AnymailAPIError):
-        if status is None or status >= 500 or status in (401, 403) or throttled:
-            return True
-        refusals = ACCOUNT_REFUSALS.get(provider, frozenset())
-        if provider == "postmark":
-            return _postmark_error_code(exc) in refusals
-        return _ses_error_code(exc) in refusals
-    if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
-        return False
+        return status is None or status >= 500 or status in (401, 403) or throttled
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return 400 <= exc.smtp_code < 500  # 421, 451, 452: the server, not the sender
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return _smtp_recipients_deferred(exc)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return True
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
     return isinstance(exc, smtplib.SMTPException | OSError)
+
+
+def _smtp_recipients_deferred(exc: smtplib.SMTPRecipientsRefused) -> bool:
+    """Every recipient got a 4xx (try again later: greylisting, a full queue), none a 5xx."""
+    codes = [code for code, _ in exc.recipients.values()]
+    return bool(codes) and all(400 <= code < 500 for code in codes)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -140,8 +197,10 @@ def is_transient(exc: BaseException) -> bool:
         status = status_code(exc)
         throttled = status == 429 or _ses_error_code(exc) in _SES_THROTTLING
         return status is None or status >= 500 or throttled
-    if isinstance(exc, smtplib.SMTPRecipientsRefused | smtplib.SMTPSenderRefused):
-        return False
+    if isinstance(exc, smtplib.SMTPSenderRefused):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return _smtp_recipients_deferred(exc)
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
     return isinstance(
@@ -150,13 +209,16 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
-def _maybe_delivered(exc: BaseException) -> bool:
+def _maybe_delivered(exc: BaseException, status: int | None) -> bool:
     """Whether the request may have reached the provider, which may have taken the email: a
-    timeout waiting for its answer, or a connection dropped after the request was written. A
-    refused connection, a failed TLS handshake or an HTTP answer mean it was not taken."""
+    timeout waiting for its answer, a connection dropped after the request was written, a
+    gateway that gave up waiting for the provider (504). A refused connection, a failed TLS
+    handshake or any other answer mean it was not taken."""
+    if status == 504:
+        return True
     if isinstance(exc, AnymailAPIError) and exc.__cause__ is not None:
         exc = exc.__cause__  # what requests or boto3 raised
-    if isinstance(exc, SoftTimeLimitExceeded | requests.ReadTimeout):
+    if isinstance(exc, requests.ReadTimeout | requests.exceptions.ChunkedEncodingError):
         return True
     if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
         return False
