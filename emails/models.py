@@ -206,6 +206,12 @@ class Message(models.Model):
         help_text="The provider (EMAIL_PROVIDER name) that sent it, or that its last try used.",
     )
     provider_message_id = models.CharField(max_length=255, blank=True)
+    pinned_provider = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="A try on this provider timed out after the email left, and "
+        "EMAILS_FAILOVER_ON_TIMEOUT keeps the email with it: no other provider sends it.",
+    )
     possible_duplicates = models.PositiveSmallIntegerField(
         default=0,
         help_text="Tries that timed out after the email went out: it may have arrived this "

@@ -278,7 +278,7 @@ def test_a_hung_provider_keeps_a_link_email_unless_the_operator_accepts_duplicat
     # EMAILS_FAILOVER_ON_TIMEOUT=codes (the default): a link email is not sent twice
     message = deliver_once(link_message())
     assert message.status == MessageStatus.QUEUED and secondary.requests == []
-    assert (message.provider, message.possible_duplicates) == ("postmark", 1)
+    assert (message.pinned_provider, message.possible_duplicates) == ("postmark", 1)
     # postmark's circuit opens meanwhile: the message waits for it, using up no try...
     primary.hang = False
     ProviderCircuit.objects.filter(provider="postmark").update(
@@ -288,6 +288,8 @@ def test_a_hung_provider_keeps_a_link_email_unless_the_operator_accepts_duplicat
     message = deliver_once(message)
     assert (message.status, message.attempts) == (MessageStatus.QUEUED, 1)
     assert secondary.requests == [] and len(primary.requests) == 1
+    # (and does not come due again at once: it waits for postmark's probe, not amazon_ses)
+    assert message.next_attempt_at > timezone.now() + timedelta(seconds=20)
     # ...and is the probe once the cooldown is over: postmark sends it, amazon_ses never does
     ProviderCircuit.objects.filter(provider="postmark").update(
         opened_at=timezone.now() - timedelta(seconds=31)
@@ -311,12 +313,21 @@ def test_an_operators_resend_may_go_to_any_provider(
     primary, secondary = failover
     settings.EMAILS_FAILOVER_ON_TIMEOUT = "false"
     message = code_message(
-        status=MessageStatus.FAILED, provider="postmark", possible_duplicates=1, attempts=6
+        status=MessageStatus.FAILED,
+        provider="postmark",
+        pinned_provider="postmark",
+        possible_duplicates=1,
+        attempts=6,
     )
     primary.outage = SERVER_ERROR
+    secondary.fail_next(1, *ses_error(503, "ServiceUnavailable"))
     with django_capture_on_commit_callbacks(execute=True):
         messages_resend(Message.objects.filter(pk=message.pk))
     message.refresh_from_db()
+    # free again: the 503 on the resend's first try pinned it nowhere, and its (eager) retry
+    # went through the list again
+    assert message.pinned_provider == ""
+    assert message.events.filter(event_type="retry", provider="amazon_ses").exists()
     assert (message.status, message.provider) == (MessageStatus.SENT, "amazon_ses")
 
 
@@ -810,12 +821,13 @@ def test_the_soft_time_limit_inside_boto3_is_out_of_time_and_maybe_delivered():
     [
         (smtplib.SMTPSenderRefused(451, b"local error", "x@y"), True, True),
         (smtplib.SMTPSenderRefused(421, b"closing", "x@y"), True, True),
-        (smtplib.SMTPRecipientsRefused({"a@b.c": (452, b"insufficient storage")}), True, True),
-        (smtplib.SMTPRecipientsRefused({"a@b.c": (450, b"greylisted")}), True, True),
+        # a 4xx to RCPT is about that recipient (greylisting): retried, on the same provider
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (452, b"insufficient storage")}), False, True),
+        (smtplib.SMTPRecipientsRefused({"a@b.c": (450, b"greylisted")}), False, True),
         (smtplib.SMTPRecipientsRefused({"a@b.c": (550, b"no such user")}), False, False),
     ],
 )
-def test_smtp_4xx_to_mail_from_or_rcpt_is_the_servers_problem(exc, blames, transient):
+def test_smtp_4xx_to_mail_from_is_the_servers_problem_and_to_rcpt_waits(exc, blames, transient):
     failure = send_failure(exc, provider="smtp")
     assert (failure.blames_provider, failure.transient) == (blames, transient)
 
@@ -831,6 +843,14 @@ def test_smtp_4xx_to_mail_from_or_rcpt_is_the_servers_problem(exc, blames, trans
                 {"x-amzn-ErrorType": "MessageRejected"},
             ),
             True,
+        ),
+        (
+            (
+                400,
+                {"message": "Message rejected: the content contains a virus"},
+                {"x-amzn-ErrorType": "MessageRejected"},
+            ),
+            False,
         ),
     ],
 )
@@ -865,12 +885,16 @@ def test_a_send_that_worked_stays_sent_if_its_bookkeeping_fails(failover, monkey
 
 
 def test_an_answer_keeps_the_connection_a_dropped_one_does_not(failover):
-
     primary, secondary = failover
     primary.refused.add("bad@example.com")
     deliver_once(code_message(to="bad@example.com"))
     deliver_once(code_message())
     assert len({request.client_port for request in primary.requests}) == 1  # one connection
+    primary.hang = True
+    deliver_once(code_message())  # times out: that connection is dropped
+    primary.hang = False
+    deliver_once(code_message())
+    assert len({request.client_port for request in primary.requests}) == 2
 
 
 def test_each_try_of_a_resent_message_keeps_its_own_events(
@@ -888,3 +912,34 @@ def test_each_try_of_a_resent_message_keeps_its_own_events(
     message.refresh_from_db()
     assert message.status == MessageStatus.SENT
     assert message.events.filter(event_type="failover").count() == 2
+
+
+def test_a_code_that_dies_on_the_first_provider_claims_no_probe_of_the_next(failover):
+    primary, secondary = failover
+    primary.hang = True
+    ProviderCircuit.objects.create(
+        provider="amazon_ses",
+        state=CircuitState.OPEN,
+        opened_at=timezone.now() - timedelta(seconds=31),
+    )
+    message = deliver_once(code_message(expires_at=timezone.now() + timedelta(seconds=0.5)))
+    assert message.status == MessageStatus.EXPIRED
+    assert circuit("amazon_ses").state == CircuitState.OPEN  # its probe is still there to take
+
+
+def test_a_429_on_the_last_try_fails_over_instead_of_failing(failover, settings):
+    primary, secondary = failover
+    primary.fail_next(1, 429, {"ErrorCode": 429, "Message": "Rate limit"}, {"Retry-After": "1"})
+    message = code_message(attempts=settings.EMAILS_MAX_ATTEMPTS - 1)
+    message = deliver_once(message)
+    assert (message.status, message.provider) == (MessageStatus.SENT, "amazon_ses")
+
+
+def test_a_pinned_email_whose_provider_refuses_its_key_fails(failover, settings):
+    # it may go nowhere else, so a 401 ends it, as with one provider
+    primary, secondary = failover
+    settings.EMAILS_FAILOVER_ON_TIMEOUT = "false"
+    message = code_message(pinned_provider="postmark", possible_duplicates=1)
+    primary.fail_next(1, 401, {"ErrorCode": 10, "Message": "Bad or missing Server API token."})
+    message = deliver_once(message)
+    assert message.status == MessageStatus.FAILED and secondary.requests == []

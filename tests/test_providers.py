@@ -557,6 +557,7 @@ class SMTPServer(socketserver.ThreadingTCPServer):
         self.messages: list[tuple[list[str], bytes, bool]] = []
         self.tls_failures: list[str] = []
         self.sessions: list[socket.socket] = []
+        self.mail_replies: list[bytes] = []  # answers to the next MAIL commands, then 250
 
     def drop_sessions(self) -> None:
         """Close every open session, as a server does with idle ones."""
@@ -617,6 +618,11 @@ class _SMTPSession(socketserver.BaseRequestHandler):
             elif verb == "QUIT":
                 connection.sendall(b"221 bye\r\n")
                 return
+            elif verb == "MAIL" and self.server.mail_replies:
+                reply = self.server.mail_replies.pop(0)
+                connection.sendall(reply + b"\r\n")
+                if reply.startswith(b"421"):
+                    return  # 421: the server closes the session
             else:  # HELO, MAIL, RSET, NOOP
                 connection.sendall(b"250 ok\r\n")
 
@@ -712,3 +718,18 @@ def test_an_smtp_session_the_server_dropped_while_idle_is_reopened_not_failed(
     assert outcome.status == MessageStatus.SENT
     assert (message.attempts, message.possible_duplicates) == (1, 0)
     assert len(private_smtp.messages) == 2
+
+
+@pytest.mark.django_db
+def test_after_a_421_the_next_email_gets_a_new_session_not_a_false_duplicate(
+    settings, private_smtp
+):
+    settings.EMAIL_SSL_CAFILE = str(private_smtp.ca_file)
+    private_smtp.mail_replies.append(b"421 4.3.2 service shutting down")
+    first = MessageFactory()
+    assert message_deliver(message_id=first.pk).status == MessageStatus.QUEUED  # retried
+    second = MessageFactory()
+    outcome = message_deliver(message_id=second.pk)
+    second.refresh_from_db()
+    assert outcome.status == MessageStatus.SENT
+    assert (second.attempts, second.possible_duplicates) == (1, 0)

@@ -33,8 +33,9 @@ from emails.models import CircuitState, ProviderCircuit
 
 logger = logging.getLogger(__name__)
 
-# A message that found every circuit open waits at least this long before it looks again.
-MIN_WAIT = 0.5
+# A message that found every circuit open waits at least this long before it looks again
+# (longer than the claim's one second of slack, deliver._due, or it would be due at once).
+MIN_WAIT = 2.0
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def candidates(now: datetime, *, only: str | None = None) -> Iterator[Candidate]
             continue
         if row.state == CircuitState.CLOSED:
             yield Candidate(name, state=row.state)
-        elif _usable(row, now) and _claim_probe(name, now):
+        elif _usable(row, now) and _claim_probe(name, timezone.now()):
             yield Candidate(name, probe=True, state=row.state)
 
 
@@ -113,13 +114,15 @@ def _claim_probe(name: str, now: datetime) -> bool:
     return bool(won)
 
 
-def seconds_until_usable(now: datetime) -> float:
-    """How long until some provider may be tried (the earliest probe), for an email that
-    found none."""
+def seconds_until_usable(now: datetime, *, only: str | None = None) -> float:
+    """How long until some provider (``only``: that one) may be tried, for an email that
+    found none: the earliest probe."""
     cooldown = timedelta(seconds=settings.EMAILS_FAILOVER_COOLDOWN)
     stale_probe = timedelta(seconds=settings.EMAILS_SENDING_TIMEOUT)
     waits = []
-    for row in circuits().values():
+    for name, row in circuits().items():
+        if only is not None and name != only:
+            continue
         if row.state == CircuitState.OPEN and row.opened_at is not None:
             waits.append((row.opened_at + cooldown - now).total_seconds())
         elif row.state == CircuitState.HALF_OPEN and row.probe_started_at is not None:

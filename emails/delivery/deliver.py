@@ -187,15 +187,8 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
     """Try the providers in order (emails/delivery/circuits.py) until one takes the email, a
     failure says the email itself is refused, or the list ends (retried later)."""
     failures: list[SendFailure] = []
-    for candidate in candidates(now, only=_pinned_provider(message)):
-        if failures and message.expires_at is not None and timezone.now() >= message.expires_at:
-            # The code died while an earlier provider hung: never send it late.
-            _record_failovers(message, failures, sent_by=None)
-            return _finish(
-                message,
-                MessageStatus.EXPIRED,
-                error=f"the code expired while failing over: {_reason(failures[-1])}",
-            )
+    pinned = _pinned_provider(message)
+    for candidate in candidates(now, only=pinned):
         message.provider = candidate.provider
         email = email_for(candidate.provider)
         failure = None
@@ -222,7 +215,7 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
             # Every provider would refuse this email the same way: no failover.
             record_refusal(candidate)
             _record_failovers(message, failures, sent_by=None)
-            return _after_failure(message, [failure])
+            return _after_failure(message, [failure], pinned=pinned)
         record_failure(candidate, failure.reason, now=timezone.now())
         failures.append(failure)
         if failure.throttled and not _outlives_message(message, _wait_after(message, failure)):
@@ -231,14 +224,25 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
         if failure.maybe_delivered:
             message.possible_duplicates += 1
             if not _may_fail_over_after_timeout(message):
-                break  # retried on this provider only (_pinned_provider), as the operator chose
+                # Kept with this provider, as the operator chose: no second copy elsewhere.
+                message.pinned_provider = pinned = candidate.provider
+                break
         if failure.out_of_time:
             break  # no time left in this task for another provider
+        if message.expires_at is not None and timezone.now() >= message.expires_at:
+            # The code died while this provider hung: no other provider sends it late (and
+            # none is asked, so no probe is claimed for nothing).
+            _record_failovers(message, failures[:-1], sent_by=None)
+            return _finish(
+                message,
+                MessageStatus.EXPIRED,
+                error=f"the code expired while failing over: {_reason(failure)}",
+            )
     else:
         if not failures:
-            return _wait_for_a_provider(message, now)
+            return _wait_for_a_provider(message, now, pinned=pinned)
     _record_failovers(message, failures[:-1], sent_by=None)
-    return _after_failure(message, failures)
+    return _after_failure(message, failures, pinned=pinned)
 
 
 def _after_sending(message: Message, candidate: Candidate, failures: list[SendFailure]) -> None:
@@ -258,13 +262,10 @@ def _after_sending(message: Message, candidate: Candidate, failures: list[SendFa
 def _pinned_provider(message: Message) -> str | None:
     """The provider a message must stay with: a try on it timed out after the email left, and
     the operator does not accept a second copy from another provider (README, Failover). It
-    is tried as that provider's circuit allows, with backoff, and never elsewhere."""
-    if (
-        message.possible_duplicates
-        and message.provider in settings.EMAIL_PROVIDERS
-        and not _may_fail_over_after_timeout(message)
-    ):
-        return message.provider
+    is tried as that provider's circuit allows, with backoff, and never elsewhere (an admin
+    resend releases it)."""
+    if message.pinned_provider in settings.EMAIL_PROVIDERS:
+        return message.pinned_provider
     return None
 
 
@@ -279,23 +280,23 @@ def _may_fail_over_after_timeout(message: Message) -> bool:
 
 
 def _outlives_message(message: Message, wait: float) -> bool:
-    """Whether waiting ``wait`` seconds would take the email past its code's life (or, with
-    no code, past its retry window)."""
-    deadline = message.expires_at or _retry_deadline(message)
-    return timezone.now() + timedelta(seconds=wait) >= deadline
+    """Whether waiting ``wait`` seconds would take the email past its code's life (or past its
+    retry window), or there is no try left to wait for."""
+    if message.attempts >= settings.EMAILS_MAX_ATTEMPTS:
+        return True
+    later = timezone.now() + timedelta(seconds=wait)
+    return later >= _retry_deadline(message) or (
+        message.expires_at is not None and later >= message.expires_at
+    )
 
 
-def _wait_for_a_provider(message: Message, now) -> DeliveryOutcome:
-    """Every circuit is open (another worker won the one probe): put the message back
-    without counting a try, to look again when a probe is due."""
-    delay = seconds_until_usable(now)
+def _wait_for_a_provider(message: Message, now, *, pinned: str | None) -> DeliveryOutcome:
+    """Every circuit it may use is open (or another worker won the one probe): put the message
+    back without counting a try, to look again when a probe is due."""
+    delay = seconds_until_usable(now, only=pinned)
     if message.expires_at is not None and now + timedelta(seconds=delay) >= message.expires_at:
         return _finish(
             message, MessageStatus.EXPIRED, error="the code expired while every provider was down"
-        )
-    if now + timedelta(seconds=delay) >= _retry_deadline(message):
-        return _finish(
-            message, MessageStatus.FAILED, error="gave up: every provider was down all along"
         )
     message.status = MessageStatus.QUEUED
     message.attempts = max(0, message.attempts - 1)
@@ -371,6 +372,8 @@ class _ProviderConnections:
         smtp = getattr(connection, "connection", None)
         if not isinstance(smtp, smtplib.SMTP):
             return False
+        if smtp.sock is None:
+            return True  # smtplib closed it (a 421 reply)
         if time.monotonic() - self._used.get(provider, 0.0) < SMTP_IDLE_CHECK:
             return False
         try:
@@ -404,7 +407,9 @@ class _ProviderConnections:
 provider_connection = _ProviderConnections()
 
 
-def _after_failure(message: Message, failures: list[SendFailure]) -> DeliveryOutcome:
+def _after_failure(
+    message: Message, failures: list[SendFailure], *, pinned: str | None = None
+) -> DeliveryOutcome:
     """After the last failed try of this attempt: retry later when any provider may take the
     email then, else fail it with the reason."""
     failure = failures[-1]
@@ -420,7 +425,7 @@ def _after_failure(message: Message, failures: list[SendFailure]) -> DeliveryOut
                 )
     # With a failover list, a failure that blames one provider (a revoked key, a suspended
     # account) leaves the others: the email is kept for them.
-    keep = failover_enabled()
+    keep = failover_enabled() and pinned is None
     if not any(item.transient or (keep and item.blames_provider) for item in failures):
         logger.warning("message %s failed: %s", message.pk, reason.splitlines()[0])
         return _finish(message, MessageStatus.FAILED, error=reason)
@@ -446,6 +451,7 @@ def _after_failure(message: Message, failures: list[SendFailure]) -> DeliveryOut
             "next_attempt_at",
             "error",
             "provider",
+            "pinned_provider",
             "possible_duplicates",
             "updated_at",
         ]
@@ -505,7 +511,7 @@ def _finish(message: Message, status: str, *, error: str = "", provider_message_
     message.status = status
     message.error = error[:MAX_ERROR_LENGTH]
     fields = ["status", "error", "updated_at", "template_version"]
-    fields += ["provider", "possible_duplicates"]
+    fields += ["provider", "pinned_provider", "possible_duplicates"]
     if status == MessageStatus.SENT:
         message.provider_message_id = provider_message_id[:255]
         message.sent_at = timezone.now()
@@ -548,7 +554,7 @@ def messages_resend(messages) -> tuple[int, int]:
             status=MessageStatus.QUEUED,
             attempts=0,
             error="",
-            provider="",  # an operator's resend may go to any provider
+            pinned_provider="",  # an operator's resend may go to any provider
             next_attempt_at=now,
             created_at=message.created_at,
         )

@@ -87,7 +87,12 @@ def send_failure(exc: BaseException, *, provider: str, connecting: bool = False)
         retry_after=retry_after(exc),
         configuration=is_configuration_error(exc),
         answered=status is not None
-        or isinstance(exc, AnymailRecipientsRefused | smtplib.SMTPResponseException),
+        or isinstance(
+            exc,
+            AnymailRecipientsRefused
+            | smtplib.SMTPResponseException
+            | smtplib.SMTPRecipientsRefused,
+        ),
         out_of_time=out_of_time,
     )
 
@@ -170,7 +175,7 @@ def _blames_provider(exc, status: int | None, throttled: bool) -> bool:
     if isinstance(exc, smtplib.SMTPSenderRefused):
         return 400 <= exc.smtp_code < 500  # 421, 451, 452: the server, not the sender
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return _smtp_recipients_deferred(exc)
+        return False  # per recipient (a 4xx, greylisting, is retried later: is_transient)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return True
     if isinstance(exc, smtplib.SMTPResponseException):
@@ -203,10 +208,9 @@ def is_transient(exc: BaseException) -> bool:
         return _smtp_recipients_deferred(exc)
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
-    return isinstance(
-        exc,
-        smtplib.SMTPServerDisconnected | ConnectionError | TimeoutError | SoftTimeLimitExceeded,
-    )
+    # (OSError: a refused or dropped connection, DNS, a TLS failure; requests' and boto3's
+    # errors arrive as AnymailAPIError, above.)
+    return isinstance(exc, smtplib.SMTPServerDisconnected | OSError | SoftTimeLimitExceeded)
 
 
 def _maybe_delivered(exc: BaseException, status: int | None) -> bool:
