@@ -11,8 +11,9 @@ Each provider of a failover list has a circuit, one row of ``emails_providercirc
 
 Why the database and not Redis: every worker process and host already shares it and reaches it
 for every send (the claim), it survives restarts of everything but itself, it needs no broker of
-a given kind (RabbitMQ works), and an outage of it stops sending anyway. A send costs one SELECT
-of these few rows and one UPDATE of its own provider's counters. Each change of state is one
+a given kind (RabbitMQ works), and an outage of it stops sending anyway. A send costs two
+SELECTs of these few rows (``any_usable`` before the claim, ``candidates`` after it) and one
+UPDATE of its own provider's counters (two after a failure). Each change of state is one
 conditional UPDATE, so exactly one process sees it happen and logs it.
 
 With one provider there are no circuits: failures are retried with backoff, as always.
