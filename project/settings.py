@@ -232,6 +232,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz, answered before the host check and the HTTPS redirect: probes
+    # come by IP over plain HTTP (emails/operations/health.py).
+    "emails.operations.health.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from the app itself (admin, editor, Swagger UI): compressed, hashed names,
     # cached for ten years. A CDN or proxy in front may cache them, or serve STATIC_ROOT itself.
@@ -305,6 +308,10 @@ DATABASES = {
 }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if "postgresql" in DATABASES["default"]["ENGINE"]:
+    # A database host that does not answer at all costs 5 s, not the system's minutes of TCP
+    # retries, for each request and each /readyz probe (?connect_timeout=N overrides it).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

@@ -49,3 +49,16 @@ def workers_wake() -> bool:
         logger.warning("could not queue delivery of due messages (%s: %s)", type(exc).__name__, exc)
         return False
     return True
+
+
+def broker_answers() -> bool:
+    """Whether the broker takes a connection now (readiness, emails/operations/health.py):
+    one attempt, bounded by the broker's own connect and socket timeouts (settings.py).
+    Never raises."""
+    try:
+        with current_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=2)
+    except Exception as exc:
+        logger.warning("broker unreachable (%s: %s)", type(exc).__name__, exc)
+        return False
+    return True

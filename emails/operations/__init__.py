@@ -1,0 +1,1 @@
+"""What an operator's tooling asks of a running Mailroom: is it alive, is it ready."""
