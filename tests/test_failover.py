@@ -943,3 +943,16 @@ def test_a_pinned_email_whose_provider_refuses_its_key_fails(failover, settings)
     primary.fail_next(1, 401, {"ErrorCode": 10, "Message": "Bad or missing Server API token."})
     message = deliver_once(message)
     assert message.status == MessageStatus.FAILED and secondary.requests == []
+
+
+def test_a_failed_probe_costs_the_email_no_try(failover):
+    primary, secondary = failover
+    primary.outage = SERVER_ERROR
+    long_ago = timezone.now() - timedelta(seconds=31)
+    ProviderCircuit.objects.create(provider="postmark", state=CircuitState.OPEN, opened_at=long_ago)
+    ProviderCircuit.objects.create(
+        provider="amazon_ses", state=CircuitState.OPEN, opened_at=timezone.now()
+    )
+    message = deliver_once(code_message(attempts=3))
+    assert (message.status, message.attempts) == (MessageStatus.QUEUED, 3)
+    assert len(primary.requests) == 1 and circuit("postmark").state == CircuitState.OPEN

@@ -188,7 +188,9 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
     failure says the email itself is refused, or the list ends (retried later)."""
     failures: list[SendFailure] = []
     pinned = _pinned_provider(message)
+    only_probes = True  # every provider tried was an open circuit's probe
     for candidate in candidates(now, only=pinned):
+        only_probes = only_probes and candidate.probe
         message.provider = candidate.provider
         email = email_for(candidate.provider)
         failure = None
@@ -242,6 +244,10 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
         if not failures:
             return _wait_for_a_provider(message, now, pinned=pinned)
     _record_failovers(message, failures[:-1], sent_by=None)
+    if only_probes and failover_enabled():
+        # The email was only the circuits' probe: that costs it no try (or, in a long outage,
+        # the email that happens to probe would use up EMAILS_MAX_ATTEMPTS while it lives).
+        message.attempts = max(0, message.attempts - 1)
     return _after_failure(message, failures, pinned=pinned)
 
 
@@ -448,6 +454,7 @@ def _after_failure(
     message.save(
         update_fields=[
             "status",
+            "attempts",
             "next_attempt_at",
             "error",
             "provider",
