@@ -68,6 +68,19 @@ def ses_params(stub: ProviderStub) -> dict:
     )
 
 
+@pytest.fixture
+def ses_first(settings, stubs):
+    """amazon_ses first, postmark second: the (SES stub, Postmark stub)."""
+    ses, postmark = stubs
+    use_providers(settings, "amazon_ses", "postmark")
+    settings.ANYMAIL = {
+        "AMAZON_SES_CLIENT_PARAMS": ses_params(ses),
+        "POSTMARK_SERVER_TOKEN": "t",
+        "POSTMARK_API_URL": postmark.url,
+    }
+    return ses, postmark
+
+
 def ses_error(status: int, code: str) -> tuple:
     return (status, {"message": f"{code} (stub)"}, {"x-amzn-ErrorType": code})
 
@@ -221,16 +234,8 @@ def test_what_postmark_answers_decides_whether_amazon_ses_is_tried(failover, ans
         (ses_error(400, "BadRequestException"), False),
     ],
 )
-def test_what_amazon_ses_answers_decides_whether_postmark_is_tried(
-    settings, stubs, answer, fails_over
-):
-    ses, postmark = stubs
-    use_providers(settings, "amazon_ses", "postmark")
-    settings.ANYMAIL = {
-        "AMAZON_SES_CLIENT_PARAMS": ses_params(ses),
-        "POSTMARK_SERVER_TOKEN": "t",
-        "POSTMARK_API_URL": postmark.url,
-    }
+def test_what_amazon_ses_answers_decides_whether_postmark_is_tried(ses_first, answer, fails_over):
+    ses, postmark = ses_first
     ses.fail_next(1, *answer)
     message = deliver_once(code_message())
     assert len(ses.requests) == 1 and len(postmark.requests) == (1 if fails_over else 0)
@@ -854,14 +859,8 @@ def test_smtp_4xx_to_mail_from_is_the_servers_problem_and_to_rcpt_waits(exc, bla
         ),
     ],
 )
-def test_amazon_ses_account_refusals_fail_over(settings, stubs, answer, fails_over):
-    ses, postmark = stubs
-    use_providers(settings, "amazon_ses", "postmark")
-    settings.ANYMAIL = {
-        "AMAZON_SES_CLIENT_PARAMS": ses_params(ses),
-        "POSTMARK_SERVER_TOKEN": "t",
-        "POSTMARK_API_URL": postmark.url,
-    }
+def test_amazon_ses_account_refusals_fail_over(ses_first, answer, fails_over):
+    ses, postmark = ses_first
     ses.fail_next(1, *answer)
     assert deliver_once(code_message()).provider == ("postmark" if fails_over else "amazon_ses")
 
