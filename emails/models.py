@@ -389,3 +389,28 @@ class ProviderCircuit(models.Model):
 
     def __str__(self):
         return f"{self.provider} ({self.state})"
+
+
+class DeliveryStat(models.Model):
+    """Counts per minute for the admin's Delivery page (emails/delivery/stats.py writes them as
+    emails finish, emails/backoffice/dashboard.py reads them), so that a page view reads a
+    few thousand rows however big ``emails_message`` is. ``kind`` says what ``key`` is:
+    ``status`` (sent, failed, expired), ``latency`` (the upper bound of a delivery-time
+    bucket, sent emails), ``reason`` (why failed or expired), ``provider`` (failed tries),
+    ``locale`` ("<requested>:<served>", when another locale served it) and ``requested``
+    (the requested locale of every finished email). Kept 8 days (the hourly purge)."""
+
+    minute = models.DateTimeField()
+    kind = models.CharField(max_length=16)
+    key = models.CharField(max_length=80)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["minute", "kind", "key"], name="emails_deliverystat_uniq"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.key} at {self.minute:%Y-%m-%d %H:%M}: {self.count}"

@@ -7,6 +7,19 @@ from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
+if "worker" in sys.argv[1:]:
+    # `celery worker`: its processes keep their metrics under <EMAILS_METRICS_DIR>/worker-<pid>/
+    # (emails/metrics.py), set before anything imports prometheus-client. Settings it cannot
+    # read are refused below, in one line.
+    from django.conf import settings as _settings
+
+    from project.metrics_files import start_role
+
+    try:
+        start_role("worker", _settings.EMAILS_METRICS_DIR)
+    except ImproperlyConfigured:
+        pass
+
 app = Celery("mailroom")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -2,6 +2,8 @@
 # Options on the command line (or in GUNICORN_CMD_ARGS) still override every value here.
 import os
 
+from project.metrics_files import DEFAULT_DIRECTORY, start_role
+
 
 def _cores() -> int:
     # The cores this process may run on (a container's cpuset), not the host's.
@@ -54,6 +56,12 @@ logger_class = "project.logfilters.GunicornLogger"
 
 
 def on_starting(server):
+    # Every worker keeps its metrics under <EMAILS_METRICS_DIR>/web-<pid>/ (emails/metrics.py).
+    start_role("web", os.environ.get("EMAILS_METRICS_DIR") or DEFAULT_DIRECTORY)
+    _check_the_app()
+
+
+def _check_the_app():
     """Mailroom's start-up check (project/wsgi.py: settings and the email provider) once, in
     a child process, before the arbiter binds or forks: a misconfigured provider stops gunicorn
     with its one line, instead of every worker failing and gunicorn adding a traceback of its

@@ -13,6 +13,7 @@ from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
+from project.metrics_files import DEFAULT_DIRECTORY as DEFAULT_METRICS_DIRECTORY
 from project.providers import (
     amazon_ses_client_params,
     anymail_settings_from_env,
@@ -159,6 +160,19 @@ if "amazon_ses" in EMAIL_PROVIDERS:
 # A private CA for the SMTP server only (emails/delivery/smtp.py); SSL_CERT_FILE is process-wide.
 EMAIL_SSL_CAFILE = env.str("EMAIL_SSL_CAFILE", default="")
 
+# Operations (emails/operations/): GET /metrics needs "Authorization: Bearer <token>"; without a
+# token it is off in production (404) and open with DJANGO_DEBUG on. gunicorn's and the Celery
+# worker's processes write their values under this directory (one subdirectory per role):
+# give both the same one on a host. (Not a systemd PrivateTmp: use /run or /var/lib.)
+EMAILS_METRICS_TOKEN = env.str("EMAILS_METRICS_TOKEN", default="")
+EMAILS_METRICS_DIR = env.str("EMAILS_METRICS_DIR", default=DEFAULT_METRICS_DIRECTORY)
+# The queue's depth and age are read from the database at most this often per process.
+EMAILS_METRICS_QUEUE_CACHE = env.float("EMAILS_METRICS_QUEUE_CACHE", default=5.0)
+# Logs: "plain" lines, or "json" (one object per line, with message_id on lines about a message).
+EMAILS_LOG_FORMAT = env.str("EMAILS_LOG_FORMAT", default="plain").lower()
+if EMAILS_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("EMAILS_LOG_FORMAT must be plain or json.")
+
 # --- Celery --------------------------------------------------------------------------------
 _broker_url = env.str("CELERY_BROKER_URL", default="")
 # No broker: run tasks in-process right after commit, so the one-command dev setup needs no
@@ -175,6 +189,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message at a time per process: a prefetched message would wait behind a slow send.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# In JSON, the worker's lines (Celery's own included) go through LOGGING below, not Celery's.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = EMAILS_LOG_FORMAT != "json"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing happens on the request path: fail fast if Redis is unreachable rather than make
 # Logto's user wait (the stored message is picked up later).
@@ -380,14 +396,23 @@ _LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # One JSON object per line: time, level, logger, message, and the fields a line passes
+        # in `extra` (message_id, state, provider on the lines about an email).
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
     # A designer's preview link is a bearer secret in the URL path; Django logs the path of
     # every 4xx answer (and runserver every request): it is written as /preview/<token>/.
     "filters": {"preview_tokens": {"()": "project.logfilters.RedactPreviewTokens"}},
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": EMAILS_LOG_FORMAT,
             "filters": ["preview_tokens"],
         }
     },

@@ -165,7 +165,7 @@ def running(*processes: Process):
             process.stop()
 
 
-def gunicorn(env: dict, port: int, *, config: str | None = None) -> Process:
+def gunicorn(env: dict, port: int, *, config: str | None = None, workers: int = 1) -> Process:
     process = Process(
         "gunicorn",
         [
@@ -177,7 +177,7 @@ def gunicorn(env: dict, port: int, *, config: str | None = None) -> Process:
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
-            "1",
+            str(workers),
             "--access-logfile",
             "-",
         ],

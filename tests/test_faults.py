@@ -57,9 +57,12 @@ class Stack:
         stubs: list[ProviderStub] | None = None,
         env: dict | None = None,
         concurrency: int = 2,
+        web_config: str | None = None,
+        web_workers: int = 1,
     ):
         """``env`` adds to (or replaces) the provider settings, for ``stubs`` (started; the
-        first, ``self.stub``, is the Postmark the default settings point at)."""
+        first, ``self.stub``, is the Postmark the default settings point at). ``web_config``
+        and ``web_workers``: gunicorn's config file and worker count."""
         self.stubs = stubs or [ProviderStub().start()]
         self.stub = self.stubs[0]
         self.concurrency = concurrency
@@ -91,7 +94,9 @@ class Stack:
         )
         self.port = free_port()
         self.processes = []
-        self.web = self._keep(gunicorn(self.web_env, self.port))
+        self.web = self._keep(
+            gunicorn(self.web_env, self.port, config=web_config, workers=web_workers)
+        )
         self.worker = self._keep(celery_worker(self.worker_env, concurrency=concurrency))
         self.beat = self._keep(celery_beat(self.worker_env, self.schedule_dir))
 

@@ -53,7 +53,9 @@ from emails.delivery.circuits import (
     seconds_until_usable,
 )
 from emails.delivery.failures import MAX_ERROR_LENGTH, SendFailure, send_failure
+from emails.delivery.stats import record_finished, record_try_failure
 from emails.logto import SECRET_PAYLOAD_KEYS
+from emails.metrics import count_attempt
 from emails.models import Message, MessageEvent, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -209,16 +211,19 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
                 "Message-ID", ""
             )
             outcome = _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
+            count_attempt(candidate.provider, "sent")
             _after_sending(message, candidate, failures)
             return outcome
         if not failure.answered:
             provider_connection.reset(candidate.provider)  # a broken connection is not reused
+        count_attempt(candidate.provider, _attempt_outcome(failure))
         if not failure.blames_provider:
             # Every provider would refuse this email the same way: no failover.
             record_refusal(candidate)
             _record_failovers(message, failures, sent_by=None)
             return _after_failure(message, [failure], pinned=pinned)
         record_failure(candidate, failure.reason, now=timezone.now())
+        record_try_failure(candidate.provider)
         failures.append(failure)
         if failure.throttled and not _outlives_message(message, _wait_after(message, failure)):
             # Slow down on this provider, as it asked: the email still lives after the wait.
@@ -251,6 +256,14 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
     return _after_failure(message, failures, pinned=pinned)
 
 
+def _attempt_outcome(failure: SendFailure) -> str:
+    if not failure.blames_provider:
+        return "refused"
+    if failure.throttled:
+        return "throttled"
+    return "timed_out" if failure.maybe_delivered else "failed"
+
+
 def _after_sending(message: Message, candidate: Candidate, failures: list[SendFailure]) -> None:
     """The circuit's and the timeline's record of a send that worked. The message is already
     ``sent``: a failure here must not make it look unsent (the sweeper would send it again)."""
@@ -262,6 +275,7 @@ def _after_sending(message: Message, candidate: Candidate, failures: list[SendFa
             "message %s was sent by %s; its circuit or timeline was not updated",
             message.pk,
             candidate.provider,
+            extra={"message_id": str(message.pk), "provider": candidate.provider},
         )
 
 
@@ -428,12 +442,12 @@ def _after_failure(
                     "message %s not sent, fix the email provider's settings: %s",
                     message.pk,
                     _reason(item).splitlines()[0],
+                    extra={"message_id": str(message.pk), "provider": item.provider},
                 )
     # With a failover list, a failure that blames one provider (a revoked key, a suspended
     # account) leaves the others: the email is kept for them.
     keep = failover_enabled() and pinned is None
     if not any(item.transient or (keep and item.blames_provider) for item in failures):
-        logger.warning("message %s failed: %s", message.pk, reason.splitlines()[0])
         return _finish(message, MessageStatus.FAILED, error=reason)
     now = timezone.now()
     # (Only the last provider's Retry-After: the ones before it were failed over from.)
@@ -477,7 +491,11 @@ def _after_failure(
         },
     )
     logger.info(
-        "message %s will be retried in %.1fs: %s", message.pk, delay, reason.splitlines()[0]
+        "message %s will be retried in %.1fs: %s",
+        message.pk,
+        delay,
+        reason.splitlines()[0],
+        extra={"message_id": str(message.pk), "state": "queued", "provider": failure.provider},
     )
     return DeliveryOutcome(MessageStatus.QUEUED, retry_in=delay)
 
@@ -529,6 +547,7 @@ def _finish(message: Message, status: str, *, error: str = "", provider_message_
     # A failed message keeps its code or link while it could still be resent from the admin;
     # the sweeper wipes it when the code dies or the retry window ends.
     message.save(update_fields=fields)
+    record_finished([message])
     return DeliveryOutcome(status)
 
 

@@ -34,7 +34,11 @@ def message_publish(*, message_id, countdown: float | None = None) -> bool:
         # The message is stored and stays queued; the sweeper publishes it again. kombu's
         # errors name host and port, never credentials, but log only class and text.
         logger.warning(
-            "message %s stored but not queued (%s: %s)", message_id, type(exc).__name__, exc
+            "message %s stored but not queued (%s: %s)",
+            message_id,
+            type(exc).__name__,
+            exc,
+            extra={"message_id": str(message_id)},
         )
         return False
     return True

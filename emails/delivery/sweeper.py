@@ -28,8 +28,9 @@ from django.utils import timezone
 
 from emails.delivery.deliver import wipe_secrets
 from emails.delivery.dispatch import message_publish
+from emails.delivery.stats import record_finished
 from emails.logto import SECRET_PAYLOAD_KEYS
-from emails.models import Heartbeat, Message, MessageStatus
+from emails.models import DeliveryStat, Heartbeat, Message, MessageStatus
 
 BATCH_SIZE = 500
 
@@ -59,6 +60,7 @@ def messages_sweep() -> SweepReport:
 
 
 SWEEPER = "sweeper"
+STATS_KEPT = timedelta(days=8)
 
 
 def sweeper_late() -> str:
@@ -92,6 +94,7 @@ def _expire_dead_codes(now, report: SweepReport) -> None:
             )
             message.payload = wipe_secrets(message.payload)
         Message.objects.bulk_update(messages, ["status", "error", "payload"])
+        transaction.on_commit(partial(record_finished, messages))
         report.expired = len(messages)
 
 
@@ -113,6 +116,8 @@ def _recover_stuck_sending(now, report: SweepReport) -> None:
                 message.next_attempt_at = now
                 requeue.append(message.pk)
         Message.objects.bulk_update(messages, ["status", "error", "payload", "next_attempt_at"])
+        dead = [message for message in messages if message.status == MessageStatus.FAILED]
+        transaction.on_commit(partial(record_finished, dead))
         report.requeued = len(requeue)
         _publish_after_commit(requeue)
 
@@ -158,7 +163,9 @@ def _publish_after_commit(ids) -> None:
 
 
 def messages_purge() -> int:
-    """Delete messages (and their events) older than EMAILS_RETENTION_DAYS; returns how many."""
+    """Delete messages (and their events) older than EMAILS_RETENTION_DAYS; returns how many.
+    The Delivery page's counts go after STATS_KEPT (its longest range is a week)."""
+    DeliveryStat.objects.filter(minute__lt=timezone.now() - STATS_KEPT).delete()
     cutoff = timezone.now() - timedelta(days=settings.EMAILS_RETENTION_DAYS)
     deleted = 0
     while True:

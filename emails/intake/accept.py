@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from contextlib import nullcontext
 from datetime import timedelta
 from functools import partial
@@ -24,7 +25,10 @@ from emails.delivery.dispatch import message_publish
 from emails.delivery.relay import relay_enabled
 from emails.intake.outbox_insert import OverLimit, outbox_insert
 from emails.locales import requested_locales
+from emails.metrics import count_fallback, count_message
 from emails.models import Message, MessageStatus, Template
+
+logger = logging.getLogger(__name__)
 
 
 class NoTemplateError(Exception):
@@ -72,17 +76,40 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
             dedup_key=key,
         )
         try:
-            return _insert_unless_duplicate(message, now=now) or message
+            earlier = _insert_unless_duplicate(message, now=now)
         except _TemplateGone:
             # Deleted since this process last looked (see selectors.enabled_templates).
             enabled_templates.clear()
+            continue
         except OverLimit as refused:
             # A repeat of an email already accepted gets its id, even over the limit.
             earlier = _recent_duplicate(key, now=now)
-            if earlier is not None:
-                return earlier
-            raise RateLimitedError(refused.scope) from None
+            if earlier is None:
+                raise RateLimitedError(refused.scope) from None
+        if earlier is not None:
+            count_message(usage_type, "deduplicated")
+            return earlier
+        _count_accepted(message)
+        return message
     raise NoTemplateError(usage_type)
+
+
+def _count_accepted(message: Message) -> None:
+    logger.info(
+        "message %s accepted (%s, %s)",
+        message.pk,
+        message.usage_type,
+        message.template_locale,
+        extra={"message_id": str(message.pk), "state": "queued"},
+    )
+    count_message(message.usage_type, "accepted")
+    if message.used_fallback:
+        count_fallback(
+            message.usage_type,
+            message.requested_locale,
+            message.template_locale,
+            locales={locale for _type, locale in enabled_templates.get()},
+        )
 
 
 class _TemplateGone(Exception):

@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import math
+import time
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -25,6 +26,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from emails.intake.accept import NoTemplateError, RateLimitedError, message_accept
 from emails.intake.addresses import AddressRefused, mailbox, network
 from emails.intake.outage import database_answered, database_failed
+from emails.metrics import count_message, observe_accept
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ RATE_LIMIT_MESSAGES = {
     "recipient": "Too many emails to this address. Please wait a few minutes and try again.",
     "ip": "Too many emails requested from this network. Please try again later.",
 }
+
+
+# Answers that refuse the email for what it is (counted as "refused"; 401 and 503 are not).
+REFUSALS = frozenset((400, 413, 415, 422))
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -247,6 +253,18 @@ class LogtoEmailView(APIView):
     def get_exception_handler(self):
         return exception_handler
 
+    def dispatch(self, request, *args, **kwargs):
+        started = time.perf_counter()
+        self.usage_type = ""  # known once the request's fields are checked
+        response = super().dispatch(request, *args, **kwargs)
+        # Accepted and deduplicated emails are counted by message_accept; here the refusals.
+        if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS:
+            count_message(self.usage_type, "rate_limited")
+        elif response.status_code in REFUSALS:
+            count_message(self.usage_type, "refused")
+        observe_accept(time.perf_counter() - started)
+        return response
+
     def post(self, request):
         if not isinstance(request.data, dict):
             return _error(status.HTTP_400_BAD_REQUEST, "Request body must be a JSON object.")
@@ -256,6 +274,7 @@ class LogtoEmailView(APIView):
             return _error(
                 status.HTTP_400_BAD_REQUEST, _sentence(f"'{exc.field}' {exc.text}"), field=exc.field
             )
+        self.usage_type = usage_type
         try:
             message = message_accept(to=to, usage_type=usage_type, payload=payload, ip=ip)
         except RateLimitedError as exc:

@@ -7,7 +7,8 @@
   timeout; the broker: one connection attempt with the broker's socket timeouts) and reads no
   table but one row of ``emails_heartbeat``, so it can be probed every few seconds.
 
-Both are answered by ``HealthMiddleware``, first in the chain: a probe comes from the
+Both (and ``/metrics``, emails/operations/metrics.py) are answered by ``HealthMiddleware``,
+first in the chain: a probe comes from the
 orchestrator by IP over plain HTTP, so it skips the host check (``DJANGO_ALLOWED_HOSTS``), the
 HTTPS redirect, sessions and CSRF. They say which dependency is down and nothing more: no
 host names, no error texts (the log has those, once per outage: emails/intake/outage.py).
@@ -24,10 +25,11 @@ from django.http import JsonResponse
 from emails.delivery.dispatch import broker_answers
 from emails.delivery.sweeper import sweeper_late
 from emails.intake.outage import database_answered, database_failed
+from emails.operations import metrics
 
 logger = logging.getLogger(__name__)
 
-PATHS = ("/healthz", "/readyz")
+PATHS = ("/healthz", "/readyz", metrics.PATH)
 STATEMENT_TIMEOUT_MS = 2000
 
 
@@ -44,6 +46,8 @@ class HealthMiddleware:
             return response
         if request.path_info == "/healthz":
             return JsonResponse({"status": "ok"})
+        if request.path_info == metrics.PATH:
+            return metrics.metrics_answer(request)
         return readiness()
 
 

@@ -1,0 +1,248 @@
+"""What happened to each email, counted twice: in Prometheus (emails/metrics.py) and in
+``emails_deliverystat``, one row per minute and key, for the admin's Delivery page.
+
+Called when an email reaches a final status (the worker's ``_finish``, the sweeper's expiry
+and dead letters, after their commit) and when a try fails on a provider. One statement per
+call: an upsert of a few rows, in key order (so two workers never lock them crosswise), that
+adds to each count. Test sends are not counted. A write that fails is logged and skipped:
+the email's own record is already saved and is what counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Sum
+from django.db.models.functions import Trunc
+from django.utils import timezone
+
+from emails.metrics import count_message, delivery_seconds, observe_delivery
+from emails.models import DeliveryStat, Message, MessageStatus
+
+logger = logging.getLogger(__name__)
+
+# The upper bounds of the latency buckets: the Prometheus histogram's.
+LATENCY_BOUNDS: tuple[float, ...] = tuple(delivery_seconds._upper_bounds)
+
+
+LATENCY_KEYS: tuple[str, ...] = tuple(
+    "+Inf" if bound == float("inf") else f"{bound:g}" for bound in LATENCY_BOUNDS
+)
+FINISHED = (MessageStatus.SENT.value, MessageStatus.FAILED.value, MessageStatus.EXPIRED.value)
+
+
+def reason_of(status: str, error: str) -> str:
+    """A failed or expired email's reason, as one of a few words (the message has the text)."""
+    if status == MessageStatus.EXPIRED:
+        return "code expired"
+    if error.startswith("template error"):
+        return "template error"
+    if error.startswith("its template was deleted"):
+        return "template deleted"
+    if error.startswith("dead-lettered"):
+        return "dead-lettered"
+    if error.startswith("gave up retrying"):
+        return "retries exhausted"
+    return "refused by provider"
+
+
+def latency_key(seconds: float) -> str:
+    for bound, key in zip(LATENCY_BOUNDS, LATENCY_KEYS, strict=True):
+        if seconds <= bound:
+            return key
+    return "+Inf"
+
+
+def record_finished(messages: list[Message], *, now: datetime | None = None) -> None:
+    """Log and count these emails, each now sent, failed or expired: one log line each."""
+    now = now or timezone.now()
+    rows: dict[tuple[str, str], int] = {}
+
+    def add(kind: str, key: str) -> None:
+        rows[(kind, key[:80])] = rows.get((kind, key[:80]), 0) + 1
+
+    for message in messages:
+        _log(message)
+        if message.is_test:
+            continue
+        count_message(message.usage_type, message.status)
+        add("status", message.status)
+        requested = message.requested_locale or "none"
+        add("requested", requested)
+        if message.used_fallback:
+            add("locale", f"{requested}:{message.template_locale}")
+        if message.status == MessageStatus.SENT:
+            seconds = ((message.sent_at or now) - message.created_at).total_seconds()
+            observe_delivery(message.usage_type, seconds)
+            add("latency", latency_key(seconds))
+        else:
+            add("reason", reason_of(message.status, message.error))
+    _upsert(rows, now)
+
+
+def _log(message: Message) -> None:
+    extra = {"message_id": str(message.pk), "state": message.status}
+    if message.provider:
+        extra["provider"] = message.provider
+    if message.status == MessageStatus.SENT:
+        logger.info("message %s sent by %s", message.pk, message.provider or "-", extra=extra)
+    else:
+        # The error is Mailroom's or the provider's text: never the code or link it guards.
+        first_line = message.error.splitlines()[0] if message.error else message.status
+        log = logger.warning if message.status == MessageStatus.FAILED else logger.info
+        log("message %s %s: %s", message.pk, message.status, first_line, extra=extra)
+
+
+def record_try_failure(provider: str, *, now: datetime | None = None) -> None:
+    _upsert({("provider", provider): 1}, now or timezone.now())
+
+
+def _upsert(rows: dict[tuple[str, str], int], now: datetime) -> None:
+    if not rows:
+        return
+    minute = connection.ops.adapt_datetimefield_value(now.replace(second=0, microsecond=0))
+    table = DeliveryStat._meta.db_table
+    values = []
+    params: list = []
+    for (kind, key), count in sorted(rows.items()):
+        values.append("(%s, %s, %s, %s)")
+        params += [minute, kind, key, count]
+    sql = (
+        f"INSERT INTO {table} (minute, kind, key, count) VALUES {', '.join(values)} "  # noqa: S608
+        f"ON CONFLICT (minute, kind, key) DO UPDATE SET count = {table}.count + excluded.count"
+    )
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    except DatabaseError as exc:
+        logger.warning("delivery counts for the dashboard not recorded: %s", exc)
+
+
+# The Delivery page's ranges: how far back, and how wide each point of its charts is.
+RANGES = {
+    "hour": (timedelta(hours=1), 60),
+    "day": (timedelta(days=1), 15 * 60),
+    "week": (timedelta(days=7), 3600),
+}
+
+
+@dataclass
+class DeliveryStats:
+    """What the Delivery page draws, for one range."""
+
+    bucket_seconds: int
+    times: list[float]  # each point's start, as a Unix time
+    statuses: dict[str, list[int]]  # sent/failed/expired per point
+    p50: list[float | None]
+    p95: list[float | None]
+    totals: dict[str, int]
+    overall_p50: float | None
+    overall_p95: float | None
+    reasons: list[tuple[str, int]]
+    providers: list[tuple[str, int]]
+    locales: list[dict]
+
+
+def stats_for(range_name: str, *, now: datetime | None = None) -> DeliveryStats:
+    """The range's counts, from ``emails_deliverystat`` only (a week is at most a few
+    thousand rows after grouping): never a scan of ``emails_message``."""
+    span, width = RANGES[range_name]
+    now = now or timezone.now()
+    end = datetime.fromtimestamp((now.timestamp() // width + 1) * width, tz=UTC)
+    points = int(span.total_seconds() // width)
+    start = end - timedelta(seconds=points * width)
+    in_range = DeliveryStat.objects.filter(minute__gte=start, minute__lt=end)
+    rows: Iterable[tuple[datetime, str, str, int]]
+    if width >= 3600:
+        # Grouped by the database: a week of minutes is 10,080 × the keys.
+        hours = in_range.annotate(at=Trunc("minute", "hour", tzinfo=UTC))
+        grouped = hours.values("at", "kind", "key").annotate(total=Sum("count"))
+        rows = grouped.values_list("at", "kind", "key", "total")
+    else:
+        rows = in_range.values_list("minute", "kind", "key", "count")
+
+    statuses = {status: [0] * points for status in FINISHED}
+    latency = [dict.fromkeys(LATENCY_KEYS, 0) for _ in range(points)]
+    reasons: dict[str, int] = {}
+    providers: dict[str, int] = {}
+    requested: dict[str, int] = {}
+    served: dict[str, dict[str, int]] = {}
+    for at, kind, key, count in rows:
+        index = int((at - start).total_seconds() // width)
+        if not 0 <= index < points:
+            continue
+        if kind == "status" and key in statuses:
+            statuses[key][index] += count
+        elif kind == "latency" and key in latency[index]:
+            latency[index][key] += count
+        elif kind == "reason":
+            reasons[key] = reasons.get(key, 0) + count
+        elif kind == "provider":
+            providers[key] = providers.get(key, 0) + count
+        elif kind == "requested":
+            requested[key] = requested.get(key, 0) + count
+        elif kind == "locale":
+            asked, _, by = key.partition(":")
+            served.setdefault(asked, {})
+            served[asked][by] = served[asked].get(by, 0) + count
+    everything = dict.fromkeys(LATENCY_KEYS, 0)
+    for point in latency:
+        for key, count in point.items():
+            everything[key] += count
+    return DeliveryStats(
+        bucket_seconds=width,
+        times=[(start + timedelta(seconds=i * width)).timestamp() for i in range(points)],
+        statuses=statuses,
+        p50=[quantile(0.5, point) for point in latency],
+        p95=[quantile(0.95, point) for point in latency],
+        totals={status: sum(counts) for status, counts in statuses.items()},
+        overall_p50=quantile(0.5, everything),
+        overall_p95=quantile(0.95, everything),
+        reasons=sorted(reasons.items(), key=lambda item: -item[1]),
+        providers=sorted(providers.items(), key=lambda item: -item[1]),
+        locales=_locales(requested, served),
+    )
+
+
+def _locales(requested: dict[str, int], served: dict[str, dict[str, int]]) -> list[dict]:
+    """Each requested locale: how many emails, how many another locale served, and which."""
+    rows = []
+    for locale, total in requested.items():
+        by = served.get(locale, {})
+        fallbacks = sum(by.values())
+        rows.append(
+            {
+                "locale": locale,
+                "total": total,
+                "fallbacks": fallbacks,
+                "rate": fallbacks / total if total else 0.0,
+                "served_by": sorted(by.items(), key=lambda item: -item[1]),
+            }
+        )
+    return sorted(rows, key=lambda row: (-row["fallbacks"], -row["total"], row["locale"]))
+
+
+def quantile(q: float, buckets: dict[str, int]) -> float | None:
+    """The q-quantile of a latency histogram, interpolated inside its bucket the way
+    Prometheus's histogram_quantile does; None without any sample. In the open last bucket,
+    its lower bound."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank = q * total
+    seen = 0
+    lower = 0.0
+    for key in LATENCY_KEYS:
+        count = buckets.get(key, 0)
+        upper = float("inf") if key == "+Inf" else float(key)
+        if count and seen + count >= rank:
+            if upper == float("inf"):
+                return lower
+            return lower + (upper - lower) * (rank - seen) / count
+        seen += count
+        lower = upper
+    return lower
