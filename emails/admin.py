@@ -7,7 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from emails.backoffice import coverage, editor, transfer_views, versions
+from emails.backoffice import coverage, dashboard, editor, transfer_views, versions
 from emails.backoffice.forms import LayoutForm, TemplateForm
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.defaults import restore_default
@@ -278,6 +278,17 @@ class MessageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "delivery/",
+                view(partial(dashboard.delivery, model_admin=self)),
+                name="emails_message_delivery",
+            ),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         # Without beat nothing expires dead codes or hands out stuck messages: say so where

@@ -89,3 +89,16 @@ def use_providers(settings, *names: str) -> None:
     settings.EMAIL_PROVIDERS = email_providers_from(",".join(names))
     settings.EMAIL_PROVIDER = names[0]
     settings.EMAIL_BACKEND = settings.EMAIL_PROVIDERS[names[0]]
+
+
+def staff(*codenames: str):
+    """A logged-in client of a staff user holding only the named permissions."""
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+
+    name = f"ops{User.objects.count()}"
+    user = User.objects.create_user(name, email=f"{name}@example.com", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(user)
+    return client

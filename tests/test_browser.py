@@ -8,6 +8,7 @@ MAILROOM_SCREENSHOTS=docs/screenshots is set).
 import os
 import re
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,76 @@ def test_markup_from_templates_and_samples_runs_nothing_on_our_pages(admin_page,
 
     assert dialogs == []
     assert errors == []
+
+
+def _delivery_history(now):
+    """A day of counts as the worker writes them: steady sign-ins, a provider outage at
+    10:00 (failed tries on postmark, slower deliveries), a few expired codes."""
+    from emails.models import DeliveryStat
+
+    rows = []
+    for minutes_ago in range(0, 24 * 60, 5):
+        minute = (now - timedelta(minutes=minutes_ago)).replace(second=0, microsecond=0)
+        busy = 6 + (minutes_ago % 90) // 15
+        outage = 40 <= minutes_ago <= 55
+        rows += [
+            DeliveryStat(minute=minute, kind="status", key="sent", count=busy),
+            DeliveryStat(
+                minute=minute, kind="latency", key="1" if not outage else "10", count=busy
+            ),
+            DeliveryStat(minute=minute, kind="requested", key="en", count=busy - 2),
+            DeliveryStat(minute=minute, kind="requested", key="pt-BR", count=2),
+            DeliveryStat(minute=minute, kind="locale", key="pt-BR:en", count=2),
+        ]
+        if outage:
+            rows += [
+                DeliveryStat(minute=minute, kind="provider", key="postmark", count=3),
+                DeliveryStat(minute=minute, kind="status", key="expired", count=1),
+                DeliveryStat(minute=minute, kind="reason", key="code expired", count=1),
+            ]
+    DeliveryStat.objects.bulk_create(rows)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_delivery_dashboard_draws_its_charts(browser, live_server, scheme):
+    from django.utils import timezone
+    from playwright.sync_api import expect
+
+    User.objects.create_superuser("ops", "ops@example.com", "browser-test-pw")
+    _delivery_history(timezone.now())
+    context = browser.new_context(viewport={"width": 1280, "height": 1200}, color_scheme=scheme)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    errors = []
+    page.on(
+        "console",
+        lambda msg: errors.append(f"{msg.text} {msg.location}") if msg.type == "error" else None,
+    )
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server.url}/admin/login/?next=/admin/emails/message/")
+    page.fill("#id_username", "ops")
+    page.fill("#id_password", "browser-test-pw")
+    page.click("input[type=submit]")
+    page.click("text=Delivery dashboard")
+    expect(page.locator(".delivery")).to_have_attribute("data-charts", "ready")
+    page.click("text=Last day")
+    expect(page.locator(".delivery")).to_have_attribute("data-charts", "ready")
+    # Two charts, each a canvas with its legend: the series and their colours.
+    expect(page.locator(".uplot canvas")).to_have_count(2)
+    legend = page.locator("#chart-status .u-legend")
+    expect(legend).to_contain_text("sent")
+    expect(legend).to_contain_text("expired")
+    expect(page.locator("#chart-latency .u-legend")).to_contain_text("p95")
+    expect(page.locator("#locales")).to_contain_text("pt-BR")
+    expect(page.locator("#providers")).to_contain_text("postmark")
+    # The chart really drew something: its canvas is not blank.
+    painted = page.evaluate(
+        """() => { const c = document.querySelector('#chart-status canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }"""
+    )
+    assert painted > 1000
+    page.screenshot(path=str(SCREENSHOTS / f"delivery-{scheme}.png"), full_page=True)
+    # No CSP violation, no script error (the browser's own favicon request is Django admin's 404).
+    assert [error for error in errors if "/favicon.ico" not in error] == []
+    context.close()

@@ -21,7 +21,7 @@ from emails.models import CircuitState, Message, MessageStatus, ProviderCircuit
 from emails.tasks import deliver_message
 from project.providers import amazon_ses_client_params, email_providers_from
 from tests.factories import MessageFactory
-from tests.helpers import use_providers
+from tests.helpers import staff, use_providers
 from tests.stubs import ProviderStub
 
 pytestmark = pytest.mark.django_db
@@ -584,18 +584,6 @@ def test_smtp_failures_while_connecting_were_not_delivered():
 
 
 # --- what an operator sees ----------------------------------------------------------------
-
-
-def staff(*codenames: str):
-    from django.contrib.auth.models import Permission, User
-    from django.test import Client
-
-    name = f"ops{User.objects.count()}"
-    user = User.objects.create_user(name, email=f"{name}@example.com", password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def open_postmark(error="Postmark API response 500 (Internal Server Error)"):
