@@ -8,4 +8,9 @@ class EmailsConfig(AppConfig):
     def ready(self):
         # Register the system checks, the tracking-webhook receiver and the Celery tasks
         # (emails/delivery/dispatch.py publishes them by name, in every process).
-        from emails import checks, signals, tasks  # noqa: F401
+        from django.conf import settings
+
+        from emails import checks, metrics, signals, tasks  # noqa: F401
+
+        # Every series at 0 from the start, so that the first failure shows in rate().
+        metrics.start_at_zero(providers=list(settings.EMAIL_PROVIDERS))

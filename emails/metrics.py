@@ -34,6 +34,8 @@ MESSAGE_STATUSES = (
     "deduplicated",
     "rate_limited",
     "refused",
+    "unauthorized",
+    "unavailable",
     "sent",
     "failed",
     "expired",
@@ -42,8 +44,9 @@ ATTEMPT_OUTCOMES = ("sent", "failed", "throttled", "timed_out", "refused")
 
 messages = Counter(
     "mailroom_messages",
-    "Emails by what happened to them: accepted, deduplicated, rate_limited, refused at intake; "
-    "sent, failed, expired by the worker (test sends not counted).",
+    "Emails by what happened to them: accepted, deduplicated, rate_limited, refused, "
+    "unauthorized (401), unavailable (503) at intake; sent, failed, expired by the worker and "
+    "the sweeper (test sends not counted).",
     ["usage_type", "status"],
 )
 delivery_seconds = Histogram(
@@ -74,6 +77,18 @@ _LANGUAGE = re.compile(r"[a-z]{2}")
 # A process keeps at most this many fallback label sets; beyond them the locales are "other".
 MAX_FALLBACK_SERIES = 200
 _fallback_series: set[tuple[str, str, str]] = set()
+
+
+def start_at_zero(*, providers: list[str]) -> None:
+    """Create every usage type × status and provider × outcome series at 0 (a series that
+    appears with its first increment is not counted by rate() or increase())."""
+    with _never_failing():
+        for usage_type in (*sorted(_LOGTO_TYPES), "other"):
+            for status in MESSAGE_STATUSES:
+                messages.labels(usage_type, status)
+        for provider in providers:
+            for outcome in ATTEMPT_OUTCOMES:
+                provider_attempts.labels(provider, outcome)
 
 
 def usage_type_label(usage_type: str) -> str:

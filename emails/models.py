@@ -398,7 +398,8 @@ class DeliveryStat(models.Model):
     ``status`` (sent, failed, expired), ``latency`` (the upper bound of a delivery-time
     bucket, sent emails), ``reason`` (why failed or expired), ``provider`` (failed tries),
     ``locale`` ("<requested>:<served>", when another locale served it) and ``requested``
-    (the requested locale of every finished email). Kept 8 days (the hourly purge)."""
+    (the requested locale of every finished email). The hourly purge folds minutes into
+    quarter hours after 2 hours and into hours after 25, and drops them after 8 days."""
 
     minute = models.DateTimeField()
     kind = models.CharField(max_length=16)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from emails.delivery.stats import stats_for
+from emails.delivery.stats import stats_compact, stats_for
 from emails.models import DeliveryStat, Message, MessageStatus, Template
 from tests.factories import MessageFactory, TemplateFactory
 from tests.helpers import staff
@@ -75,3 +75,20 @@ def test_ranges_group_the_counts(settings):
 def test_an_unknown_range_is_the_last_hour():
     page = staff("view_message").get(URL, {"range": "decade"}).content.decode()
     assert 'href="?range=hour" aria-current="page"' in page
+
+
+def test_folding_old_counts_changes_no_figure_of_any_range():
+    now = datetime(2026, 12, 2, 12, 30, 17, tzinfo=UTC)
+    for minutes_ago in range(0, 8 * 24 * 60 + 120, 7):
+        minute = (now - timedelta(minutes=minutes_ago)).replace(second=0, microsecond=0)
+        for kind, key in [("status", "sent"), ("latency", "2"), ("reason", "code expired")]:
+            DeliveryStat.objects.create(minute=minute, kind=kind, key=key, count=minutes_ago % 5)
+    before = {name: stats_for(name, now=now) for name in ("hour", "day", "week")}
+    rows = DeliveryStat.objects.count()
+
+    folded = stats_compact(now)
+
+    assert folded > 0 and DeliveryStat.objects.count() < rows / 3
+    assert {name: stats_for(name, now=now) for name in before} == before
+    assert not DeliveryStat.objects.filter(minute__lt=now - timedelta(days=8)).exists()
+    assert stats_compact(now) == 0  # nothing left to fold

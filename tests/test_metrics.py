@@ -18,6 +18,7 @@ from emails.delivery.stats import latency_key, quantile, reason_of
 from emails.delivery.sweeper import messages_purge, messages_sweep
 from emails.metrics import MAX_FALLBACK_SERIES, count_fallback, locale_label
 from emails.models import DeliveryStat, Message, MessageStatus, Template
+from tests.database import database_refusing
 from tests.factories import MessageFactory, TemplateFactory
 
 TOKEN = "metrics-test-token"
@@ -185,16 +186,15 @@ def test_fallback_labels_stay_bounded(monkeypatch):
     assert metrics._fallback_series >= {("SignIn", "other", "other")}
 
 
-def test_the_dashboard_counts_are_kept_a_week_and_a_day(settings):
-    old = DeliveryStat.objects.create(
+def test_the_hourly_purge_keeps_the_dashboard_counts_a_week_and_a_day():
+    DeliveryStat.objects.create(
         minute=timezone.now() - timedelta(days=9), kind="status", key="sent", count=3
     )
-    recent = DeliveryStat.objects.create(
-        minute=timezone.now() - timedelta(days=6), kind="status", key="sent", count=3
+    DeliveryStat.objects.create(
+        minute=timezone.now() - timedelta(days=6), kind="status", key="sent", count=4
     )
     messages_purge()
-    assert list(DeliveryStat.objects.values_list("pk", flat=True)) == [recent.pk]
-    assert old.pk != recent.pk
+    assert list(DeliveryStat.objects.values_list("count", flat=True)) == [4]
 
 
 def test_quantiles_interpolate_like_prometheus():
@@ -207,3 +207,38 @@ def test_quantiles_interpolate_like_prometheus():
     assert reason_of("failed", "template error: x") == "template error"
     assert reason_of("failed", "gave up retrying: 503") == "retries exhausted"
     assert reason_of("failed", "422 Invalid 'To' address") == "refused by provider"
+
+
+def scraped(name: str, **labels) -> float:
+    return scrape().get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_every_series_starts_at_zero(metrics_token):
+    """A series that appears with its first increment is not counted by rate()."""
+    metrics = scrape()
+    for status in ("failed", "expired", "unavailable"):
+        assert (
+            "mailroom_messages_total",
+            (("status", status), ("usage_type", "BindMfa")),
+        ) in metrics
+    key = ("mailroom_provider_attempts_total", (("outcome", "timed_out"), ("provider", "locmem")))
+    assert key in metrics
+
+
+def test_a_wrong_secret_is_counted(metrics_token, api):
+    before = scraped("mailroom_messages_total", usage_type="other", status="unauthorized")
+    api.credentials(HTTP_AUTHORIZATION="Bearer not-the-secret")
+    assert api.post("/api/logto/email", {}, format="json").status_code == 401
+    after = scraped("mailroom_messages_total", usage_type="other", status="unauthorized")
+    assert after == before + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_is_counted(metrics_token, post_email):
+    before = sample("mailroom_messages_total", usage_type="SignIn", status="unavailable")
+    body = {"to": "o@example.com", "type": "SignIn", "payload": {"code": "1", "locale": "en"}}
+    with database_refusing():
+        assert post_email(body).status_code == 503
+    assert sample("mailroom_messages_total", usage_type="SignIn", status="unavailable") == (
+        before + 1
+    )

@@ -11,13 +11,10 @@ the email's own record is already saved and is what counts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Sum
-from django.db.models.functions import Trunc
 from django.utils import timezone
 
 from emails.metrics import count_message, delivery_seconds, observe_delivery
@@ -102,15 +99,20 @@ def record_try_failure(provider: str, *, now: datetime | None = None) -> None:
 
 
 def _upsert(rows: dict[tuple[str, str], int], now: datetime) -> None:
+    minute = now.replace(second=0, microsecond=0)
+    _add({(minute, kind, key): count for (kind, key), count in rows.items()})
+
+
+def _add(rows: dict[tuple[datetime, str, str], int]) -> None:
+    """Add each count to its (minute, kind, key) row, creating it if needed: one statement."""
     if not rows:
         return
-    minute = connection.ops.adapt_datetimefield_value(now.replace(second=0, microsecond=0))
     table = DeliveryStat._meta.db_table
     values = []
     params: list = []
-    for (kind, key), count in sorted(rows.items()):
+    for (minute, kind, key), count in sorted(rows.items()):
         values.append("(%s, %s, %s, %s)")
-        params += [minute, kind, key, count]
+        params += [connection.ops.adapt_datetimefield_value(minute), kind, key, count]
     sql = (
         f"INSERT INTO {table} (minute, kind, key, count) VALUES {', '.join(values)} "  # noqa: S608
         f"ON CONFLICT (minute, kind, key) DO UPDATE SET count = {table}.count + excluded.count"
@@ -120,6 +122,43 @@ def _upsert(rows: dict[tuple[str, str], int], now: datetime) -> None:
             cursor.execute(sql, params)
     except DatabaseError as exc:
         logger.warning("delivery counts for the dashboard not recorded: %s", exc)
+
+
+# Older counts are folded into coarser rows (the hourly purge): minutes into quarter hours
+# after 2 hours, quarter hours into hours after 25. The Delivery page's ranges draw points of
+# 1 minute (last hour), 15 minutes (last day) and 1 hour (last week), so each still adds up
+# exactly, and a week is about 5,000 rows × keys / 27 instead of 10,080 × keys.
+COMPACTIONS = ((timedelta(hours=2), 15), (timedelta(hours=25), 60))
+STATS_KEPT = timedelta(days=8)  # the longest range is a week
+
+
+def stats_compact(now: datetime | None = None) -> int:
+    """Fold old per-minute counts into their quarter hour's or hour's row (aligned in UTC,
+    as the page's points are), then drop what is older than STATS_KEPT. Returns how many
+    rows were folded."""
+    now = now or timezone.now()
+    folded = 0
+    for age, minutes in COMPACTIONS:
+        with transaction.atomic():
+            rows = DeliveryStat.objects.select_for_update().filter(
+                minute__gte=now - STATS_KEPT, minute__lt=now - age
+            )
+            sums: dict[tuple[datetime, str, str], int] = {}
+            done = []
+            for pk, minute, kind, key, count in rows.values_list(
+                "pk", "minute", "kind", "key", "count"
+            ):
+                at = minute.astimezone(UTC)
+                bucket = at.replace(minute=at.minute // minutes * minutes)
+                if bucket == at:
+                    continue  # the row others fold into
+                sums[(bucket, kind, key)] = sums.get((bucket, kind, key), 0) + count
+                done.append(pk)
+            _add(sums)
+            DeliveryStat.objects.filter(pk__in=done).delete()
+            folded += len(done)
+    DeliveryStat.objects.filter(minute__lt=now - STATS_KEPT).delete()
+    return folded
 
 
 # The Delivery page's ranges: how far back, and how wide each point of its charts is.
@@ -148,22 +187,16 @@ class DeliveryStats:
 
 
 def stats_for(range_name: str, *, now: datetime | None = None) -> DeliveryStats:
-    """The range's counts, from ``emails_deliverystat`` only (a week is at most a few
-    thousand rows after grouping): never a scan of ``emails_message``."""
+    """The range's counts, from ``emails_deliverystat`` only (a week is a few thousand rows
+    once stats_compact has folded them): never a scan of ``emails_message``."""
     span, width = RANGES[range_name]
     now = now or timezone.now()
     end = datetime.fromtimestamp((now.timestamp() // width + 1) * width, tz=UTC)
     points = int(span.total_seconds() // width)
     start = end - timedelta(seconds=points * width)
-    in_range = DeliveryStat.objects.filter(minute__gte=start, minute__lt=end)
-    rows: Iterable[tuple[datetime, str, str, int]]
-    if width >= 3600:
-        # Grouped by the database: a week of minutes is 10,080 × the keys.
-        hours = in_range.annotate(at=Trunc("minute", "hour", tzinfo=UTC))
-        grouped = hours.values("at", "kind", "key").annotate(total=Sum("count"))
-        rows = grouped.values_list("at", "kind", "key", "total")
-    else:
-        rows = in_range.values_list("minute", "kind", "key", "count")
+    rows = DeliveryStat.objects.filter(minute__gte=start, minute__lt=end).values_list(
+        "minute", "kind", "key", "count"
+    )
 
     statuses = {status: [0] * points for status in FINISHED}
     latency = [dict.fromkeys(LATENCY_KEYS, 0) for _ in range(points)]

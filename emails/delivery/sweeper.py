@@ -28,9 +28,9 @@ from django.utils import timezone
 
 from emails.delivery.deliver import wipe_secrets
 from emails.delivery.dispatch import message_publish
-from emails.delivery.stats import record_finished
+from emails.delivery.stats import record_finished, stats_compact
 from emails.logto import SECRET_PAYLOAD_KEYS
-from emails.models import DeliveryStat, Heartbeat, Message, MessageStatus
+from emails.models import Heartbeat, Message, MessageStatus
 
 BATCH_SIZE = 500
 
@@ -60,7 +60,6 @@ def messages_sweep() -> SweepReport:
 
 
 SWEEPER = "sweeper"
-STATS_KEPT = timedelta(days=8)
 
 
 def sweeper_late() -> str:
@@ -164,8 +163,8 @@ def _publish_after_commit(ids) -> None:
 
 def messages_purge() -> int:
     """Delete messages (and their events) older than EMAILS_RETENTION_DAYS; returns how many.
-    The Delivery page's counts go after STATS_KEPT (its longest range is a week)."""
-    DeliveryStat.objects.filter(minute__lt=timezone.now() - STATS_KEPT).delete()
+    The Delivery page's counts are folded and go after a week and a day (stats_compact)."""
+    stats_compact()
     cutoff = timezone.now() - timedelta(days=settings.EMAILS_RETENTION_DAYS)
     deleted = 0
     while True:

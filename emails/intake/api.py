@@ -40,8 +40,16 @@ RATE_LIMIT_MESSAGES = {
 }
 
 
-# Answers that refuse the email for what it is (counted as "refused"; 401 and 503 are not).
-REFUSALS = frozenset((400, 413, 415, 422))
+# What each answer but 200 counts as in mailroom_messages_total (200: message_accept counts).
+OUTCOMES = {
+    400: "refused",
+    413: "refused",
+    415: "refused",
+    422: "refused",
+    429: "rate_limited",
+    401: "unauthorized",
+    503: "unavailable",
+}
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -257,11 +265,9 @@ class LogtoEmailView(APIView):
         started = time.perf_counter()
         self.usage_type = ""  # known once the request's fields are checked
         response = super().dispatch(request, *args, **kwargs)
-        # Accepted and deduplicated emails are counted by message_accept; here the refusals.
-        if response.status_code == status.HTTP_429_TOO_MANY_REQUESTS:
-            count_message(self.usage_type, "rate_limited")
-        elif response.status_code in REFUSALS:
-            count_message(self.usage_type, "refused")
+        # Accepted and deduplicated emails are counted by message_accept; here the rest.
+        if response.status_code in OUTCOMES:
+            count_message(self.usage_type, OUTCOMES[response.status_code])
         observe_accept(time.perf_counter() - started)
         return response
 

@@ -106,6 +106,11 @@ class _DatabaseState:
         up.add_metric([], 1 if cached[1] else 0)
         yield up
         yield from cached[1]
+        interval = GaugeMetricFamily(  # a setting: there when the database is not
+            "mailroom_sweeper_interval_seconds", "EMAILS_SWEEP_INTERVAL: how often it should run."
+        )
+        interval.add_metric([], settings.EMAILS_SWEEP_INTERVAL)
+        yield interval
 
 
 def _read_state() -> list:
@@ -149,11 +154,7 @@ def _read_state() -> list:
     )
     if swept is not None:
         sweeper.add_metric([], swept.timestamp())
-    interval = GaugeMetricFamily(
-        "mailroom_sweeper_interval_seconds", "EMAILS_SWEEP_INTERVAL: how often it should run."
-    )
-    interval.add_metric([], settings.EMAILS_SWEEP_INTERVAL)
-    return [depth, age, circuit_open, sweeper, interval]
+    return [depth, age, circuit_open, sweeper]
 
 
 def _build_info() -> InfoMetricFamily:
