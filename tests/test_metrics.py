@@ -4,6 +4,9 @@ processes, added up over their files, and scraped by a real Prometheus)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from datetime import timedelta
 
 import pytest
@@ -18,6 +21,7 @@ from emails.delivery.stats import latency_key, quantile, reason_of
 from emails.delivery.sweeper import messages_purge, messages_sweep
 from emails.metrics import MAX_FALLBACK_SERIES, count_fallback, locale_label
 from emails.models import DeliveryStat, Message, MessageStatus, Template
+from project.metrics_files import MULTIPROCESS_VARIABLE, start_role
 from tests.database import database_refusing
 from tests.factories import MessageFactory, TemplateFactory
 
@@ -242,3 +246,53 @@ def test_a_database_outage_is_counted(metrics_token, post_email):
     assert sample("mailroom_messages_total", usage_type="SignIn", status="unavailable") == (
         before + 1
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_database_down_metrics_still_answer_and_say_so(metrics_token, settings):
+    settings.EMAILS_METRICS_QUEUE_CACHE = 0
+    with database_refusing(password="s3cret-db-password"):
+        started = time.monotonic()
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+        took = time.monotonic() - started
+    assert response.status_code == 200 and took < 5
+    text = response.content.decode()
+    assert "mailroom_database_up 0.0" in text
+    assert "mailroom_messages_total{" in text  # the counters need no database
+    assert "mailroom_sweeper_interval_seconds" in text
+    assert "mailroom_queue_depth" not in text  # unknown, not a made-up 0
+    assert "s3cret" not in text and "127.0.0.1" not in text
+    # and once it answers again, so do the queue's gauges
+    assert (
+        "mailroom_database_up 1.0"
+        in Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    )
+
+
+def test_each_process_folder_is_its_own_and_gone_ones_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setenv(MULTIPROCESS_VARIABLE, "")  # restored afterwards
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f"worker-{dead.pid}").mkdir()
+    (tmp_path / f"web-{os.getppid()}").mkdir()  # a live process's (pytest's parent)
+    mine = start_role("web", str(tmp_path))
+    assert mine == str(tmp_path / f"web-{os.getpid()}") == os.environ[MULTIPROCESS_VARIABLE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"web-{os.getppid()}", f"web-{os.getpid()}"]
+    )
+
+
+@pytest.mark.parametrize("unsafe", ["anyone may write", "a symlink"])
+def test_an_unsafe_folder_leaves_metrics_in_each_process(tmp_path, monkeypatch, capsys, unsafe):
+    monkeypatch.setenv(MULTIPROCESS_VARIABLE, "unchanged")
+    folder = tmp_path / "metrics"
+    if unsafe == "a symlink":
+        (tmp_path / "elsewhere").mkdir()
+        folder.symlink_to(tmp_path / "elsewhere")
+    else:
+        folder.mkdir()
+        folder.chmod(0o777)
+    assert start_role("web", str(folder)) is None
+    assert os.environ[MULTIPROCESS_VARIABLE] == "unchanged"
+    assert "Mailroom keeps metrics per process" in capsys.readouterr().err
+    assert list((tmp_path / "elsewhere").iterdir() if unsafe == "a symlink" else []) == []
