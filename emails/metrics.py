@@ -2,9 +2,10 @@
 
 Served by ``GET /metrics`` (emails/operations/metrics.py). Under gunicorn and the Celery
 worker every process writes its values to files (prometheus-client's multiprocess mode), in a
-folder of its parent under ``EMAILS_METRICS_DIR`` (``web-<pid>/``, ``worker-<pid>/``: set up by
-project/metrics_files.py before this module is imported), and ``/metrics`` on any web worker
-adds up every process of the host. Elsewhere (tests, ``runserver``, management commands) the
+folder of its gunicorn or ``celery worker`` under ``EMAILS_METRICS_DIR`` (``web-<random>/``,
+``worker-<random>/``, and ``archive/`` for those gone: set up by project/metrics_files.py
+before this module is imported), and ``/metrics`` on any web worker adds up every process of
+the host. Elsewhere (tests, ``runserver``, management commands) the
 values live in the process.
 
 Labels are bounded and carry no person: a usage type outside Logto's nine is ``other``; a
@@ -110,7 +111,7 @@ def count_message(usage_type: str, status: str) -> None:
 
 def count_fallback(usage_type: str, requested: str, served: str, *, locales) -> None:
     with _never_failing():
-        known = frozenset(locales)
+        known = frozenset(locales)  # evaluated here: a failure costs the metric, not the email
         labels = (usage_type_label(usage_type), locale_label(requested, served=known), served)
         if labels not in _fallback_series:
             if len(_fallback_series) >= MAX_FALLBACK_SERIES:

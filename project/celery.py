@@ -7,18 +7,21 @@ from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-if "worker" in sys.argv[1:]:
-    # `celery worker`: its processes keep their metrics under <EMAILS_METRICS_DIR>/worker-<pid>/
-    # (emails/metrics.py), set before anything imports prometheus-client. Settings it cannot
-    # read are refused below, in one line.
+if "celery" in sys.argv[0] and "worker" in sys.argv[1:]:
+    # `celery worker`: its processes keep their metrics in a folder of its own
+    # (project/metrics_files.py), set before anything imports prometheus-client. Settings it
+    # cannot read are refused below, in one line.
     from django.conf import settings as _settings
 
-    from project.metrics_files import start_role
+    from project.metrics_files import UnsafeFolder, start_role
 
     try:
         start_role("worker", _settings.EMAILS_METRICS_DIR)
     except ImproperlyConfigured:
         pass
+    except UnsafeFolder as exc:
+        print(f"Mailroom cannot start: {exc}.", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
 
 app = Celery("mailroom")
 app.config_from_object("django.conf:settings", namespace="CELERY")

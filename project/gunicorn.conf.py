@@ -1,8 +1,9 @@
 # gunicorn settings for Mailroom: `gunicorn -c project/gunicorn.conf.py project.wsgi`.
 # Options on the command line (or in GUNICORN_CMD_ARGS) still override every value here.
 import os
+import sys
 
-from project.metrics_files import DEFAULT_DIRECTORY, start_role
+from project.metrics_files import DEFAULT_DIRECTORY, UnsafeFolder, start_role
 
 
 def _cores() -> int:
@@ -56,8 +57,12 @@ logger_class = "project.logfilters.GunicornLogger"
 
 
 def on_starting(server):
-    # Every worker keeps its metrics under <EMAILS_METRICS_DIR>/web-<pid>/ (emails/metrics.py).
-    start_role("web", os.environ.get("EMAILS_METRICS_DIR") or DEFAULT_DIRECTORY)
+    # The workers keep their metrics in a folder of this arbiter's (project/metrics_files.py).
+    try:
+        start_role("web", os.environ.get("EMAILS_METRICS_DIR") or DEFAULT_DIRECTORY)
+    except UnsafeFolder as exc:
+        print(f"Mailroom cannot start: {exc}.", file=sys.stderr, flush=True)
+        raise SystemExit(4) from None
     _check_the_app()
 
 

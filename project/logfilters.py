@@ -13,6 +13,7 @@ import logging
 import re
 
 from gunicorn.glogging import Logger
+from pythonjsonlogger.json import JsonFormatter as BaseJsonFormatter
 
 # /preview/<token>/ and /preview/<token>/email/<id>/: the token is the only secret in a path.
 # Any case and repeated slashes too: /Preview//<token>/ is a 404 whose path Django logs.
@@ -38,7 +39,22 @@ class RedactPreviewTokens(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        # Formatters then print the redacted text; the JSON one would format exc_info again.
+        record.exc_info = None
         return True
+
+
+class JsonFormatter(BaseJsonFormatter):
+    """EMAILS_LOG_FORMAT=json: python-json-logger's formatter, keeping only the fields of its
+    format and the extras Mailroom's own lines pass. Django adds its ``request`` to 4xx and
+    5xx lines, whose repr holds the path and query string (a preview token, an admin's search
+    for an address): such extras are dropped, not written."""
+
+    EXTRAS = frozenset({"message_id", "state", "provider", "status_code", "exc_info"})
+
+    def process_log_record(self, log_data):
+        fields = {self._get_rename(name) for name in self._required_fields}
+        return {key: value for key, value in log_data.items() if key in fields | self.EXTRAS}
 
 
 class GunicornLogger(Logger):

@@ -165,7 +165,8 @@ EMAIL_SSL_CAFILE = env.str("EMAIL_SSL_CAFILE", default="")
 # worker's processes write their values under this directory (one subdirectory per role):
 # give both the same one on a host. (Not a systemd PrivateTmp: use /run or /var/lib.)
 EMAILS_METRICS_TOKEN = env.str("EMAILS_METRICS_TOKEN", default="")
-EMAILS_METRICS_DIR = env.str("EMAILS_METRICS_DIR", default=DEFAULT_METRICS_DIRECTORY)
+# (Read as gunicorn's config reads it: no "$VAR" expansion, the same folder for both.)
+EMAILS_METRICS_DIR = os.environ.get("EMAILS_METRICS_DIR") or DEFAULT_METRICS_DIRECTORY
 # The queue's depth and age are read from the database at most this often per process.
 EMAILS_METRICS_QUEUE_CACHE = env.float("EMAILS_METRICS_QUEUE_CACHE", default=5.0)
 # Logs: "plain" lines, or "json" (one object per line, with message_id on lines about a message).
@@ -328,6 +329,10 @@ if "postgresql" in DATABASES["default"]["ENGINE"]:
     # A database host that does not answer at all costs 5 s, not the system's minutes of TCP
     # retries, for each request and each /readyz probe (?connect_timeout=N overrides it).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+    # A host that stops answering an open connection (a partition, a dead VM) fails the
+    # query after 10 s of unacknowledged data, not the system's ~15 minutes of TCP retries
+    # (libpq's tcp_user_timeout, milliseconds; ?tcp_user_timeout=N overrides it).
+    DATABASES["default"]["OPTIONS"].setdefault("tcp_user_timeout", 10000)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -401,7 +406,7 @@ LOGGING = {
         # One JSON object per line: time, level, logger, message, and the fields a line passes
         # in `extra` (message_id, state, provider on the lines about an email).
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "project.logfilters.JsonFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },

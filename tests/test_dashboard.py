@@ -47,8 +47,8 @@ def test_it_shows_what_happened(send, settings, django_assert_max_num_queries):
     assert '<span class="value" id="tile-queued">1</span>' in page
     assert 'id="tile-oldest">24' in page  # 240 s
     assert '<th scope="row">template error</th><td>1</td>' in page
-    # pt-BR and pt-PT asked, both served by en
-    assert "<bdi>pt-BR</bdi></th><td>1</td><td>100 %</td><td><bdi>en</bdi> (1)" in page
+    # pt-BR and pt-PT asked (no Portuguese template: counted as pt), both served by en
+    assert "<bdi>pt</bdi></th><td>2</td><td>100 %</td><td><bdi>en</bdi> (2)" in page
     assert '<script id="delivery-data" type="application/json">' in page
     assert "100000" not in page and "u0@example.com" not in page
 

@@ -5,9 +5,9 @@ processes, added up over their files, and scraped by a real Prometheus)."""
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -21,7 +21,8 @@ from emails.delivery.stats import latency_key, quantile, reason_of
 from emails.delivery.sweeper import messages_purge, messages_sweep
 from emails.metrics import MAX_FALLBACK_SERIES, count_fallback, locale_label
 from emails.models import DeliveryStat, Message, MessageStatus, Template
-from project.metrics_files import MULTIPROCESS_VARIABLE, start_role
+from emails.operations import metrics as operations_metrics
+from project.metrics_files import MULTIPROCESS_VARIABLE, UnsafeFolder, start_role
 from tests.database import database_refusing
 from tests.factories import MessageFactory, TemplateFactory
 
@@ -48,6 +49,14 @@ def scrape(token: str = TOKEN) -> dict[tuple[str, tuple], float]:
 def metrics_token(settings):
     settings.EMAILS_METRICS_TOKEN = TOKEN
     settings.DEBUG = False
+
+
+@pytest.fixture(autouse=True)
+def fresh_database_state():
+    """Each test reads the database's gauges afresh, not another test's cached ones."""
+    operations_metrics._cache.clear()
+    yield
+    operations_metrics._cache.clear()
 
 
 def test_without_a_token_metrics_are_off_in_production(settings):
@@ -83,6 +92,7 @@ def test_metrics_skip_the_host_check_like_the_probes(metrics_token, settings):
 
 def test_a_known_sequence_of_emails_adds_up(metrics_token, send, settings):
     settings.EMAILS_RATE_LIMIT_RECIPIENT = "2/600"
+    settings.EMAILS_METRICS_QUEUE_CACHE = 0  # the scrape after reads the queue after
     Template.objects.all().delete()  # the starter templates: no Generic to fall back to
     TemplateFactory(usage_type="SignIn", locale="en")
     TemplateFactory(usage_type="SignIn", locale="de")
@@ -249,7 +259,9 @@ def test_a_database_outage_is_counted(metrics_token, post_email):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_with_the_database_down_metrics_still_answer_and_say_so(metrics_token, settings):
+def test_with_the_database_down_metrics_still_answer_and_say_so(
+    metrics_token, settings, monkeypatch
+):
     settings.EMAILS_METRICS_QUEUE_CACHE = 0
     with database_refusing(password="s3cret-db-password"):
         started = time.monotonic()
@@ -262,37 +274,61 @@ def test_with_the_database_down_metrics_still_answer_and_say_so(metrics_token, s
     assert "mailroom_sweeper_interval_seconds" in text
     assert "mailroom_queue_depth" not in text  # unknown, not a made-up 0
     assert "s3cret" not in text and "127.0.0.1" not in text
-    # and once it answers again, so do the queue's gauges
-    assert (
-        "mailroom_database_up 1.0"
-        in Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
-    )
+    # It answers again: the next read waits out the pause (one slow scrape per outage, not
+    # one per scrape), then the queue's gauges are back.
+    again = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    assert "mailroom_database_up 0.0" in again
+    monkeypatch.setattr(operations_metrics, "FAILED_READ_PAUSE", 0)
+    again = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
+    assert "mailroom_database_up 1.0" in again and "mailroom_queue_depth{" in again
 
 
-def test_each_process_folder_is_its_own_and_gone_ones_are_removed(tmp_path, monkeypatch):
+def test_a_gone_process_folder_is_archived_and_a_live_one_kept(tmp_path, monkeypatch):
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
     monkeypatch.setenv(MULTIPROCESS_VARIABLE, "")  # restored afterwards
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    (tmp_path / f"worker-{dead.pid}").mkdir()
-    (tmp_path / f"web-{os.getppid()}").mkdir()  # a live process's (pytest's parent)
-    mine = start_role("web", str(tmp_path))
-    assert mine == str(tmp_path / f"web-{os.getpid()}") == os.environ[MULTIPROCESS_VARIABLE]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"web-{os.getppid()}", f"web-{os.getpid()}"]
-    )
+    live = start_role("web", str(tmp_path))  # its lock held by this process
+    key = mmap_key("mailroom_messages", "mailroom_messages_total", ["status"], ["sent"], "")
+    gone = tmp_path / "worker-0123456789ab"
+    gone.mkdir()
+    (gone / ".owner").touch()  # nobody holds its lock
+    for pid, value in ((11, 5.0), (12, 2.0)):
+        store = MmapedDict(str(gone / f"counter_{pid}.db"))
+        store.write_value(key, value, 0.0)
+        store.close()
+
+    mine = start_role("worker", str(tmp_path))
+
+    assert os.environ[MULTIPROCESS_VARIABLE] == mine
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert names == sorted(["archive", Path(live).name, Path(mine).name])
+    archived = MmapedDict.read_all_values_from_file(str(tmp_path / "archive/counter_archive.db"))
+    assert [(k, v) for k, v, _t, _p in archived] == [(key, 7.0)]  # the sum never goes down
 
 
-@pytest.mark.parametrize("unsafe", ["anyone may write", "a symlink"])
-def test_an_unsafe_folder_leaves_metrics_in_each_process(tmp_path, monkeypatch, capsys, unsafe):
+@pytest.mark.parametrize("unsafe", ["anyone may write", "a symlink", "a parent anyone may write"])
+def test_an_unsafe_folder_is_refused(tmp_path, monkeypatch, unsafe):
     monkeypatch.setenv(MULTIPROCESS_VARIABLE, "unchanged")
     folder = tmp_path / "metrics"
     if unsafe == "a symlink":
         (tmp_path / "elsewhere").mkdir()
         folder.symlink_to(tmp_path / "elsewhere")
-    else:
+    elif unsafe == "anyone may write":
         folder.mkdir()
         folder.chmod(0o777)
-    assert start_role("web", str(folder)) is None
+    else:
+        tmp_path.chmod(0o777)
+    with pytest.raises(UnsafeFolder):
+        start_role("web", str(folder))
     assert os.environ[MULTIPROCESS_VARIABLE] == "unchanged"
-    assert "Mailroom keeps metrics per process" in capsys.readouterr().err
-    assert list((tmp_path / "elsewhere").iterdir() if unsafe == "a symlink" else []) == []
+    if unsafe == "a symlink":
+        assert list((tmp_path / "elsewhere").iterdir()) == []
+    tmp_path.chmod(0o700)
+
+
+def test_under_gunicorn_without_added_up_files_metrics_refuse(metrics_token):
+    response = Client().get(
+        "/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}", SERVER_SOFTWARE="gunicorn/23.0.0"
+    )
+    assert response.status_code == 503
+    assert "gunicorn.conf.py" in response.json()["message"]

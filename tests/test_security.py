@@ -340,3 +340,37 @@ def test_importing_needs_the_layout_permissions_too():
     assert client.get("/admin/emails/template/import/").status_code == 403
     _, client = editor("full", "full@example.com", "add_template", "add_layout", "change_layout")
     assert client.get("/admin/emails/template/import/").status_code == 200
+
+
+def test_json_logs_drop_django_request_and_redact_tracebacks(settings):
+    """Found in review: python-json-logger writes every extra, and Django's 4xx lines carry the
+    request, whose repr holds the path (a preview token) and the query (an admin's search)."""
+    import json
+    import logging
+    import sys
+
+    from django.test import RequestFactory
+    from django.utils.module_loading import import_string
+
+    from project.logfilters import RedactPreviewTokens
+
+    config = dict(settings.LOGGING["formatters"]["json"])
+    formatter = import_string(config.pop("()"))(config.pop("format"), **config)
+    token = "LiveToken42.secret"
+    request = RequestFactory().get(f"/preview/{token}/email/9/", {"q": "jane@example.com"})
+    record = logging.LogRecord(
+        "django.request", logging.WARNING, "", 0, "Not Found: %s", (request.path,), None
+    )
+    record.request, record.status_code = request, 404
+    try:
+        raise ValueError(f"while serving /preview/{token}/")
+    except ValueError:
+        record.exc_info = sys.exc_info()
+    RedactPreviewTokens().filter(record)
+    line = formatter.format(record)
+    assert token not in line and "jane@example.com" not in line
+    data = json.loads(line)
+    assert data["message"] == "Not Found: /preview/<token>/email/9/"
+    assert "request" not in data and data["status_code"] == 404
+    assert "ValueError: while serving /preview/<token>/" in data["exc_info"]
+    assert {"time", "level", "logger"} <= set(data)

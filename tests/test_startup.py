@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -213,7 +214,16 @@ def production_env(tmp_path, **overrides) -> dict:
     return env
 
 
+# A metrics folder another local user could write to (project/metrics_files.py).
+OPEN_FOLDER = tempfile.mkdtemp(prefix="mailroom-open-metrics-")
+os.chmod(OPEN_FOLDER, 0o777)  # noqa: S103  (the point of the case)
+
 MISCONFIGURED = {
+    "a metrics folder anyone may write to": (
+        {"EMAILS_METRICS_DIR": OPEN_FOLDER},
+        f"Mailroom cannot start: EMAILS_METRICS_DIR={OPEN_FOLDER}: {OPEN_FOLDER} belongs to "
+        "another user or others may write to it",
+    ),
     "sendgrid without a key": (
         {"EMAIL_PROVIDER": "sendgrid"},
         "Mailroom cannot start: EMAIL_PROVIDER=sendgrid: ANYMAIL_SENDGRID_API_KEY is not set",

@@ -51,6 +51,10 @@ class _EnabledTemplates:
                 self._refs, self._loaded_at = refs, time.monotonic()
         return self._refs
 
+    def cached(self) -> dict[tuple[str, str], TemplateRef]:
+        """What get() last loaded, never a query (for labels, not for choosing)."""
+        return self._refs
+
     def clear(self) -> None:
         with self._lock:
             self._loaded_at = float("-inf")

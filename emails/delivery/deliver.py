@@ -53,9 +53,8 @@ from emails.delivery.circuits import (
     seconds_until_usable,
 )
 from emails.delivery.failures import MAX_ERROR_LENGTH, SendFailure, send_failure
-from emails.delivery.stats import record_finished, record_try_failure
+from emails.delivery.stats import record_finished, record_try
 from emails.logto import SECRET_PAYLOAD_KEYS
-from emails.metrics import count_attempt
 from emails.models import Message, MessageEvent, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -211,19 +210,18 @@ def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
                 "Message-ID", ""
             )
             outcome = _finish(message, MessageStatus.SENT, provider_message_id=str(provider_id))
-            count_attempt(candidate.provider, "sent")
+            record_try(message, candidate.provider, "sent")
             _after_sending(message, candidate, failures)
             return outcome
         if not failure.answered:
             provider_connection.reset(candidate.provider)  # a broken connection is not reused
-        count_attempt(candidate.provider, _attempt_outcome(failure))
+        record_try(message, candidate.provider, _attempt_outcome(failure))
         if not failure.blames_provider:
             # Every provider would refuse this email the same way: no failover.
             record_refusal(candidate)
             _record_failovers(message, failures, sent_by=None)
             return _after_failure(message, [failure], pinned=pinned)
         record_failure(candidate, failure.reason, now=timezone.now())
-        record_try_failure(candidate.provider)
         failures.append(failure)
         if failure.throttled and not _outlives_message(message, _wait_after(message, failure)):
             # Slow down on this provider, as it asked: the email still lives after the wait.

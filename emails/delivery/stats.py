@@ -2,7 +2,7 @@
 ``emails_deliverystat``, one row per minute and key, for the admin's Delivery page.
 
 Called when an email reaches a final status (the worker's ``_finish``, the sweeper's expiry
-and dead letters, after their commit) and when a try fails on a provider. One statement per
+and dead letters, after their commit) and for each try on a provider. One statement per
 call: an upsert of a few rows, in key order (so two workers never lock them crosswise), that
 adds to each count. Test sends are not counted. A write that fails is logged and skipped:
 the email's own record is already saved and is what counts.
@@ -11,13 +11,20 @@ the email's own record is already saved and is what counts.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from emails.metrics import count_message, delivery_seconds, observe_delivery
+from emails.metrics import (
+    count_attempt,
+    count_message,
+    delivery_seconds,
+    locale_label,
+    observe_delivery,
+)
 from emails.models import DeliveryStat, Message, MessageStatus
 
 logger = logging.getLogger(__name__)
@@ -68,7 +75,12 @@ def record_finished(messages: list[Message], *, now: datetime | None = None) -> 
             continue
         count_message(message.usage_type, message.status)
         add("status", message.status)
-        requested = message.requested_locale or "none"
+        # As in Prometheus's labels: a locale other than the one that served it is its
+        # language (pt-BR -> pt), so end users' language tags cannot fill the table.
+        requested = "none"
+        if message.requested_locale:
+            served = frozenset({message.template_locale})
+            requested = locale_label(message.requested_locale, served=served)
         add("requested", requested)
         if message.used_fallback:
             add("locale", f"{requested}:{message.template_locale}")
@@ -94,8 +106,14 @@ def _log(message: Message) -> None:
         log("message %s %s: %s", message.pk, message.status, first_line, extra=extra)
 
 
-def record_try_failure(provider: str, *, now: datetime | None = None) -> None:
-    _upsert({("provider", provider): 1}, now or timezone.now())
+def record_try(message: Message, provider: str, outcome: str) -> None:
+    """One try on a provider (metrics.ATTEMPT_OUTCOMES); the provider's failures also go to
+    the Delivery page. Test sends are not counted."""
+    if message.is_test:
+        return
+    count_attempt(provider, outcome)
+    if outcome in ("failed", "throttled", "timed_out"):
+        _upsert({("provider", provider): 1}, timezone.now())
 
 
 def _upsert(rows: dict[tuple[str, str], int], now: datetime) -> None:
@@ -103,8 +121,10 @@ def _upsert(rows: dict[tuple[str, str], int], now: datetime) -> None:
     _add({(minute, kind, key): count for (kind, key), count in rows.items()})
 
 
-def _add(rows: dict[tuple[datetime, str, str], int]) -> None:
-    """Add each count to its (minute, kind, key) row, creating it if needed: one statement."""
+def _add(rows: dict[tuple[datetime, str, str], int], *, swallow: bool = True) -> None:
+    """Add each count to its (minute, kind, key) row, creating it if needed: one statement.
+    A failure is logged and skipped (``swallow``: an email's own record is what counts), or
+    raised (folding, which must not delete rows it could not add)."""
     if not rows:
         return
     table = DeliveryStat._meta.db_table
@@ -118,9 +138,13 @@ def _add(rows: dict[tuple[datetime, str, str], int]) -> None:
         f"ON CONFLICT (minute, kind, key) DO UPDATE SET count = {table}.count + excluded.count"
     )
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(sql, params)
-    except DatabaseError as exc:
+        # A savepoint only inside a caller's transaction: a failure must not abort it.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+    except Exception as exc:
+        if not swallow:
+            raise
         logger.warning("delivery counts for the dashboard not recorded: %s", exc)
 
 
@@ -154,7 +178,7 @@ def stats_compact(now: datetime | None = None) -> int:
                     continue  # the row others fold into
                 sums[(bucket, kind, key)] = sums.get((bucket, kind, key), 0) + count
                 done.append(pk)
-            _add(sums)
+            _add(sums, swallow=False)
             DeliveryStat.objects.filter(pk__in=done).delete()
             folded += len(done)
     DeliveryStat.objects.filter(minute__lt=now - STATS_KEPT).delete()

@@ -108,7 +108,7 @@ def _count_accepted(message: Message) -> None:
             message.usage_type,
             message.requested_locale,
             message.template_locale,
-            locales={locale for _type, locale in enabled_templates.get()},
+            locales={locale for _type, locale in enabled_templates.cached()},
         )
 
 

@@ -4,8 +4,9 @@
   that writes under ``EMAILS_METRICS_DIR`` (gunicorn's workers and the Celery worker's
   children), so one scrape of any web worker sees them all.
 - What the database knows, read at scrape time and kept ``EMAILS_METRICS_QUEUE_CACHE`` seconds
-  (one cheap query each, under a 2 s statement timeout): the queue's depth and the age of its
-  oldest message, each provider circuit's state, the sweeper's last run, and build info.
+  (three cheap queries, each under a 1 s statement timeout; after a failed read, none for 30 s):
+  the queue's depth and the age of its oldest message, each provider circuit's state, the
+  sweeper's last run. Build info and the sweep interval need no database.
 
 Access: ``Authorization: Bearer <EMAILS_METRICS_TOKEN>``. Without a token it is 404 in
 production and open with DJANGO_DEBUG on. Answered by HealthMiddleware (emails/operations/
@@ -17,6 +18,7 @@ from __future__ import annotations
 import glob
 import hmac
 import os
+import struct
 import time
 from importlib import metadata
 
@@ -27,6 +29,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from emails.delivery.circuits import providers
@@ -35,8 +38,13 @@ from emails.intake.outage import database_failed
 from emails.models import CircuitState, Heartbeat, Message, MessageStatus, ProviderCircuit
 
 PATH = "/metrics"
-STATEMENT_TIMEOUT_MS = 2000
+STATEMENT_TIMEOUT_MS = 1000  # each of its three reads
+FAILED_READ_PAUSE = 30.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NOT_ADDED_UP = (
+    "Metrics need gunicorn started with -c project/gunicorn.conf.py and without --preload, "
+    "so that its workers add up their counts."
+)
 
 
 def metrics_answer(request) -> HttpResponse:
@@ -47,7 +55,11 @@ def metrics_answer(request) -> HttpResponse:
         response = JsonResponse({"message": "A valid bearer token is required."}, status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE)
+    multiprocess = values.ValueClass is not values.MutexValue
+    if not multiprocess and request.META.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+        # Each worker would answer with its own counts: a different number on every scrape.
+        return JsonResponse({"message": NOT_ADDED_UP}, status=503)
+    return HttpResponse(generate_latest(_registry(multiprocess)), content_type=CONTENT_TYPE)
 
 
 def _bearer_matches(header: str, token: str) -> bool:
@@ -59,10 +71,9 @@ def _bearer_matches(header: str, token: str) -> bool:
     return hmac.compare_digest(given, expected)
 
 
-def _registry() -> CollectorRegistry:
+def _registry(multiprocess: bool) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     # File-backed values (gunicorn, the Celery worker) or this process's own (runserver, tests).
-    multiprocess = values.ValueClass is not values.MutexValue
     registry.register(_EveryProcess() if multiprocess else _InProcess())
     registry.register(_DatabaseState())
     return registry
@@ -80,8 +91,20 @@ class _EveryProcess:
     """Every role's files, added up (prometheus-client's own merge)."""
 
     def collect(self):
-        files = glob.glob(os.path.join(settings.EMAILS_METRICS_DIR, "*", "*.db"))
-        return MultiProcessCollector.merge(files, accumulate=True)
+        files = []
+        for path in glob.glob(os.path.join(settings.EMAILS_METRICS_DIR, "*", "*.db")):
+            # A file may vanish (its folder archived) or be empty (just made) as we read.
+            try:
+                MmapedDict.read_all_values_from_file(path)
+            except Exception:  # noqa: S112
+                continue
+            files.append(path)
+        try:
+            return MultiProcessCollector.merge(files, accumulate=True)
+        except (OSError, ValueError, struct.error):
+            return MultiProcessCollector.merge(
+                [path for path in files if os.path.exists(path)], accumulate=True
+            )
 
 
 _cache: dict[str, tuple[float, list]] = {}
@@ -91,7 +114,12 @@ class _DatabaseState:
     def collect(self):
         yield _build_info()
         cached = _cache.get("state")
-        if cached is None or time.monotonic() - cached[0] > settings.EMAILS_METRICS_QUEUE_CACHE:
+        # After a failed read, the next waits FAILED_READ_PAUSE: a database host that does not
+        # answer costs one slow scrape (connect_timeout), not every one (each would time out,
+        # and Prometheus would see no counters at all for the outage).
+        keep = settings.EMAILS_METRICS_QUEUE_CACHE if cached is None or cached[1] else 0
+        keep = max(keep, FAILED_READ_PAUSE if cached is not None and not cached[1] else 0)
+        if cached is None or time.monotonic() - cached[0] > keep:
             try:
                 families = _read_state()
             except DatabaseError as exc:
