@@ -8,7 +8,7 @@ from django.core import mail
 from django.utils import timezone
 
 from emails.delivery.deliver import message_deliver
-from emails.models import MessageStatus
+from emails.models import Message, MessageStatus
 from emails.tasks import deliver_due, deliver_message
 from tests.factories import MessageFactory, TemplateFactory
 from tests.helpers import use_providers
@@ -260,3 +260,15 @@ def test_workers_keep_templates_but_an_edit_applies_to_the_next_email(postmark, 
         "Second subject",
     ]
     assert second.template_version == template.version
+
+
+def test_an_admin_resend_is_one_line_with_the_message_id(
+    caplog, django_capture_on_commit_callbacks
+):
+    from emails.delivery.deliver import messages_resend
+
+    failed = MessageFactory(status=MessageStatus.FAILED, error="boom")
+    with caplog.at_level("INFO", logger="emails"), django_capture_on_commit_callbacks():
+        assert messages_resend(Message.objects.filter(pk=failed.pk)) == (1, 0)
+    [line] = [r for r in caplog.records if getattr(r, "message_id", None) == str(failed.pk)]
+    assert line.state == "queued" and "queued again from the admin" in line.getMessage()

@@ -144,3 +144,24 @@ def test_two_sweepers_never_take_the_same_rows(settings):
     locked.refresh_from_db()
     free.refresh_from_db()
     assert free.next_attempt_at > locked.next_attempt_at
+
+
+def test_each_state_change_the_sweeper_makes_is_one_line_with_the_message_id(
+    sweep, settings, caplog
+):
+    """Issue 17's logs: queued again, expired, dead-lettered, then sent: a line each."""
+    stuck = MessageFactory(
+        status=MessageStatus.SENDING,
+        attempts=1,
+        claimed_at=ago(settings.EMAILS_SENDING_TIMEOUT + 1),
+    )
+    dead = MessageFactory(expires_at=ago(1))
+    with caplog.at_level("INFO", logger="emails"):
+        sweep()
+    states = {}
+    for record in caplog.records:
+        if getattr(record, "message_id", None):
+            assert record.message_id in record.getMessage()
+            states.setdefault(record.message_id, []).append(record.state)
+    assert states[str(stuck.pk)] == ["queued", "sent"]
+    assert states[str(dead.pk)] == ["expired"]

@@ -574,7 +574,7 @@ def messages_resend(messages) -> tuple[int, int]:
         if secrets_expired(message, now=now) or (not needs and not message.test_content):
             skipped += 1
             continue
-        Message.objects.filter(pk=message.pk, status=MessageStatus.FAILED).update(
+        resent = Message.objects.filter(pk=message.pk, status=MessageStatus.FAILED).update(
             status=MessageStatus.QUEUED,
             attempts=0,
             error="",
@@ -582,6 +582,12 @@ def messages_resend(messages) -> tuple[int, int]:
             next_attempt_at=now,
             created_at=message.created_at,
         )
+        if resent:
+            logger.info(
+                "message %s queued again from the admin",
+                message.pk,
+                extra={"message_id": str(message.pk), "state": "queued"},
+            )
         queued.append(message.pk)
     from emails.delivery.dispatch import message_publish
 

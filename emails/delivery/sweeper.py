@@ -117,6 +117,11 @@ def _recover_stuck_sending(now, report: SweepReport) -> None:
                 message.status = MessageStatus.QUEUED
                 message.next_attempt_at = now
                 requeue.append(message.pk)
+                logger.info(
+                    "message %s queued again: its try never ended (a worker stopped?)",
+                    message.pk,
+                    extra={"message_id": str(message.pk), "state": "queued"},
+                )
         Message.objects.bulk_update(messages, ["status", "error", "payload", "next_attempt_at"])
         dead = [message for message in messages if message.status == MessageStatus.FAILED]
         transaction.on_commit(partial(record_finished, dead), robust=True)
