@@ -35,6 +35,13 @@ def validate_sender(value: str) -> None:
         raise ValidationError("must be an address, e.g. Acme <no-reply@acme.example>") from None
 
 
+def normalize_newlines(text: str) -> str:
+    """One line ending, ``\n``: browsers submit textareas with ``\r\n``, and Windows editors
+    write files so. Otherwise an untouched template saved once reads as edited (history,
+    ``sync_default_templates``) and exports carry ``\r\n``."""
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
 class Layout(models.Model):
     """A shared HTML wrapper (header with the logo, footer with company information) around
     the templates that use it: ``{{ content }}`` is where a template's body goes. Editing a
@@ -60,6 +67,14 @@ class Layout(models.Model):
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        # Every way in (admin, API, import, sync) ends here: one line ending.
+        self.html, self.text = normalize_newlines(self.html), normalize_newlines(self.text)
+        super().save(*args, **kwargs)
+
+
+TEMPLATE_TEXT_FIELDS = ("subject", "preheader", "html_body", "text_body")
 
 
 class Template(models.Model):
@@ -121,6 +136,9 @@ class Template(models.Model):
     def save(self, *args, **kwargs):
         # Lookups compare normalised tags, so the stored tag must be normalised too.
         self.locale = normalize_locale(self.locale)
+        # Every way in (admin, API, import, sync) ends here: one line ending.
+        for name in TEMPLATE_TEXT_FIELDS:
+            setattr(self, name, normalize_newlines(getattr(self, name)))
         if self.pk is not None and not kwargs.get("force_insert"):
             self.version += 1  # each save is a version; messages record which rendered them
         super().save(*args, **kwargs)

@@ -6,7 +6,20 @@ from __future__ import annotations
 from django import forms
 
 from emails.content.clean import layout_content_check, template_content_check
-from emails.models import Layout, Template
+from emails.models import Layout, Template, normalize_newlines
+
+
+class NewlineField(forms.CharField):
+    """A text field whose value has one line ending, kept as typed otherwise (no stripping):
+    so the admin's "changed" list and the history count neither the browser's \r\n nor a
+    final newline the form would have dropped as an edit."""
+
+    def __init__(self, *, strip=False, **kwargs):
+        super().__init__(strip=strip, **kwargs)
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return normalize_newlines(value) if isinstance(value, str) else value
 
 
 class TemplateForm(forms.ModelForm):
@@ -23,6 +36,9 @@ class TemplateForm(forms.ModelForm):
             "text_body",
             "from_email",
             "reply_to",
+        )
+        field_classes = dict.fromkeys(
+            ("subject", "preheader", "html_body", "text_body"), NewlineField
         )
 
     def clean(self):
@@ -41,6 +57,7 @@ class LayoutForm(forms.ModelForm):
     class Meta:
         model = Layout
         fields = ("name", "html", "text")
+        field_classes = dict.fromkeys(("html", "text"), NewlineField)
 
     def clean(self):
         data = super().clean()
