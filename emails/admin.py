@@ -27,17 +27,6 @@ from emails.models import (
     Template,
 )
 
-CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
-CODEMIRROR_JS = [
-    "lib/codemirror.js",
-    "addon/mode/overlay.js",
-    "mode/xml/xml.js",
-    "mode/javascript/javascript.js",
-    "mode/css/css.js",
-    "mode/htmlmixed/htmlmixed.js",
-    "mode/django/django.js",
-]
-
 
 class VersionedAdmin(SimpleHistoryAdmin):
     """simple-history's history list, plus a diff of any two versions and one-click revert."""
@@ -76,10 +65,6 @@ class TemplateAdmin(VersionedAdmin):
         ("Content", {"fields": ("subject", "preheader", "html_body", "text_body")}),
         ("Sender", {"fields": ("from_email", "reply_to"), "classes": ("collapse",)}),
     )
-
-    class Media:
-        css = {"all": [CODEMIRROR + "lib/codemirror.css", "emails/editor.css"]}
-        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + ["emails/editor.js"]
 
     @admin.display(boolean=True, description="own text")
     def has_text_body(self, template):
@@ -167,10 +152,6 @@ class LayoutAdmin(VersionedAdmin):
     form = LayoutForm
     list_display = ("name", "template_count", "updated_at")
     search_fields = ("name", "html")
-
-    class Media:
-        css = {"all": [CODEMIRROR + "lib/codemirror.css", "emails/editor.css"]}
-        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + ["emails/layout.js"]
 
     @admin.display(description="templates")
     def template_count(self, layout):

@@ -236,3 +236,65 @@ def test_the_delivery_dashboard_draws_its_charts(browser, live_server, scheme):
     # No CSP violation, no script error (the browser's own favicon request is Django admin's 404).
     assert [error for error in errors if "/favicon.ico" not in error] == []
     context.close()
+
+
+def test_the_code_editor_lets_the_keyboard_out_and_unsaved_edits_ask_first(admin_page, live_server):
+    """Issue 13, bugs 8 and 7: Tab indents inside the editor, Esc then Tab moves on (no
+    keyboard trap); leaving with unsaved edits asks, saving does not."""
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect
+
+    page = admin_page
+    sync_defaults(Template, Layout)
+    template = Template.objects.get(usage_type="SignIn", locale="en")
+    url = f"{live_server.url}/admin/emails/template/{template.pk}/change/"
+    page.goto(url)
+    editor = page.locator(".CodeMirror[data-field=html_body]")
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.press("Tab")  # indents: focus stays in the editor
+    focused = "() => document.activeElement.closest('.CodeMirror')?.dataset.field || ''"
+    assert page.evaluate(focused) == "html_body"
+    expect(page.locator("#mailroom-hint-html_body")).to_contain_text("Esc, then Tab")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) != "html_body"  # out of the editor
+
+    # Unsaved: going away asks (the browser's own "Leave site?" dialog)
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    with pytest.raises(PlaywrightError, match="ERR_ABORTED"):  # the dialog said stay
+        page.goto(f"{live_server.url}/admin/", wait_until="commit")
+    assert dialogs == ["beforeunload"]
+    assert page.url == url  # dismissed: still here, edits intact
+
+    # Saving does not ask
+    page.click("input[name=_save]")
+    page.wait_for_url(re.compile(r".*/admin/emails/template/$"))
+    assert dialogs == ["beforeunload"]
+
+
+def test_the_layout_editor_lets_the_keyboard_out_too_and_a_sample_is_no_edit(
+    admin_page, live_server
+):
+    page = admin_page
+    sync_defaults(Template, Layout)
+    layout = Layout.objects.first()
+    page.goto(f"{live_server.url}/admin/emails/layout/{layout.pk}/change/")
+    page.locator(".CodeMirror[data-field=html]").click()
+    focused = "() => document.activeElement.closest('.CodeMirror')?.dataset.field || ''"
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "html"
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) != "html"
+
+    # On a template, choosing another sample is not an edit: leaving does not ask.
+    template = Template.objects.get(usage_type="SignIn", locale="en")
+    page.goto(f"{live_server.url}/admin/emails/template/{template.pk}/change/")
+    options = page.locator("#mailroom-sample option").all_text_contents()
+    page.select_option("#mailroom-sample", options[-1])
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.dismiss()))
+    page.goto(f"{live_server.url}/admin/")
+    assert dialogs == [] and page.url.endswith("/admin/")

@@ -138,3 +138,15 @@ def test_an_export_has_no_crlf(tmp_path):
     assert files
     for path in files:
         assert b"\r" not in path.read_bytes(), path
+
+
+def test_the_lists_do_not_load_the_code_editor_the_forms_do(admin_client):
+    """Issue 13, bug 11: the template list loaded CodeMirror (1.3 MB) for nothing."""
+    template = shipped_sign_in()
+    for list_url in ("/admin/emails/template/", "/admin/emails/layout/"):
+        page = admin_client.get(list_url).content.decode()
+        assert "codemirror" not in page.lower(), list_url
+    form = admin_client.get(f"/admin/emails/template/{template.pk}/change/").content.decode()
+    assert "codemirror.js" in form and "emails/editor.js" in form
+    layout = admin_client.get(f"/admin/emails/layout/{template.layout_id}/change/").content.decode()
+    assert "codemirror.js" in layout and "emails/layout.js" in layout

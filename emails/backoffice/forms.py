@@ -8,6 +8,20 @@ from django import forms
 from emails.content.clean import layout_content_check, template_content_check
 from emails.models import Layout, Template, normalize_newlines
 
+# The code editor (vendored CodeMirror 5), on the forms only: the lists do not load it.
+CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
+CODEMIRROR_JS = [
+    "lib/codemirror.js",
+    "addon/mode/overlay.js",
+    "mode/xml/xml.js",
+    "mode/javascript/javascript.js",
+    "mode/css/css.js",
+    "mode/htmlmixed/htmlmixed.js",
+    "mode/django/django.js",
+]
+CODE_EDITOR = "emails/codeeditor.js"  # the keyboard's way out, and "leave unsaved edits?"
+EDITOR_CSS = {"all": [CODEMIRROR + "lib/codemirror.css", "emails/editor.css"]}
+
 
 class NewlineField(forms.CharField):
     """A text field whose value has one line ending, kept as typed otherwise (no stripping):
@@ -23,6 +37,10 @@ class NewlineField(forms.CharField):
 
 
 class TemplateForm(forms.ModelForm):
+    class Media:
+        css = EDITOR_CSS
+        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + [CODE_EDITOR, "emails/editor.js"]
+
     class Meta:
         model = Template
         fields = (
@@ -54,6 +72,10 @@ class TemplateForm(forms.ModelForm):
 
 
 class LayoutForm(forms.ModelForm):
+    class Media:
+        css = EDITOR_CSS
+        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + [CODE_EDITOR, "emails/layout.js"]
+
     class Meta:
         model = Layout
         fields = ("name", "html", "text")

@@ -42,16 +42,16 @@
     const frame = document.getElementById("mailroom-frame");
     let timer = null;
 
+    // The preview's own controls (sample, payload, test address) are not edits.
+    const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview");
+
     // Code editors (vendored CodeMirror 5); the textareas stay the form's source of truth.
     ["html_body", "text_body"].forEach(function (name) {
       const textarea = field(name);
       if (!textarea || !window.CodeMirror) return;
-      const editor = window.CodeMirror.fromTextArea(textarea, {
-        mode: name === "html_body" ? "django" : "text/plain",
-        lineNumbers: true, lineWrapping: true, indentUnit: 2,
-      });
+      const editor = window.mailroomCodeEditor(textarea, name === "html_body" ? "django" : "text/plain");
       editor.getWrapperElement().dataset.field = name;
-      editor.on("change", function () { editor.save(); schedule(); });
+      editor.on("change", function () { editor.save(); edited(); schedule(); });
     });
 
     function currentType() {
