@@ -42,6 +42,8 @@ MESSAGE_STATUSES = (
     "expired",
 )
 ATTEMPT_OUTCOMES = ("sent", "failed", "throttled", "timed_out", "refused")
+# Upper bounds (seconds) of Logto's call -> provider accepted; the Delivery page uses the same.
+DELIVERY_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 900)
 
 messages = Counter(
     "mailroom_messages",
@@ -54,7 +56,7 @@ delivery_seconds = Histogram(
     "mailroom_delivery_seconds",
     "From Logto's call to the provider accepting the email.",
     ["usage_type"],
-    buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 900),
+    buckets=DELIVERY_BUCKETS,
 )
 accept_seconds = Histogram(
     "mailroom_accept_seconds",

@@ -102,3 +102,21 @@ def staff(*codenames: str):
     client = Client()
     client.force_login(user)
     return client
+
+
+class Samples(dict):
+    """A /metrics answer's samples, (name, sorted labels) -> value, as Prometheus reads them."""
+
+    @classmethod
+    def parse(cls, text: str) -> "Samples":
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return cls(
+            ((s.name, tuple(sorted(s.labels.items()))), s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        )
+
+    def value(self, name: str, **labels) -> float:
+        """The sample's value, 0 when the series is absent."""
+        return self.get((name, tuple(sorted(labels.items()))), 0)

@@ -14,7 +14,6 @@ from django.core import mail
 from django.test import Client, TestCase
 from django.utils import timezone
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from emails import metrics
 from emails.delivery.stats import latency_key, quantile, reason_of
@@ -25,6 +24,7 @@ from emails.operations import metrics as operations_metrics
 from project.metrics_files import MULTIPROCESS_VARIABLE, UnsafeFolder, start_role
 from tests.database import database_refusing
 from tests.factories import MessageFactory, TemplateFactory
+from tests.helpers import Samples
 
 TOKEN = "metrics-test-token"
 pytestmark = pytest.mark.django_db
@@ -34,15 +34,11 @@ def sample(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def scrape(token: str = TOKEN) -> dict[tuple[str, tuple], float]:
+def scrape(token: str = TOKEN) -> Samples:
     response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert response.status_code == 200, response.content
     assert response["Content-Type"].startswith("text/plain; version=0.0.4")
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(response.content.decode())
-        for s in family.samples
-    }
+    return Samples.parse(response.content.decode())
 
 
 @pytest.fixture
@@ -114,8 +110,7 @@ def test_a_known_sequence_of_emails_adds_up(metrics_token, send, settings):
     after = scrape()
 
     def added(name, **labels):
-        key = (name, tuple(sorted(labels.items())))
-        return after.get(key, 0) - before.get(key, 0)
+        return after.value(name, **labels) - before.value(name, **labels)
 
     messages = "mailroom_messages_total"
     assert added(messages, usage_type="SignIn", status="accepted") == 3
@@ -224,7 +219,7 @@ def test_quantiles_interpolate_like_prometheus():
 
 
 def scraped(name: str, **labels) -> float:
-    return scrape().get((name, tuple(sorted(labels.items()))), 0.0)
+    return scrape().value(name, **labels)
 
 
 def test_every_series_starts_at_zero(metrics_token):

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from emails.models import DeliveryStat, Message, Template
 from tests.factories import TemplateFactory
-from tests.helpers import require_program
+from tests.helpers import Samples, require_program
 from tests.processes import Process, free_port, running, wait_for
 from tests.test_faults import Stack, fault_database
 from tests.test_monitoring_files import concrete_queries
@@ -63,17 +62,12 @@ def stack(django_db_setup, django_db_blocker):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def scrape(stack) -> dict[tuple, float]:
+def scrape(stack) -> Samples:
     request = urllib.request.Request(
         f"http://127.0.0.1:{stack.port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
     )
     with urllib.request.urlopen(request, timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+        return Samples.parse(response.read().decode())
 
 
 def body(to: str, code: str, **payload) -> dict:
@@ -113,10 +107,7 @@ def sequence(stack, django_db_blocker):
 
 
 def test_every_series_holds_what_happened_added_up_over_the_processes(stack, sequence):
-    metrics = scrape(stack)
-
-    def value(name, **labels):
-        return metrics.get((name, tuple(sorted(labels.items()))), 0)
+    value = scrape(stack).value
 
     messages = "mailroom_messages_total"
     assert value(messages, usage_type="SignIn", status="accepted") == 11
@@ -139,7 +130,7 @@ def test_every_series_holds_what_happened_added_up_over_the_processes(stack, seq
 
     # Each scrape, whichever gunicorn worker answers it, adds up the same files.
     for _ in range(6):
-        assert scrape(stack)[(messages, (("status", "sent"), ("usage_type", "SignIn")))] == 10
+        assert scrape(stack).value(messages, usage_type="SignIn", status="sent") == 10
 
     # The accepts were counted by both gunicorn workers, the sends by the worker's children:
     # one folder per parent, one file per process.

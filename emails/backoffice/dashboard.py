@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from emails.delivery.circuits import failover_enabled, open_circuits
-from emails.delivery.stats import RANGES, stats_for
+from emails.delivery.stats import RANGES, stats_for, waiting_now
 from emails.models import Message, MessageStatus
 
 
@@ -23,12 +23,14 @@ def delivery(request, model_admin):
         range_name = "hour"
     now = timezone.now()
     stats = stats_for(range_name, now=now)
-    waiting = Message.objects.filter(status__in=(MessageStatus.QUEUED, MessageStatus.SENDING))
-    oldest = (
-        waiting.filter(status=MessageStatus.QUEUED)
+    waiting = waiting_now()
+    oldest = (  # the email itself, for its link: among the queued rows only
+        Message.objects.filter(status=MessageStatus.QUEUED)
         .order_by("created_at")
-        .only("pk", "created_at", "usage_type", "error")
+        .only("pk", "created_at", "usage_type")
         .first()
+        if waiting.queued
+        else None
     )
     per_minute = 60 / stats.bucket_seconds
     context = {
@@ -39,8 +41,8 @@ def delivery(request, model_admin):
         "ranges": list(RANGES),
         "stats": stats,
         "finished": sum(stats.totals.values()),
-        "queued": waiting.filter(status=MessageStatus.QUEUED).count(),
-        "sending": waiting.filter(status=MessageStatus.SENDING).count(),
+        "queued": waiting.queued,
+        "sending": waiting.sending,
         "oldest": oldest,
         "oldest_age": (now - oldest.created_at).total_seconds() if oldest else None,
         "failover": failover_enabled(),

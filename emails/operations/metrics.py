@@ -24,7 +24,6 @@ from importlib import metadata
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, Min
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, values
@@ -33,9 +32,10 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from emails.delivery.circuits import providers
+from emails.delivery.stats import waiting_now
 from emails.delivery.sweeper import SWEEPER
 from emails.intake.outage import database_failed
-from emails.models import CircuitState, Heartbeat, Message, MessageStatus, ProviderCircuit
+from emails.models import CircuitState, Heartbeat, MessageStatus, ProviderCircuit
 
 PATH = "/metrics"
 STATEMENT_TIMEOUT_MS = 1000  # each of its three reads
@@ -147,22 +147,15 @@ def _read_state() -> list:
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
-        # The status index finds the unfinished messages; only they are read.
-        rows = (
-            Message.objects.filter(status__in=(MessageStatus.QUEUED, MessageStatus.SENDING))
-            .order_by()
-            .values("status")
-            .annotate(count=Count("pk"), oldest=Min("created_at"))
-        )
-        queue = {row["status"]: row for row in rows}
+        waiting = waiting_now()
         circuits = {row.provider: row for row in ProviderCircuit.objects.all()}
         swept = Heartbeat.objects.filter(name=SWEEPER).values_list("at", flat=True).first()
     depth = GaugeMetricFamily(
         "mailroom_queue_depth", "Emails waiting for the worker, by status.", labels=["status"]
     )
-    for status in (MessageStatus.QUEUED, MessageStatus.SENDING):
-        depth.add_metric([str(status)], queue.get(status, {}).get("count", 0))
-    oldest = queue.get(MessageStatus.QUEUED, {}).get("oldest")
+    depth.add_metric([MessageStatus.QUEUED.value], waiting.queued)
+    depth.add_metric([MessageStatus.SENDING.value], waiting.sending)
+    oldest = waiting.oldest_queued_at
     age = GaugeMetricFamily(
         "mailroom_oldest_queued_seconds",
         "Age of the oldest queued email (0 when none waits).",
