@@ -50,8 +50,22 @@ def test_diff_between_two_versions(admin_client):
     ).content.decode()
     # difflib's side-by-side table: the old line struck, the new one added
     assert "<h3>Subject</h3>" in page and 'class="diff"' in page
-    assert '<span class="diff_sub">Your&nbsp;sign-in&nbsp;code</span>' in page
-    assert '<span class="diff_add">A&nbsp;brand&nbsp;new&nbsp;subject</span>' in page
+    assert '<span class="diff_sub">Your sign-in code</span>' in page
+    assert '<span class="diff_add">A brand new subject</span>' in page
+
+
+def test_a_long_line_is_one_row_the_browser_wraps_between_words(admin_client):
+    template = Template.objects.get(usage_type="SignIn", locale="en")
+    first = template.history.first().history_id
+    sentence = " ".join(["Use this confirmation code to finish signing in"] * 5) + " {{ code }}"
+    edit(admin_client, template, subject=sentence)
+    page = admin_client.get(
+        f"/admin/emails/template/{template.pk}/history/compare/?a={first}"
+    ).content.decode()
+    # The whole line in one cell: no cut at 80 columns, no "&gt;" continuation row, and the
+    # spaces are breakable ones (the cell's CSS is white-space: pre-wrap)
+    assert f'<span class="diff_add">{sentence}</span>' in page
+    assert "nowrap" not in page and "&nbsp;" not in page.split("<h3>Subject</h3>")[1]
 
 
 def test_one_click_revert(admin_client):
