@@ -144,6 +144,24 @@ def test_admin_import_page_dry_runs_then_imports(admin_client):
     assert Template.objects.filter(locale="it-CH").count() == 5
 
 
+def test_a_dry_run_offers_apply_which_imports_that_file_without_choosing_it_again(admin_client):
+    with open(IMPORTS / "logto-smtp-config.json", "rb") as handle:
+        page = admin_client.post(
+            "/admin/emails/template/import/", {"file": handle, "locale": "it-CH", "dry_run": "on"}
+        ).content.decode()
+    assert "Dry run: nothing was written" in page and "Apply this import" in page
+    token = re.search(r'name="apply" value="([^"]+)"', page).group(1)
+    assert not Template.objects.filter(locale="it-CH").exists()
+
+    forged = admin_client.post("/admin/emails/template/import/", {"apply": "not-the-token"})
+    assert "no longer waiting" in forged.content.decode()
+    applied = admin_client.post("/admin/emails/template/import/", {"apply": token}).content
+    assert "Imported" in applied.decode() and "Apply this import" not in applied.decode()
+    assert Template.objects.filter(locale="it-CH").count() == 5
+    again = admin_client.post("/admin/emails/template/import/", {"apply": token}).content
+    assert "no longer waiting" in again.decode()  # applied once: the session forgot it
+
+
 def test_admin_import_refuses_garbage(admin_client):
     page = admin_client.post(
         "/admin/emails/template/import/",

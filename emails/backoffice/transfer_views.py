@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
+
 from django import forms
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
@@ -47,26 +51,67 @@ IMPORT_PERMISSIONS = (
 )
 
 
+# A dry run's file waits in the user's session (database-backed: any web worker can apply
+# it) so that "Apply" imports exactly what was checked, without choosing the file again.
+PENDING = "mailroom-import"
+
+
 def import_view(request, model_admin):
     if not request.user.has_perms(IMPORT_PERMISSIONS):
         raise PermissionDenied
-    report, form = None, ImportForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    report, pending, problem = None, None, ""
+    form = ImportForm(
+        None if "apply" in request.POST else request.POST or None, request.FILES or None
+    )
+    if request.method == "POST" and "apply" in request.POST:
+        report, problem = _apply_pending(request)
+    elif request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
         # Every way an upload can be wrong ends as an ImportFormatError (emails/transfer.py).
-        content = form.cleaned_data["file"].read(MAX_IMPORT_FILE_BYTES + 1)
-        try:
-            layouts, items = read_upload(content, locale=form.cleaned_data["locale"] or None)
-            report = import_templates(layouts, items, dry_run=form.cleaned_data["dry_run"])
-        except ImportFormatError as exc:
-            form.add_error("file", str(exc))
+        content = upload.read(MAX_IMPORT_FILE_BYTES + 1)
+        locale = form.cleaned_data["locale"] or None
+        report, refused = _import(content, locale, dry_run=form.cleaned_data["dry_run"])
+        if refused:
+            form.add_error("file", refused)
+        request.session.pop(PENDING, None)
+        if report is not None and report.dry_run:
+            pending = {
+                "id": secrets.token_urlsafe(16),
+                "name": upload.name,
+                "size": format_size(len(content)),
+                "sha256": hashlib.sha256(content).hexdigest(),
+                "locale": locale,
+                "content": base64.b64encode(content).decode(),
+            }
+            request.session[PENDING] = pending
     context = {
         **model_admin.admin_site.each_context(request),
         "title": "Import templates",
         "opts": model_admin.model._meta,
         "form": form,
         "report": report,
+        "pending": pending,
+        "problem": problem,
     }
     return TemplateResponse(request, "admin/emails/import.html", context)
+
+
+def _import(content: bytes, locale, *, dry_run: bool):
+    """The import's report, or None and why the file was refused."""
+    try:
+        layouts, items = read_upload(content, locale=locale)
+        return import_templates(layouts, items, dry_run=dry_run), ""
+    except ImportFormatError as exc:
+        return None, str(exc)
+
+
+def _apply_pending(request):
+    """Import the file of this session's last dry run, checked again as it is written."""
+    pending = request.session.get(PENDING)
+    if not pending or not secrets.compare_digest(pending["id"], request.POST.get("apply", "")):
+        return None, "That dry run is no longer waiting: choose the file again."
+    request.session.pop(PENDING)
+    return _import(base64.b64decode(pending["content"]), pending["locale"], dry_run=False)
 
 
 def export_response(templates, layouts) -> HttpResponse:
