@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from emails.content.rendering.context import RTL_LANGUAGES
 from emails.logto import UsageType
 
 DEFAULTS_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "defaults"
@@ -29,6 +30,12 @@ LOCALES = (
 )
 _SLOT = re.compile(r"\[\[(\w+)\]\]")
 _IF_ORGANIZATION = "{{% if organization.name %}}{}{{% else %}}{}{{% endif %}}"
+# Names Logto's users typed (an organization, an inviter), isolated from the sentence around
+# them, so that an Arabic sentence does not move "Names and Co."'s full stop to the front:
+# <bdi> in HTML, and in the plain-text parts of right-to-left languages Unicode's first-strong
+# isolate (U+2068 … U+2069), which a mail client's text rendering follows.
+_USER_VALUE = re.compile(r"\{\{ (?:organization\.name|inviter_name) \}\}")
+_RTL_LOCALES = {locale for locale in LOCALES if locale.split("-")[0] in RTL_LANGUAGES}
 
 
 def default_layout(directory: Path = DEFAULTS_DIR) -> dict:
@@ -74,13 +81,19 @@ def _template(usage_type: str, locale: str, phrases: dict, bodies: dict) -> dict
     fields = {
         "usage_type": usage_type,
         "locale": locale,
-        "subject": _fill(subject, own),
-        "preheader": _fill(preheader, own),
-        "html_body": _fill(bodies[f"{kind}.html"], own),
-        "text_body": _fill(bodies[f"{kind}.txt"], own),
+        "subject": _isolate_text(_fill(subject, own), locale),
+        "preheader": _isolate_text(_fill(preheader, own), locale),
+        "html_body": _USER_VALUE.sub(r"<bdi>\g<0></bdi>", _fill(bodies[f"{kind}.html"], own)),
+        "text_body": _isolate_text(_fill(bodies[f"{kind}.txt"], own), locale),
     }
     fields["default_checksum"] = checksum(fields, CONTENT_FIELDS)
     return fields
+
+
+def _isolate_text(source: str, locale: str) -> str:
+    if locale not in _RTL_LOCALES:
+        return source
+    return _USER_VALUE.sub("\u2068\\g<0>\u2069", source)
 
 
 def _fill(source: str, phrases: dict) -> str:
