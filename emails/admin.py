@@ -22,6 +22,7 @@ from emails.models import (
     Message,
     MessageEvent,
     MessageStatus,
+    PreviewComment,
     PreviewLink,
     ProviderCircuit,
     Template,
@@ -81,6 +82,11 @@ class TemplateAdmin(VersionedAdmin):
                 view(editor.test_send),
                 name="emails_template_test_send",
             ),
+            path(
+                "test-send/<uuid:message_id>/status/",
+                view(editor.test_send_status),
+                name="emails_template_test_send_status",
+            ),
             path("<int:object_id>/share/", view(editor.share), name="emails_template_share"),
             path("gallery/share/", view(editor.share), name="emails_template_share_gallery"),
             path(
@@ -109,6 +115,7 @@ class TemplateAdmin(VersionedAdmin):
             if usage_type
             else [],
             "usage_type": usage_type,
+            "comments": template.comments.select_related("link")[:20] if template else [],
             "preview_url": reverse("admin:emails_template_preview"),
             "preview_html_url": reverse("admin:emails_template_preview_html"),
             "test_send_url": reverse("admin:emails_template_test_send", args=[object_id])
@@ -176,6 +183,36 @@ class PreviewLinkAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = preview_links_revoke(queryset)
         self.message_user(request, f"Revoked {count} preview link(s).")
+
+
+@admin.register(PreviewComment)
+class PreviewCommentAdmin(admin.ModelAdmin):
+    """What designers said on their preview links: who (the name they typed), which link,
+    when, and on which email. Read-only: comments are the designers' words."""
+
+    list_display = ("created_at", "usage_type", "locale", "name", "short_body", "on_edits", "link")
+    list_filter = ("usage_type", "locale", "on_edits")
+    search_fields = ("name", "body")
+    readonly_fields = (
+        "link",
+        "template",
+        "usage_type",
+        "locale",
+        "on_edits",
+        "name",
+        "body",
+        "created_at",
+    )
+
+    @admin.display(description="comment")
+    def short_body(self, comment):
+        return comment.body if len(comment.body) <= 80 else comment.body[:79] + "…"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 class MessageEventInline(admin.TabularInline):

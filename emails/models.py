@@ -340,6 +340,18 @@ class PreviewLink(models.Model):
         help_text="Blank: the gallery of every usage type and locale.",
     )
     nonce = models.CharField(max_length=32, default=_new_nonce, editable=False)
+    # A link to edits that were not saved: the editor's content when the link was made
+    # (subject, html, text, preheader, layout_id), shown as the template it came from.
+    template = models.ForeignKey(
+        "Template", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    locale = models.CharField(max_length=MAX_TAG_LENGTH, blank=True)
+    content = models.JSONField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Unsaved edits this link shows; empty: the saved templates.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -351,11 +363,43 @@ class PreviewLink(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self):
+        if self.content is not None:
+            return f"Preview of unsaved edits to {self.usage_type} · {self.locale}"
         return f"Preview of {self.usage_type or 'all templates'}"
 
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class PreviewComment(models.Model):
+    """A designer's comment on one email of a preview link, for that template's editors (the
+    template's change page and the admin's list). Written by whoever holds the link: the name
+    is the one they typed, the link says which link they used."""
+
+    MAX_NAME = 100
+    MAX_BODY = 2000
+    MAX_PER_LINK = 500
+
+    link = models.ForeignKey(PreviewLink, on_delete=models.CASCADE, related_name="comments")
+    template = models.ForeignKey(
+        "Template", null=True, blank=True, on_delete=models.SET_NULL, related_name="comments"
+    )
+    usage_type = models.CharField(max_length=32, choices=UsageType.choices)
+    locale = models.CharField(max_length=MAX_TAG_LENGTH)
+    on_edits = models.BooleanField(
+        default=False, help_text="Made on unsaved edits shared by link, not the saved template."
+    )
+    name = models.CharField(max_length=MAX_NAME)
+    body = models.TextField(max_length=MAX_BODY)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["template", "-created_at"], name="comment_template_idx")]
+
+    def __str__(self):
+        return f"{self.name} on {self.usage_type} · {self.locale}"
 
 
 class Heartbeat(models.Model):

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 from rest_framework.test import APIClient
@@ -96,3 +97,21 @@ def postmark(settings, provider_stub):
         "POSTMARK_API_URL": provider_stub.url,
     }
     return provider_stub
+
+
+@pytest.fixture
+def admin_page(browser, live_server):
+    """A Chromium page logged in to the admin as a superuser (editor@example.com)."""
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("editor", "editor@example.com", "browser-test-pw")
+    context = browser.new_context(viewport={"width": 1440, "height": 1100})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", "editor")
+    page.fill("#id_password", "browser-test-pw")
+    page.click("input[type=submit]")
+    page.wait_for_url(re.compile(r".*/admin/$"))
+    yield page
+    context.close()

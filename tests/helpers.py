@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -120,3 +121,10 @@ class Samples(dict):
     def value(self, name: str, **labels) -> float:
         """The sample's value, 0 when the series is absent."""
         return self.get((name, tuple(sorted(labels.items()))), 0)
+
+
+# Tests never rewrite tracked files: screenshots go to a temporary folder unless
+# MAILROOM_SCREENSHOTS names one (MAILROOM_SCREENSHOTS=docs/screenshots refreshes the README's).
+SCREENSHOTS = Path(
+    os.environ.get("MAILROOM_SCREENSHOTS") or tempfile.mkdtemp(prefix="mailroom-screenshots-")
+)

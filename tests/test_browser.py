@@ -7,9 +7,7 @@ MAILROOM_SCREENSHOTS=docs/screenshots is set).
 
 import os
 import re
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -17,33 +15,13 @@ from django.contrib.auth.models import User
 from emails.content.defaults import sync_defaults
 from emails.models import Layout, Template
 from tests.factories import TemplateFactory
-
-# Tests never rewrite tracked files: screenshots go to a temporary folder unless
-# MAILROOM_SCREENSHOTS names one (MAILROOM_SCREENSHOTS=docs/screenshots refreshes the README's).
-SCREENSHOTS = Path(
-    os.environ.get("MAILROOM_SCREENSHOTS") or tempfile.mkdtemp(prefix="mailroom-screenshots-")
-)
+from tests.helpers import SCREENSHOTS
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls in these tests are
 # ordinary synchronous ones against the test database.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def admin_page(browser, live_server):
-    User.objects.create_superuser("editor", "editor@example.com", "browser-test-pw")
-    context = browser.new_context(viewport={"width": 1440, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(15000)
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "editor")
-    page.fill("#id_password", "browser-test-pw")
-    page.click("input[type=submit]")
-    page.wait_for_url(re.compile(r".*/admin/$"))
-    yield page
-    context.close()
 
 
 def test_editor_previews_shares_and_revokes(admin_page, browser, live_server):
@@ -79,9 +57,9 @@ def test_editor_previews_shares_and_revokes(admin_page, browser, live_server):
     expect(frame.locator(".header")).to_contain_text("<script>alert('x')</script>")
     page.select_option("#mailroom-sample", "Branding and organization")
     expect(frame.locator(".header img")).to_have_attribute("alt", "Acme")
-    page.locator("[data-width=mobile]").click()
-    expect(page.locator("#mailroom-frame")).to_have_class("mobile")
-    page.locator("[data-width=desktop]").click()
+    page.locator("button[data-width=mobile]").click()
+    expect(page.locator("#mailroom-frame-holder")).to_have_attribute("data-width", "mobile")
+    page.locator("button[data-width=desktop]").click()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "editor.png"), full_page=False)
 
@@ -97,7 +75,7 @@ def test_editor_previews_shares_and_revokes(admin_page, browser, live_server):
     expect(page.locator("#mailroom-errors")).to_be_hidden()
 
     # Share a preview link and open it in a fresh context, without logging in
-    page.click("#mailroom-share-button")
+    page.click("button[data-share=saved]")
     expect(page.locator("#mailroom-share-url")).to_have_value(re.compile(r"/preview/"))
     url = page.input_value("#mailroom-share-url")
     designer = browser.new_context(viewport={"width": 1280, "height": 1000})

@@ -33,8 +33,11 @@ def test_preview_renders_the_unsaved_form(admin_client):
     answer = admin_client.post(PREVIEW, form()).json()
     assert answer == {
         "subject": "Code 482913 for <script>x</script>",
+        "preheader": "",
         "text": "Hi <script>x</script>, 482913\n",
+        "sender": {"name": "Acme", "address": "no-reply@acme.example"},
         "errors": [],
+        "warnings": [],
     }
 
 
@@ -145,7 +148,7 @@ def test_shared_email_frame_is_read_only_html_with_csp(admin_client, client):
     assert "sandbox" in frame["Content-Security-Policy"]
     other = TemplateFactory(usage_type="SignIn", locale="en")
     assert client.get(f"{url}email/{other.pk}/").status_code == 404
-    assert client.post(url).status_code == 405
+    assert client.post(f"{url}email/{template.pk}/").status_code == 405
 
 
 def test_gallery_link_shows_all_types(admin_client, client):

@@ -118,11 +118,15 @@ def test_previews_load_no_remote_image_unless_the_operator_allows_it(settings):
     template = TemplateFactory(usage_type="SignIn")
     token = preview_link_token(preview_link_create(usage_type="SignIn"))
     frame = Client().get(f"/preview/{token}/email/{template.pk}/")
-    assert _policy(frame)["img-src"] == ["data:", "http://testserver"]
+    assert _policy(frame)["img-src"] == ["data:", "http://testserver/static/"]
 
     settings.EMAILS_BRAND_LOGO_URL = "https://cdn.acme.example/logo.png"
     frame = Client().get(f"/preview/{token}/email/{template.pk}/")
-    assert _policy(frame)["img-src"] == ["data:", "http://testserver", "https://cdn.acme.example"]
+    assert _policy(frame)["img-src"] == [
+        "data:",
+        "http://testserver/static/",
+        "https://cdn.acme.example",
+    ]
 
     settings.EMAILS_PREVIEW_REMOTE_IMAGES = True
     frame = Client().get(f"/preview/{token}/email/{template.pk}/")
@@ -204,8 +208,11 @@ def test_test_sends_are_rate_limited_per_user(settings):
 def test_preview_links_and_the_render_api_never_send(admin_client):
     template = TemplateFactory(usage_type="SignIn")
     token = preview_link_token(preview_link_create(usage_type="SignIn"))
-    for path in (f"/preview/{token}/", f"/preview/{token}/email/{template.pk}/"):
-        assert Client().post(path, {"to": "x@example.com"}).status_code == 405
+    assert Client().post(f"/preview/{token}/email/{template.pk}/").status_code == 405
+    # The page takes a POST only as a designer's comment: it sends nothing.
+    page = Client().post(f"/preview/{token}/", {"to": "x@example.com"})
+    assert page.status_code == 200 and b"This field is required" in page.content
+    assert not Message.objects.exists()
     user = User.objects.create_user("bot")
     user.user_permissions.add(*Permission.objects.filter(codename__endswith="_template"))
     api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")

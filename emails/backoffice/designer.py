@@ -1,16 +1,24 @@
 """Preview pages for designers: no login, read-only, behind a signed, expiring, revocable
-token. Anything wrong with the token shows a friendly page and nothing else."""
+token. Anything wrong with the token shows a friendly page and nothing else.
+
+A link shows the saved templates of one usage type (or all of them: the gallery, as a grid
+of thumbnails too) or, when an editor shared the edits on their screen, those unsaved edits.
+A designer can switch sample, width and light/dark, copy or download the rendered HTML, and
+leave a comment that the template's editors see in the admin."""
 
 from __future__ import annotations
 
 import json
 
+from django import forms
 from django.conf import settings
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.html import escape
 from django.views.decorators.clickjacking import xframe_options_sameorigin
-from django.views.decorators.http import require_GET
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods
 
 from emails.backoffice.editor import email_html_response
 from emails.backoffice.preview_links import (
@@ -21,13 +29,14 @@ from emails.backoffice.preview_links import (
 from emails.content.composer import compose_content, template_content
 from emails.content.samples import sample_logo_url, samples_for
 from emails.logto import UsageType
-from emails.models import Template
+from emails.models import PreviewComment, Template
 
 NO_INDEX = {
     "X-Robots-Tag": "noindex, nofollow",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "private, no-store",
 }
+USAGE_ORDER = {value: index for index, value in enumerate(UsageType.values)}
 
 
 def _resolve(request, token):
@@ -41,16 +50,46 @@ def _resolve(request, token):
 
 def _unavailable(request, *, status: int):
     response = render(request, "emails/preview/unavailable.html", {"status": status}, status=status)
+    return _no_index(response)
+
+
+def _no_index(response):
     for header, value in NO_INDEX.items():
         response[header] = value
     return response
 
 
-def _templates(link):
+def _shared_edits(link) -> Template:
+    """The unsaved edits a link carries, as the (unsaved) template they were made on."""
+    content = link.content
+    return Template(
+        pk=link.template_id or 0,
+        usage_type=link.usage_type,
+        locale=link.locale,
+        subject=content.get("subject") or "",
+        preheader=content.get("preheader") or "",
+        html_body=content.get("html") or "",
+        text_body=content.get("text") or "",
+        layout_id=content.get("layout_id"),
+    )
+
+
+def _templates(link) -> list[Template]:
+    """The link's emails in Logto's order of usage types (sign-in first), each type's
+    default locale first."""
+    if link.content is not None:
+        return [_shared_edits(link)]
     templates = Template.objects.all()
     if link.usage_type:
         templates = templates.filter(usage_type=link.usage_type)
-    return list(templates)
+    return sorted(
+        templates,
+        key=lambda t: (
+            USAGE_ORDER.get(t.usage_type, len(USAGE_ORDER)),
+            t.locale != settings.EMAILS_DEFAULT_LOCALE,
+            t.locale,
+        ),
+    )
 
 
 def _render(request, template: Template, sample: str | None):
@@ -66,7 +105,21 @@ def _render(request, template: Template, sample: str | None):
     return samples, name, rendered, None
 
 
-@require_GET
+class CommentForm(forms.Form):
+    name = forms.CharField(max_length=PreviewComment.MAX_NAME, label="Your name")
+    body = forms.CharField(
+        max_length=PreviewComment.MAX_BODY,
+        label="Comment",
+        widget=forms.Textarea(attrs={"rows": 4}),
+    )
+
+
+# No CSRF check: nothing here uses a login or a cookie. The link's token is the credential,
+# and whoever could forge the POST holds the token and could post the comment themselves.
+# (Django's check would also refuse every comment: under Referrer-Policy: no-referrer, which
+# keeps the token out of other sites' logs, a browser sends "Origin: null".)
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
 def preview_page(request, token):
     link, refusal = _resolve(request, token)
     if refusal:
@@ -74,17 +127,35 @@ def preview_page(request, token):
     templates = _templates(link)
     if not templates:
         raise Http404
-    by_type = {}
+    wanted = request.GET.get("template") or request.POST.get("template")
+    selected = next((t for t in templates if str(t.pk) == wanted), templates[0])
+    form = CommentForm(request.POST or None)
+    if request.method == "POST":
+        if link.comments.count() >= PreviewComment.MAX_PER_LINK:
+            form.add_error(None, "This link has had too many comments; ask for a new one.")
+        elif form.is_valid():
+            PreviewComment.objects.create(
+                link=link,
+                template=selected if selected.pk and link.content is None else link.template,
+                usage_type=selected.usage_type,
+                locale=selected.locale,
+                on_edits=link.content is not None,
+                name=form.cleaned_data["name"],
+                body=form.cleaned_data["body"],
+            )
+            url = reverse("emails:preview", args=[token])
+            return redirect(f"{url}?template={selected.pk}&commented=1#comments")
+    if request.GET.get("view") == "grid" and link.content is None:
+        return _no_index(render(request, "emails/preview/grid.html", _grid(link, token, templates)))
+    samples, sample, rendered, error = _render(request, selected, request.GET.get("sample"))
+    by_type: dict[str, list[Template]] = {}
     for template in templates:
         by_type.setdefault(template.usage_type, []).append(template)
-    default = next(
-        (t for t in templates if t.locale == settings.EMAILS_DEFAULT_LOCALE), templates[0]
-    )
-    selected = next((t for t in templates if str(t.pk) == request.GET.get("template")), default)
-    samples, sample, rendered, error = _render(request, selected, request.GET.get("sample"))
+    email_url = reverse("emails:preview-email", args=[token, selected.pk])
     context = {
         "token": token,
         "link": link,
+        "edits": link.content is not None,
         "gallery": not link.usage_type,
         "by_type": [(UsageType(key).label, key, items) for key, items in by_type.items()],
         "selected": selected,
@@ -92,18 +163,36 @@ def preview_page(request, token):
         "sample": sample,
         "rendered": rendered,
         "error": error,
-        "width": "mobile" if request.GET.get("width") == "mobile" else "desktop",
+        "email_url": email_url,
         "payload_json": json.dumps(samples[sample], indent=2, ensure_ascii=False),
+        "form": form,
+        "commented": request.GET.get("commented") == "1",
+        "comments": link.comments.filter(usage_type=selected.usage_type, locale=selected.locale),
     }
-    response = render(request, "emails/preview/page.html", context)
-    for header, value in NO_INDEX.items():
-        response[header] = value
-    return response
+    return _no_index(render(request, "emails/preview/page.html", context))
+
+
+def _grid(link, token, templates) -> dict:
+    return {
+        "token": token,
+        "link": link,
+        "gallery": not link.usage_type,
+        "cards": [
+            {
+                "template": template,
+                "label": UsageType(template.usage_type).label,
+                "email_url": reverse("emails:preview-email", args=[token, template.pk]),
+            }
+            for template in templates
+        ],
+    }
 
 
 @require_GET
 @xframe_options_sameorigin
 def preview_email(request, token, template_id):
+    """The rendered HTML of one email (``?scheme=dark``: as a dark-mode client shows it;
+    ``?download=1``: as a file)."""
     link, refusal = _resolve(request, token)
     if refusal:
         return refusal
@@ -114,6 +203,7 @@ def preview_email(request, token, template_id):
     response = email_html_response(
         request, rendered.html if rendered else f"<pre>{escape(error)}</pre>"
     )
-    for header, value in NO_INDEX.items():
-        response[header] = value
-    return response
+    if request.GET.get("download") == "1" and rendered:
+        name = f"{template.usage_type}-{template.locale}.html"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return _no_index(response)

@@ -6,6 +6,8 @@ scripts, so nothing in a template runs on the admin's origin."""
 from __future__ import annotations
 
 import json
+import re
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from csp.constants import NONE, UNSAFE_INLINE
@@ -18,8 +20,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.text import Truncator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from emails.backoffice.preview_links import preview_link_create, preview_link_token
 from emails.backoffice.test_sends import (
@@ -27,22 +30,28 @@ from emails.backoffice.test_sends import (
     message_test_send,
     message_test_send_permit,
 )
-from emails.content.composer import compose_content
+from emails.content.composer import CONTENT_KEYS, compose_content
 from emails.content.rendering.render import RenderedEmail
+from emails.content.validation import TEMPLATE_PARTS, validate_template
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
 from emails.logto import UsageType
-from emails.models import Template
+from emails.models import FINAL_STATUSES, Message, Template
 
 
 def email_csp(request) -> dict:
     """The policy of rendered email HTML (django-csp directives): images and inline styles,
-    nothing else. No script, form, plugin or navigation of the page around it (``sandbox``:
-    the document also gets an origin of its own). Images come from this server (the bundled
-    sample logo), data: URLs and the configured brand logo's host; any other host only with
+    nothing else. No script, form, plugin or navigation of the page around it (``sandbox``
+    without ``allow-scripts``: nothing in it runs at all). The sandbox keeps the page's origin
+    (``allow-same-origin``) so that the editor's own script can read the frame's scroll
+    position; with no script in the frame, that gives the email nothing. Images come from
+    this server's static files (the bundled sample logo), data: URLs and the configured
+    brand logo's host; any other host only with
     EMAILS_PREVIEW_REMOTE_IMAGES, so that a template cannot learn a viewer's IP address."""
-    # Named explicitly: inside a sandboxed document 'self' no longer means this server.
-    own = [f"{request.scheme}://{request.get_host()}"]
+    # This server's static files only (the sample logo), named in full: not 'self', and not
+    # the whole origin, so an email's image cannot ask an admin URL for anything.
+    static = settings.STATIC_URL or "/static/"
+    own = [static if "://" in static else f"{request.scheme}://{request.get_host()}{static}"]
     brand = urlsplit(settings.EMAILS_BRAND_LOGO_URL)
     if brand.scheme in ("http", "https") and brand.netloc:
         own.append(f"{brand.scheme}://{brand.netloc}")
@@ -54,11 +63,28 @@ def email_csp(request) -> dict:
         "font-src": ["data:", *remote],
         "base-uri": [NONE],
         "form-action": [NONE],
-        "sandbox": True,
+        "sandbox": ["allow-same-origin"],
     }
 
 
+# The email's own dark-mode styles, shown on demand: a preview cannot ask the browser to
+# emulate a colour scheme, so the media query is decided here, for the preview only.
+COLOR_SCHEME_QUERY = re.compile(r"\(\s*prefers-color-scheme\s*:\s*(dark|light)\s*\)", re.I)
+ALWAYS_QUERY, NEVER_QUERY = "(min-width: 0px)", "(max-width: 0px)"
+
+
+def with_color_scheme(html: str, scheme: str) -> str:
+    """``html`` as a mail client in ``scheme`` ("light" or "dark") shows it: its
+    ``prefers-color-scheme`` queries decided, whatever the viewer's own setting is."""
+    if scheme not in ("light", "dark"):
+        return html
+    return COLOR_SCHEME_QUERY.sub(
+        lambda match: ALWAYS_QUERY if match.group(1).lower() == scheme else NEVER_QUERY, html
+    )
+
+
 def email_html_response(request, html: str) -> HttpResponse:
+    html = with_color_scheme(html, request.GET.get("scheme") or request.POST.get("scheme", ""))
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
     # django-csp's per-response policy (what its @csp decorator sets), in place of the site's.
     response._csp_config = email_csp(request)  # type: ignore[attr-defined]
@@ -104,18 +130,64 @@ def _payload(request) -> tuple[dict | None, str | None]:
     return payload, None
 
 
+def _sender(request) -> dict:
+    """The From an inbox will show: the form's, else DEFAULT_FROM_EMAIL (as delivery does)."""
+    name, address = parseaddr(request.POST.get("from_email", "") or settings.DEFAULT_FROM_EMAIL)
+    return {"name": name, "address": address}
+
+
+FIELDS_OF_PARTS = {**TEMPLATE_PARTS, "layout": "layout", "layout text": "layout"}
+
+
+def _warnings(request, errors: list[dict]) -> list[dict]:
+    """What saving would refuse (emails.content.validation: unknown or misspelt variables, a
+    missing code or link, ...), each with the field and line for the editor's gutter; a
+    problem the render errors already name is not repeated."""
+    shown = {error["message"] for error in errors}
+    problems = validate_template(
+        usage_type=request.POST.get("usage_type", ""),
+        subject=request.POST.get("subject", ""),
+        html_body=request.POST.get("html_body", ""),
+        text_body=request.POST.get("text_body", ""),
+        preheader=request.POST.get("preheader", ""),
+    )
+    return [
+        {"field": problem.field, "line": problem.line, "message": problem.message}
+        for problem in problems
+        if problem.message not in shown
+    ]
+
+
 @require_POST
 def preview(request):
-    """JSON: the rendered subject and plain text, and every error with its part and line."""
+    """JSON: the rendered subject, preheader and plain text, the sender, every render error
+    with its part, field and line, and the warnings saving would refuse."""
     _require_change_permission(request)
     payload, problem = _payload(request)
     if problem:
         return JsonResponse(
-            {"subject": "", "text": "", "errors": [{"part": "sample data", "message": problem}]}
+            {
+                "subject": "",
+                "preheader": "",
+                "text": "",
+                "sender": _sender(request),
+                "errors": [{"part": "sample data", "field": "", "message": problem}],
+                "warnings": [],
+            }
         )
     parts = _render(request, payload)
+    errors = [
+        {**error, "field": FIELDS_OF_PARTS.get(error["part"], "")} for error in parts.error_list()
+    ]
     return JsonResponse(
-        {"subject": parts.subject, "text": parts.text, "errors": parts.error_list()}
+        {
+            "subject": parts.subject,
+            "preheader": parts.preheader,
+            "text": parts.text,
+            "sender": _sender(request),
+            "errors": errors,
+            "warnings": _warnings(request, errors),
+        }
     )
 
 
@@ -168,22 +240,69 @@ def test_send(request, object_id=None):
             )
     except RefusedTestSend as refused:
         return JsonResponse({"error": refused.message}, status=refused.status)
-    log_url = reverse("admin:emails_message_change", args=[message.pk])
-    return JsonResponse({"id": str(message.pk), "status": message.status, "log_url": log_url})
+    return JsonResponse(_test_send_state(request, message))
+
+
+def _test_send_state(request, message: Message) -> dict:
+    final = message.status in FINAL_STATUSES
+    state = {
+        "id": str(message.pk),
+        "status": message.status,
+        "label": message.get_status_display(),
+        "final": final,
+        # The provider's or the renderer's reason, short: the message log has it in full.
+        "error": Truncator(message.error).chars(300) if final else "",
+        "status_url": reverse("admin:emails_template_test_send_status", args=[message.pk]),
+        "log_url": "",
+    }
+    if request.user.has_perm("emails.view_message") or request.user.has_perm(
+        "emails.change_message"
+    ):
+        state["log_url"] = reverse("admin:emails_message_change", args=[message.pk])
+    return state
+
+
+@require_GET
+def test_send_status(request, message_id):
+    """Where the user's own test send is now (the editor polls it until it is final)."""
+    _require_change_permission(request)
+    message = get_object_or_404(Message, pk=message_id, is_test=True, requested_by=request.user)
+    return JsonResponse(_test_send_state(request, message))
 
 
 @require_POST
 def share(request, object_id=None):
-    """A new preview link for this template's usage type (or, without one, the gallery).
-    JSON for the editor's button; a redirect with the link in a message for a plain form."""
+    """A new preview link for this template's usage type (or, without one, the gallery);
+    with ``edits=1``, a link to the editor's current, unsaved content of this template.
+    JSON for the editor's buttons; a redirect with the link in a message for a plain form."""
     _require_change_permission(request)
-    usage_type = get_object_or_404(Template, pk=object_id).usage_type if object_id else ""
-    link = preview_link_create(usage_type=usage_type, created_by=request.user)
+    template = get_object_or_404(Template, pk=object_id) if object_id else None
+    if request.POST.get("edits") and template is not None:
+        payload, _ = _payload(request)
+        link = preview_link_create(
+            usage_type=template.usage_type,
+            created_by=request.user,
+            template=template,
+            locale=_locale(request, payload or {}),
+            content={key: _content(request)[key] for key in CONTENT_KEYS},
+        )
+    else:
+        link = preview_link_create(
+            usage_type=template.usage_type if template else "", created_by=request.user
+        )
     url = preview_link_url(request, link)
     if "application/json" not in request.headers.get("Accept", "") and not object_id:
         messages.success(request, format_html("Gallery preview: <a href='{}'>{}</a>", url, url))
         return redirect("admin:emails_template_changelist")
-    return JsonResponse({"url": url, "expires_at": link.expires_at.isoformat()})
+    return JsonResponse(
+        {
+            "url": url,
+            "expires_at": link.expires_at.isoformat(),
+            "shows": "the edits on screen, as they are now"
+            if link.content is not None
+            else "the saved version",
+        }
+    )
 
 
 def preview_link_url(request, link) -> str:

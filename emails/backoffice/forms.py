@@ -20,7 +20,10 @@ CODEMIRROR_JS = [
     "mode/django/django.js",
 ]
 CODE_EDITOR = "emails/codeeditor.js"  # the keyboard's way out, and "leave unsaved edits?"
-EDITOR_CSS = {"all": [CODEMIRROR + "lib/codemirror.css", "emails/editor.css"]}
+EMAIL_FRAME = "emails/emailframe.js"  # the preview: real width, zoom, light/dark, no flash
+EDITOR_CSS = {
+    "all": [CODEMIRROR + "lib/codemirror.css", "emails/emailframe.css", "emails/editor.css"]
+}
 
 
 class NewlineField(forms.CharField):
@@ -39,7 +42,11 @@ class NewlineField(forms.CharField):
 class TemplateForm(forms.ModelForm):
     class Media:
         css = EDITOR_CSS
-        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + [CODE_EDITOR, "emails/editor.js"]
+        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + [
+            CODE_EDITOR,
+            EMAIL_FRAME,
+            "emails/editor.js",
+        ]
 
     class Meta:
         model = Template
@@ -74,7 +81,11 @@ class TemplateForm(forms.ModelForm):
 class LayoutForm(forms.ModelForm):
     class Media:
         css = EDITOR_CSS
-        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + [CODE_EDITOR, "emails/layout.js"]
+        js = [CODEMIRROR + path for path in CODEMIRROR_JS] + [
+            CODE_EDITOR,
+            EMAIL_FRAME,
+            "emails/layout.js",
+        ]
 
     class Meta:
         model = Layout

@@ -18,8 +18,18 @@ class PreviewLinkGone(Exception):
     """A real link that expired or was revoked (answered 410)."""
 
 
-def preview_link_create(*, usage_type: str = "", created_by=None) -> PreviewLink:
-    return PreviewLink.objects.create(usage_type=usage_type, created_by=created_by)
+def preview_link_create(
+    *, usage_type: str = "", created_by=None, template=None, locale: str = "", content=None
+) -> PreviewLink:
+    """A link to the saved templates of ``usage_type`` (blank: all of them) or, with
+    ``content``, to those unsaved edits of one template."""
+    return PreviewLink.objects.create(
+        usage_type=usage_type,
+        created_by=created_by,
+        template=template,
+        locale=locale,
+        content=content,
+    )
 
 
 def preview_link_token(link: PreviewLink) -> str:

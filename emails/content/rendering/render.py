@@ -50,6 +50,8 @@ class RenderedEmail:
     html: str
     text: str
     errors: tuple[TemplateRenderError, ...] = ()
+    # The rendered preheader, as an inbox shows it (it is also inside ``html``).
+    preheader: str = ""
 
     def error_list(self) -> list[dict]:
         """The errors as JSON-ready dicts: part, line, message."""
@@ -131,6 +133,7 @@ def render_parts(
         html=parts["html"],
         text=parts["text"],
         errors=tuple(parts["errors"]),
+        preheader=parts["preheader"],
     )
 
 
@@ -160,12 +163,12 @@ def _render_prepared(subject, html, text, preheader, layout, context) -> Rendere
         raise
     except TemplateRenderError:
         return None
-    return RenderedEmail(subject=subject, html=body, text=own_text)
+    return RenderedEmail(subject=subject, html=body, text=own_text, preheader=preheader)
 
 
 def _render_all(subject, html, text, preheader, layout, context) -> dict:
     context = dict(context)
-    parts: dict = {"subject": "", "html": "", "text": "", "errors": []}
+    parts: dict = {"subject": "", "html": "", "text": "", "preheader": "", "errors": []}
     # An email over its budget renders no further part: its time is spent, and the first
     # error names the part that spent it.
     over_budget = False
@@ -195,6 +198,7 @@ def _render_all(subject, html, text, preheader, layout, context) -> dict:
 
     parts["subject"] = " ".join(attempt("subject", TEXT_ENGINE, subject).split())
     rendered_preheader = " ".join(attempt("preheader", TEXT_ENGINE, preheader).split())
+    parts["preheader"] = rendered_preheader
     body = attempt("HTML body", HTML_ENGINE, html)
     own_text = attempt("plain-text body", TEXT_ENGINE, text) if text.strip() else ""
     if layout is not None:

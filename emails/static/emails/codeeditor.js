@@ -34,6 +34,10 @@
     };
     const editor = window.CodeMirror.fromTextArea(textarea, {
       mode: mode, lineNumbers: true, lineWrapping: true, indentUnit: 2,
+      // Editable text a screen reader can read, inside the scrolling region it belongs to.
+      inputStyle: "contenteditable",
+      // The live preview marks the lines of errors and warnings here (editor.js).
+      gutters: ["mailroom-marks", "CodeMirror-linenumbers"],
       extraKeys: {
         "Esc": function () { escaped = true; },
         "Tab": leaveOr("defaultTab", true),
@@ -48,7 +52,12 @@
     hint.id = "mailroom-hint-" + textarea.name;
     hint.textContent = "Tab indents. Esc, then Tab, moves to the next field.";
     editor.getWrapperElement().insertAdjacentElement("afterend", hint);
-    editor.getInputField().setAttribute("aria-describedby", hint.id);
+    const input = editor.getInputField();
+    const label = textarea.id && document.querySelector("label[for=" + textarea.id + "]");
+    input.setAttribute("aria-describedby", hint.id);
+    input.setAttribute("aria-label", label ? label.textContent.replace(/:$/, "") : textarea.name);
+    input.setAttribute("aria-multiline", "true");
+    input.setAttribute("role", "textbox");
     editor.on("change", function () { editor.save(); });
     return editor;
   };

@@ -16,9 +16,8 @@
     const form = document.createElement("form");
     form.method = "post";
     form.action = action;
-    form.target = "mailroom-frame";
     form.hidden = true;
-    ["csrfmiddlewaretoken", "subject", "preheader", "layout", "html_body", "text_body", "payload", "locale"].forEach(function (name) {
+    ["csrfmiddlewaretoken", "subject", "preheader", "layout", "html_body", "text_body", "payload", "locale", "scheme"].forEach(function (name) {
       const input = document.createElement("input");
       input.type = "hidden";
       input.name = name;
@@ -27,6 +26,18 @@
     form.elements.csrfmiddlewaretoken.value = csrf;
     document.body.appendChild(form);
     return form;
+  }
+
+  // A short line per problem; `field` and `line` also put a marker in that editor's gutter.
+  function showProblems(box, problems) {
+    box.innerHTML = "";
+    box.hidden = !problems.length;
+    problems.forEach(function (problem) {
+      const line = document.createElement("div");
+      const where = problem.part || (problem.field || "").replace("_", " ");
+      line.textContent = where + (problem.line ? ", line " + problem.line : "") + ": " + problem.message;
+      box.appendChild(line);
+    });
   }
 
   ready(function () {
@@ -39,7 +50,10 @@
     const sampleSelect = document.getElementById("mailroom-sample");
     const payloadBox = document.getElementById("mailroom-payload");
     const htmlForm = hiddenForm(panel.dataset.previewHtmlUrl, csrf);
-    const frame = document.getElementById("mailroom-frame");
+    const holder = document.getElementById("mailroom-frame-holder");
+    const email = window.mailroomEmailFrame(holder);
+    const inbox = document.getElementById("mailroom-inbox");
+    const editors = {};
     let timer = null;
 
     // The preview's own controls (sample, payload, test address) are not edits.
@@ -52,6 +66,7 @@
       const editor = window.mailroomCodeEditor(textarea, name === "html_body" ? "django" : "text/plain");
       editor.getWrapperElement().dataset.field = name;
       editor.on("change", function () { editor.save(); edited(); schedule(); });
+      editors[name] = editor;
     });
 
     function currentType() {
@@ -85,18 +100,30 @@
         subject: field("subject").value, preheader: field("preheader").value,
         layout: field("layout").value, html_body: field("html_body").value,
         text_body: field("text_body").value, payload: payloadBox.value,
-        locale: field("locale").value,
+        locale: field("locale").value, usage_type: currentType(),
+        from_email: field("from_email") ? field("from_email").value : "",
       };
     }
-    function showErrors(errors) {
-      const box = document.getElementById("mailroom-errors");
-      box.innerHTML = "";
-      box.hidden = !errors.length;
-      errors.forEach(function (error) {
-        const line = document.createElement("div");
-        line.textContent = error.part + (error.line ? ", line " + error.line : "") + ": " + error.message;
-        box.appendChild(line);
+    function markGutters(problems) {
+      Object.keys(editors).forEach(function (name) {
+        const editor = editors[name];
+        editor.clearGutter("mailroom-marks");
+        problems.forEach(function (problem) {
+          if (problem.field !== name || !problem.line) return;
+          const marker = document.createElement("span");
+          marker.className = "mailroom-mark mailroom-mark-" + problem.kind;
+          marker.textContent = problem.kind === "error" ? "●" : "▲";
+          marker.title = problem.message;
+          editor.setGutterMarker(problem.line - 1, "mailroom-marks", marker);
+        });
       });
+    }
+    function showInbox(result) {
+      document.getElementById("mailroom-from-name").textContent = result.sender.name || result.sender.address;
+      document.getElementById("mailroom-from-address").textContent = result.sender.name ? result.sender.address : "";
+      document.getElementById("mailroom-avatar").textContent = (result.sender.name || result.sender.address || "?").charAt(0).toUpperCase();
+      document.getElementById("mailroom-subject").textContent = result.subject;
+      document.getElementById("mailroom-preheader").textContent = result.preheader;
     }
     function refresh() {
       const data = content();
@@ -108,14 +135,22 @@
         if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
         return response.json();
       }).then(function (result) {
-        document.getElementById("mailroom-subject").textContent = result.subject;
+        showInbox(result);
         document.getElementById("mailroom-text").textContent = result.text;
-        showErrors(result.errors);
+        showProblems(document.getElementById("mailroom-errors"), result.errors);
+        showProblems(document.getElementById("mailroom-warnings-list"), result.warnings);
+        document.getElementById("mailroom-warnings").hidden = !result.warnings.length;
+        markGutters(
+          result.errors.map(function (e) { return Object.assign({ kind: "error" }, e); })
+            .concat(result.warnings.map(function (w) { return Object.assign({ kind: "warning" }, w); })));
       }).catch(function (error) {
-        showErrors([{ part: "preview", message: error.message }]);
+        showProblems(document.getElementById("mailroom-errors"), [{ part: "preview", message: error.message }]);
       });
-      Object.keys(data).forEach(function (key) { htmlForm.elements[key].value = data[key]; });
-      htmlForm.submit();
+      ["subject", "preheader", "layout", "html_body", "text_body", "payload", "locale"].forEach(function (key) {
+        htmlForm.elements[key].value = data[key];
+      });
+      htmlForm.elements.scheme.value = email.scheme();
+      email.replace(function (target) { htmlForm.target = target; htmlForm.submit(); });
     }
 
     function post(url, extra) {
@@ -127,37 +162,64 @@
       }).then(function (response) { return response.json(); });
     }
 
+    // A test send is followed until it is final: queued → sent, or failed with the reason.
+    const testResult = document.getElementById("mailroom-test-result");
+    function showTestState(state) {
+      testResult.innerHTML = "";
+      testResult.dataset.status = state.status;
+      const words = document.createElement("span");
+      words.textContent = "Test email " + state.label.toLowerCase() + (state.error ? ": " + state.error : state.final ? "." : "…");
+      testResult.appendChild(words);
+      if (state.log_url) {
+        const link = document.createElement("a");
+        link.href = state.log_url;
+        link.textContent = "See it in the message log";
+        testResult.appendChild(document.createTextNode(" "));
+        testResult.appendChild(link);
+      }
+    }
+    function follow(state, tries) {
+      showTestState(state);
+      if (state.final) return;
+      if (tries > 90) {
+        testResult.appendChild(document.createTextNode(" Still waiting for the worker: is it running?"));
+        return;
+      }
+      setTimeout(function () {
+        fetch(state.status_url, { credentials: "same-origin" })
+          .then(function (response) { return response.json(); })
+          .then(function (next) { follow(next, tries + 1); })
+          .catch(function () { follow(state, tries + 1); });
+      }, tries < 10 ? 500 : 2000);
+    }
     document.getElementById("mailroom-test-button").addEventListener("click", function () {
-      const result = document.getElementById("mailroom-test-result");
-      result.textContent = "Sending…";
+      testResult.textContent = "Sending…";
       post(panel.dataset.testSendUrl, {
-        to: document.getElementById("mailroom-test-to").value, usage_type: currentType(),
+        to: document.getElementById("mailroom-test-to").value,
       }).then(function (answer) {
-        result.textContent = answer.error ? answer.error : "Test email queued (" + answer.status + ").";
+        if (answer.error) testResult.textContent = answer.error;
+        else follow(answer, 0);
       });
     });
-    const share = document.getElementById("mailroom-share-button");
-    if (share) {
-      share.addEventListener("click", function () {
-        post(panel.dataset.shareUrl, {}).then(function (answer) {
+    panel.querySelectorAll("[data-share]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        post(panel.dataset.shareUrl, button.dataset.share === "edits" ? { edits: "1" } : {}).then(function (answer) {
           const output = document.getElementById("mailroom-share-url");
           output.hidden = false;
           output.value = answer.url;
+          document.getElementById("mailroom-share-shows").textContent = "This link shows " + answer.shows + ".";
           output.select();
         });
       });
-    }
-    panel.querySelectorAll("[data-width]").forEach(function (button) {
-      button.addEventListener("click", function () {
-        panel.querySelectorAll("[data-width]").forEach(function (other) { other.classList.remove("active"); });
-        button.classList.add("active");
-        frame.className = button.dataset.width;
-      });
     });
+    holder.addEventListener("mailroom:width", function () { inbox.dataset.width = email.width(); });
+    holder.addEventListener("mailroom:scheme", function () { inbox.dataset.scheme = email.scheme(); refresh(); });
 
     sampleSelect.addEventListener("change", loadSample);
     payloadBox.addEventListener("input", schedule);
-    ["subject", "preheader", "locale"].forEach(function (name) { field(name).addEventListener("input", schedule); });
+    ["subject", "preheader", "locale", "from_email"].forEach(function (name) {
+      if (field(name)) field(name).addEventListener("input", schedule);
+    });
     field("layout").addEventListener("change", schedule);
     field("usage_type").addEventListener("change", fillSamples);
     fillSamples();

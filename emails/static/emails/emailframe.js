@@ -1,0 +1,97 @@
+/* An email shown as a mail client shows it, shared by the editors and the designer page:
+ * - at its real width (Desktop 680 px, Mobile 375 px), zoomed to fit when the pane is
+ *   narrower, with the zoom said next to the buttons;
+ * - in light or dark (the server decides the email's prefers-color-scheme queries);
+ * - and, in the editors, replaced without a blank frame or a jump to the top: the next
+ *   version loads into a hidden frame, takes the shown one's scroll position, then swaps in.
+ * The frames are sandboxed without scripts; allow-same-origin only lets this script read
+ * their scroll position. */
+(function () {
+  "use strict";
+  const WIDTHS = { desktop: 680, mobile: 375 };
+  const HEIGHT = 560;
+
+  window.mailroomEmailFrame = function (holder) {
+    const stage = holder.querySelector(".mailroom-stage");
+    const zoom = document.getElementById(holder.dataset.zoom);
+    let shown = stage.querySelector("iframe.mailroom-shown");
+    let spare = stage.querySelector("iframe.mailroom-spare");
+    let width = holder.dataset.width || "desktop";
+    let scheme = holder.dataset.scheme || "light";
+
+    function fit() {
+      const real = WIDTHS[width];
+      const room = holder.clientWidth;
+      const scale = room > 0 ? Math.min(1, room / real) : 1;
+      stage.style.width = real + "px";
+      stage.style.height = HEIGHT + "px";
+      stage.style.transform = scale < 1 ? "scale(" + scale + ")" : "";
+      holder.style.height = Math.ceil(HEIGHT * scale) + "px";
+      stage.style.marginLeft = Math.max(0, (room - real * scale) / 2) + "px";
+      holder.dataset.scale = scale.toFixed(3);
+      if (zoom) {
+        zoom.textContent = real + " px" + (scale < 1 ? " · zoomed to " + Math.round(scale * 100) + "%" : " · 100%");
+      }
+    }
+
+    function scrollOf(frame) {
+      try { return frame.contentWindow.scrollY || 0; } catch (error) { return 0; }
+    }
+
+    // Load the next version into the spare frame (`load(frameName)` starts the navigation);
+    // when it has loaded, it gets the shown frame's scroll position and takes its place.
+    function replace(load) {
+      const next = spare;
+      next.onload = function () {
+        next.onload = null;
+        try { next.contentWindow.scrollTo(0, scrollOf(shown)); } catch (error) { /* empty frame */ }
+        next.classList.replace("mailroom-spare", "mailroom-shown");
+        shown.classList.replace("mailroom-shown", "mailroom-spare");
+        next.removeAttribute("aria-hidden");
+        next.removeAttribute("tabindex");
+        shown.setAttribute("aria-hidden", "true");
+        shown.setAttribute("tabindex", "-1");
+        const id = shown.id;
+        shown.id = next.id;
+        next.id = id;
+        spare = shown;
+        shown = next;
+        holder.dispatchEvent(new CustomEvent("mailroom:swapped"));
+      };
+      load(next.name);
+    }
+
+    function choose(group, value) {
+      holder.parentElement.querySelectorAll("button[data-" + group + "]").forEach(function (button) {
+        button.setAttribute("aria-pressed", String(button.dataset[group] === value));
+      });
+    }
+    holder.parentElement.querySelectorAll("button[data-width]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        width = button.dataset.width;
+        holder.dataset.width = width;
+        choose("width", width);
+        fit();
+        holder.dispatchEvent(new CustomEvent("mailroom:width"));
+      });
+    });
+    holder.parentElement.querySelectorAll("button[data-scheme]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        scheme = button.dataset.scheme;
+        holder.dataset.scheme = scheme;
+        choose("scheme", scheme);
+        holder.dispatchEvent(new CustomEvent("mailroom:scheme"));
+      });
+    });
+    if (window.ResizeObserver) new ResizeObserver(fit).observe(holder);
+    window.addEventListener("resize", fit);
+    fit();
+
+    return {
+      replace: replace,
+      scheme: function () { return scheme; },
+      width: function () { return width; },
+      shown: function () { return shown; },
+    };
+  };
+})();
