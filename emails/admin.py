@@ -12,6 +12,7 @@ from emails.backoffice.forms import LayoutForm, TemplateForm
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.defaults import restore_default
 from emails.content.samples import sample_logo_url, samples_for
+from emails.content.selectors import in_logto_order
 from emails.delivery.circuits import circuits_close, failover_enabled, open_circuits
 from emails.delivery.deliver import messages_resend
 from emails.delivery.sweeper import sweeper_late
@@ -50,6 +51,11 @@ class VersionedAdmin(SimpleHistoryAdmin):
             ),
             *super().get_urls(),
         ]
+
+
+def _all_samples(request) -> dict:
+    """Every usage type's sample payloads, for the editors' sample picker."""
+    return {kind: samples_for(kind, logo_url=sample_logo_url(request)) for kind in UsageType.values}
 
 
 @admin.register(Template)
@@ -107,10 +113,7 @@ class TemplateAdmin(VersionedAdmin):
         usage_type = template.usage_type if template else request.GET.get("usage_type", "")
         extra_context = {
             **(extra_context or {}),
-            "samples": {
-                kind: samples_for(kind, logo_url=sample_logo_url(request))
-                for kind in UsageType.values
-            },
+            "samples": _all_samples(request),
             "siblings": Template.objects.filter(usage_type=usage_type).only("pk", "locale")
             if usage_type
             else [],
@@ -159,6 +162,33 @@ class LayoutAdmin(VersionedAdmin):
     form = LayoutForm
     list_display = ("name", "template_count", "updated_at")
     search_fields = ("name", "html")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("preview/", view(editor.layout_preview), name="emails_layout_preview"),
+            path(
+                "preview/html/",
+                view(editor.layout_preview_html),
+                name="emails_layout_preview_html",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        """The live preview: the unsaved layout around one of its templates (or any)."""
+        layout = self.get_object(request, object_id) if object_id else None
+        shown = layout.templates.all() if layout is not None else Template.objects.none()
+        if not shown.exists():
+            shown = Template.objects.all()
+        extra_context = {
+            **(extra_context or {}),
+            "samples": _all_samples(request),
+            "preview_templates": in_logto_order(shown.only("pk", "usage_type", "locale")),
+            "preview_url": reverse("admin:emails_layout_preview"),
+            "preview_html_url": reverse("admin:emails_layout_preview_html"),
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="templates")
     def template_count(self, layout):

@@ -49,9 +49,8 @@ def editor(page, live_server, template):
 
 def shown_frame(page, script):
     """Evaluate ``script`` (an expression over ``w``, the shown frame's window)."""
-    return page.evaluate(
-        f"(() => {{ const w = document.getElementById('mailroom-frame').contentWindow; return {script}; }})()"
-    )
+    frame = "document.getElementById('mailroom-frame').contentWindow"
+    return page.evaluate(f"(() => {{ const w = {frame}; return {script}; }})()")
 
 
 def type_in_subject(page, text):
@@ -129,6 +128,32 @@ def test_the_preview_shows_the_email_at_its_real_width_without_flashing(admin_pa
     )
     assert light == "rgb(244, 245, 247)"
     page.locator("#mailroom-preview").screenshot(path=str(SCREENSHOTS / "editor-dark.png"))
+
+
+def test_the_layout_editor_previews_the_unsaved_layout(admin_page, live_server):
+    from playwright.sync_api import expect
+
+    page = admin_page
+    sync_defaults(Template, Layout)
+    layout = Layout.objects.get(name="Default")
+    page.goto(f"{live_server.url}/admin/emails/layout/{layout.pk}/change/")
+    frame = page.frame_locator("#mailroom-frame")
+    expect(frame.locator(".code")).to_have_text("482913")  # around sign-in, in English
+    expect(page.locator("#mailroom-subject")).to_have_text("Your sign-in code")
+    editor = page.locator(".CodeMirror[data-field=html]")
+    banner = '<p class="banner">Layout edit</p>{{ content }}'
+    editor.evaluate(
+        "(wrapper, banner) => { const cm = wrapper.CodeMirror;"
+        " cm.setValue(cm.getValue().replace('{{ content }}', banner)); }",
+        banner,
+    )
+    expect(frame.locator(".banner")).to_have_text("Layout edit")
+    page.select_option(
+        "#mailroom-template",
+        str(Template.objects.get(usage_type="OrganizationInvitation", locale="de").pk),
+    )
+    expect(frame.locator(".button")).to_be_visible()
+    expect(frame.locator(".banner")).to_have_text("Layout edit")
 
 
 def test_warnings_show_live_with_gutter_markers(admin_page, live_server):
@@ -303,9 +328,14 @@ def test_an_rtl_email_isolates_the_names_users_typed(browser):
     page.set_content(rendered.html)
     # In the sentence, the name reads left to right: "N" left of "Co.", and its "." last
     order = page.evaluate("""() => {
-        const bdi = [...document.querySelectorAll('bdi')].find(b => b.textContent === 'Names and Co.');
+        const bdi = [...document.querySelectorAll('bdi')]
+            .find(b => b.textContent === 'Names and Co.');
         const text = bdi.firstChild, range = document.createRange();
-        const at = (i) => { range.setStart(text, i); range.setEnd(text, i + 1); return range.getBoundingClientRect().left; };
+        const at = (i) => {
+            range.setStart(text, i);
+            range.setEnd(text, i + 1);
+            return range.getBoundingClientRect().left;
+        };
         return {n: at(0), dot: at(text.length - 1)};
     }""")
     assert order["dot"] > order["n"]
@@ -319,7 +349,8 @@ def axe_violations(page, include: str):
     page.evaluate(AXE.read_text(encoding="utf-8"))  # evaluated, so our CSP does not apply
     result = page.evaluate(
         """(include) => axe.run({include: [include]}, {
-            runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']},
+            runOnly: {type: 'tag',
+                      values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']},
             rules: {'frame-tested': {enabled: false}},
         }).then(r => r.violations.map(v => ({
             id: v.id, help: v.help,

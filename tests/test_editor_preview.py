@@ -255,3 +255,35 @@ def test_comments_are_bounded(admin_client, client, monkeypatch):
     refused = client.post(url, {"template": template.pk, "name": "D", "body": "second"})
     assert "too many comments" in refused.content.decode()
     assert PreviewComment.objects.count() == 1
+
+
+# --- The layout editor's live preview (beyond the anchors) ----------------------------------
+
+LAYOUT_PREVIEW = "/admin/emails/layout/preview/"
+
+
+def test_the_layout_preview_shows_the_unsaved_layout_around_a_template(admin_client):
+    template = TemplateFactory(
+        usage_type="SignIn", locale="en", subject="Code {{ code }}", html_body="<p>{{ code }}</p>"
+    )
+    data = {
+        "html": "<html><body><div class='frame'>UNSAVED FRAME {{ content }}</div></body></html>",
+        "text": "",
+        "template": template.pk,
+        "payload": PAYLOAD,
+    }
+    answer = admin_client.post(LAYOUT_PREVIEW, data).json()
+    assert (answer["subject"], answer["errors"]) == ("Code 482913", [])
+    html = admin_client.post(f"{LAYOUT_PREVIEW}html/", data).content.decode()
+    assert "UNSAVED FRAME" in html and "<p>482913</p>" in html
+    broken = admin_client.post(LAYOUT_PREVIEW, {**data, "html": "{{ content }}\n{% if %}"}).json()
+    [error] = broken["errors"]
+    assert (error["part"], error["field"], error["line"]) == ("layout", "html", 2)
+
+
+def test_the_layout_preview_needs_the_layout_change_permission(admin_client):
+    TemplateFactory(usage_type="SignIn", locale="en")
+    data = {"html": "{{ content }}", "payload": PAYLOAD}
+    assert staff("change_template").post(LAYOUT_PREVIEW, data).status_code == 403
+    assert staff("change_layout").post(LAYOUT_PREVIEW, data).status_code == 200
+    assert staff("change_layout").post(f"{LAYOUT_PREVIEW}html/", data).status_code == 200

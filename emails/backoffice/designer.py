@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 from django import forms
-from django.conf import settings
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,6 +27,7 @@ from emails.backoffice.preview_links import (
 )
 from emails.content.composer import compose_content, template_content
 from emails.content.samples import sample_logo_url, samples_for
+from emails.content.selectors import in_logto_order
 from emails.logto import UsageType
 from emails.models import PreviewComment, Template
 
@@ -36,7 +36,6 @@ NO_INDEX = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "private, no-store",
 }
-USAGE_ORDER = {value: index for index, value in enumerate(UsageType.values)}
 
 
 def _resolve(request, token):
@@ -82,14 +81,7 @@ def _templates(link) -> list[Template]:
     templates = Template.objects.all()
     if link.usage_type:
         templates = templates.filter(usage_type=link.usage_type)
-    return sorted(
-        templates,
-        key=lambda t: (
-            USAGE_ORDER.get(t.usage_type, len(USAGE_ORDER)),
-            t.locale != settings.EMAILS_DEFAULT_LOCALE,
-            t.locale,
-        ),
-    )
+    return in_logto_order(templates)
 
 
 def _render(request, template: Template, sample: str | None):

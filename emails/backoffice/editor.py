@@ -30,13 +30,13 @@ from emails.backoffice.test_sends import (
     message_test_send,
     message_test_send_permit,
 )
-from emails.content.composer import CONTENT_KEYS, compose_content
+from emails.content.composer import CONTENT_KEYS, compose_content, template_content
 from emails.content.rendering.render import RenderedEmail
 from emails.content.validation import TEMPLATE_PARTS, validate_template
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
 from emails.logto import UsageType
-from emails.models import FINAL_STATUSES, Message, Template
+from emails.models import FINAL_STATUSES, Layout, Message, Template
 
 
 def email_csp(request) -> dict:
@@ -130,13 +130,14 @@ def _payload(request) -> tuple[dict | None, str | None]:
     return payload, None
 
 
-def _sender(request) -> dict:
-    """The From an inbox will show: the form's, else DEFAULT_FROM_EMAIL (as delivery does)."""
-    name, address = parseaddr(request.POST.get("from_email", "") or settings.DEFAULT_FROM_EMAIL)
+def _sender(from_email: str) -> dict:
+    """The From an inbox will show: the template's, else DEFAULT_FROM_EMAIL (as delivery)."""
+    name, address = parseaddr(from_email or settings.DEFAULT_FROM_EMAIL)
     return {"name": name, "address": address}
 
 
 FIELDS_OF_PARTS = {**TEMPLATE_PARTS, "layout": "layout", "layout text": "layout"}
+FIELDS_OF_LAYOUT = {"layout": "html", "layout text": "text"}
 
 
 def _warnings(request, errors: list[dict]) -> list[dict]:
@@ -158,37 +159,38 @@ def _warnings(request, errors: list[dict]) -> list[dict]:
     ]
 
 
+def _answer(rendered: RenderedEmail | None, problem: str | None, *, sender: dict, fields: dict):
+    """The JSON the editors' script reads: subject, preheader, plain text, the sender, and
+    every render error with its part, field (``fields`` maps parts to form fields) and line."""
+    if rendered is None:
+        errors = [{"part": "sample data", "field": "", "line": None, "message": problem}]
+        return {"subject": "", "preheader": "", "text": "", "sender": sender, "errors": errors}
+    return {
+        "subject": rendered.subject,
+        "preheader": rendered.preheader,
+        "text": rendered.text,
+        "sender": sender,
+        "errors": [
+            {**error, "field": fields.get(error["part"], "")} for error in rendered.error_list()
+        ],
+    }
+
+
 @require_POST
 def preview(request):
     """JSON: the rendered subject, preheader and plain text, the sender, every render error
     with its part, field and line, and the warnings saving would refuse."""
     _require_change_permission(request)
     payload, problem = _payload(request)
-    if problem:
-        return JsonResponse(
-            {
-                "subject": "",
-                "preheader": "",
-                "text": "",
-                "sender": _sender(request),
-                "errors": [{"part": "sample data", "field": "", "message": problem}],
-                "warnings": [],
-            }
-        )
-    parts = _render(request, payload)
-    errors = [
-        {**error, "field": FIELDS_OF_PARTS.get(error["part"], "")} for error in parts.error_list()
-    ]
-    return JsonResponse(
-        {
-            "subject": parts.subject,
-            "preheader": parts.preheader,
-            "text": parts.text,
-            "sender": _sender(request),
-            "errors": errors,
-            "warnings": _warnings(request, errors),
-        }
+    rendered = _render(request, payload) if payload is not None else None
+    answer = _answer(
+        rendered,
+        problem,
+        sender=_sender(request.POST.get("from_email", "")),
+        fields=FIELDS_OF_PARTS,
     )
+    answer["warnings"] = _warnings(request, answer["errors"]) if rendered is not None else []
+    return JsonResponse(answer)
 
 
 @require_POST
@@ -206,6 +208,54 @@ def preview_html(request):
     if errors:
         html = render_to_string("emails/preview/error.html", {"errors": errors})
     return email_html_response(request, html)
+
+
+def _layout_render(request) -> tuple[RenderedEmail | None, Template | None, str | None]:
+    """The unsaved layout of the form around a template (``template``: its id; else sign-in
+    in the default locale, else any), with the sample data; or why not."""
+    if not request.user.has_perm("emails.change_layout"):
+        raise PermissionDenied
+    payload, problem = _payload(request)
+    if problem:
+        return None, None, problem
+    chosen = request.POST.get("template", "")
+    templates = Template.objects.order_by("pk")
+    template = (templates.filter(pk=chosen).first() if chosen.isdigit() else None) or (
+        templates.filter(
+            usage_type=UsageType.SIGN_IN, locale=settings.EMAILS_DEFAULT_LOCALE
+        ).first()
+        or templates.first()
+    )
+    if template is None:
+        return None, None, "There is no template to show inside the layout yet."
+    layout = Layout(
+        html=request.POST.get("html", ""), text=request.POST.get("text", "") or "{{ content }}"
+    )
+    rendered = compose_content(
+        template_content(template), payload=payload, locale=template.locale, layout=layout
+    )
+    return rendered, template, None
+
+
+@require_POST
+def layout_preview(request):
+    """The layout editor's JSON: what preview() answers, for the unsaved layout."""
+    rendered, template, problem = _layout_render(request)
+    sender = _sender(template.from_email if template else "")
+    answer = _answer(rendered, problem, sender=sender, fields=FIELDS_OF_LAYOUT)
+    return JsonResponse({**answer, "warnings": []})
+
+
+@require_POST
+@xframe_options_sameorigin
+def layout_preview_html(request):
+    rendered, _, problem = _layout_render(request)
+    if problem or rendered.errors:
+        errors = [{"part": "sample data", "message": problem}] if problem else rendered.error_list()
+        return email_html_response(
+            request, render_to_string("emails/preview/error.html", {"errors": errors})
+        )
+    return email_html_response(request, rendered.html)
 
 
 @require_POST

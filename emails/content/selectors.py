@@ -90,6 +90,22 @@ class _SendingTemplates:
 sending_templates = _SendingTemplates()
 
 
+USAGE_ORDER = {value: index for index, value in enumerate(UsageType.values)}
+
+
+def in_logto_order(templates) -> list[Template]:
+    """Templates as people look for them: Logto's order of usage types (sign-in first), and
+    in each the default locale first, then the others alphabetically."""
+    return sorted(
+        templates,
+        key=lambda t: (
+            USAGE_ORDER.get(t.usage_type, len(USAGE_ORDER)),
+            t.locale != settings.EMAILS_DEFAULT_LOCALE,
+            t.locale,
+        ),
+    )
+
+
 def template_chain_pick(
     *, usage_type: str, locales: list[str], available: Mapping[tuple[str, str], T]
 ) -> tuple[str, str, T] | None:

@@ -10,36 +10,6 @@
     else document.addEventListener("DOMContentLoaded", fn);
   }
 
-  // The HTML preview is a real POST into the iframe (so its response's CSP applies). The form
-  // lives outside the admin's form: a nested form would add its fields to the saved ones.
-  function hiddenForm(action, csrf) {
-    const form = document.createElement("form");
-    form.method = "post";
-    form.action = action;
-    form.hidden = true;
-    ["csrfmiddlewaretoken", "subject", "preheader", "layout", "html_body", "text_body", "payload", "locale", "scheme"].forEach(function (name) {
-      const input = document.createElement("input");
-      input.type = "hidden";
-      input.name = name;
-      form.appendChild(input);
-    });
-    form.elements.csrfmiddlewaretoken.value = csrf;
-    document.body.appendChild(form);
-    return form;
-  }
-
-  // A short line per problem; `field` and `line` also put a marker in that editor's gutter.
-  function showProblems(box, problems) {
-    box.innerHTML = "";
-    box.hidden = !problems.length;
-    problems.forEach(function (problem) {
-      const line = document.createElement("div");
-      const where = problem.part || (problem.field || "").replace("_", " ");
-      line.textContent = where + (problem.line ? ", line " + problem.line : "") + ": " + problem.message;
-      box.appendChild(line);
-    });
-  }
-
   ready(function () {
     const panel = document.getElementById("mailroom-preview");
     const form = document.getElementById("template_form");
@@ -49,7 +19,9 @@
     const samples = JSON.parse(document.getElementById("mailroom-samples").textContent);
     const sampleSelect = document.getElementById("mailroom-sample");
     const payloadBox = document.getElementById("mailroom-payload");
-    const htmlForm = hiddenForm(panel.dataset.previewHtmlUrl, csrf);
+    const parts = window.mailroomPreviewParts;
+    const htmlForm = parts.hiddenForm(panel.dataset.previewHtmlUrl, csrf,
+      ["subject", "preheader", "layout", "html_body", "text_body", "payload", "locale", "scheme"]);
     const holder = document.getElementById("mailroom-frame-holder");
     const email = window.mailroomEmailFrame(holder);
     const inbox = document.getElementById("mailroom-inbox");
@@ -118,13 +90,6 @@
         });
       });
     }
-    function showInbox(result) {
-      document.getElementById("mailroom-from-name").textContent = result.sender.name || result.sender.address;
-      document.getElementById("mailroom-from-address").textContent = result.sender.name ? result.sender.address : "";
-      document.getElementById("mailroom-avatar").textContent = (result.sender.name || result.sender.address || "?").charAt(0).toUpperCase();
-      document.getElementById("mailroom-subject").textContent = result.subject;
-      document.getElementById("mailroom-preheader").textContent = result.preheader;
-    }
     function refresh() {
       const data = content();
       const body = new FormData();
@@ -135,16 +100,16 @@
         if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
         return response.json();
       }).then(function (result) {
-        showInbox(result);
+        parts.showInbox(result);
         document.getElementById("mailroom-text").textContent = result.text;
-        showProblems(document.getElementById("mailroom-errors"), result.errors);
-        showProblems(document.getElementById("mailroom-warnings-list"), result.warnings);
+        parts.showProblems(document.getElementById("mailroom-errors"), result.errors);
+        parts.showProblems(document.getElementById("mailroom-warnings-list"), result.warnings);
         document.getElementById("mailroom-warnings").hidden = !result.warnings.length;
         markGutters(
           result.errors.map(function (e) { return Object.assign({ kind: "error" }, e); })
             .concat(result.warnings.map(function (w) { return Object.assign({ kind: "warning" }, w); })));
       }).catch(function (error) {
-        showProblems(document.getElementById("mailroom-errors"), [{ part: "preview", message: error.message }]);
+        parts.showProblems(document.getElementById("mailroom-errors"), [{ part: "preview", message: error.message }]);
       });
       ["subject", "preheader", "layout", "html_body", "text_body", "payload", "locale"].forEach(function (key) {
         htmlForm.elements[key].value = data[key];

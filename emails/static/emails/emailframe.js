@@ -11,6 +11,47 @@
   const WIDTHS = { desktop: 680, mobile: 375 };
   const HEIGHT = 560;
 
+  // The editors' shared pieces: the form that posts the HTML preview into a frame, the
+  // problem lists, and the inbox row.
+  window.mailroomPreviewParts = {
+    // The HTML preview is a real POST into the frame (so its response's CSP applies). The
+    // form lives outside the admin's form: a nested form would add its fields to the saved ones.
+    hiddenForm: function (action, csrf, names) {
+      const form = document.createElement("form");
+      form.method = "post";
+      form.action = action;
+      form.hidden = true;
+      ["csrfmiddlewaretoken"].concat(names).forEach(function (name) {
+        const input = document.createElement("input");
+        input.type = "hidden";
+        input.name = name;
+        form.appendChild(input);
+      });
+      form.elements.csrfmiddlewaretoken.value = csrf;
+      document.body.appendChild(form);
+      return form;
+    },
+    // A short line per problem (text only: messages quote the template).
+    showProblems: function (box, problems) {
+      box.innerHTML = "";
+      box.hidden = !problems.length;
+      problems.forEach(function (problem) {
+        const line = document.createElement("div");
+        const where = problem.part || (problem.field || "").replace("_", " ");
+        line.textContent = where + (problem.line ? ", line " + problem.line : "") + ": " + problem.message;
+        box.appendChild(line);
+      });
+    },
+    showInbox: function (result) {
+      const sender = result.sender;
+      document.getElementById("mailroom-from-name").textContent = sender.name || sender.address;
+      document.getElementById("mailroom-from-address").textContent = sender.name ? sender.address : "";
+      document.getElementById("mailroom-avatar").textContent = (sender.name || sender.address || "?").charAt(0).toUpperCase();
+      document.getElementById("mailroom-subject").textContent = result.subject;
+      document.getElementById("mailroom-preheader").textContent = result.preheader;
+    },
+  };
+
   window.mailroomEmailFrame = function (holder) {
     const stage = holder.querySelector(".mailroom-stage");
     const zoom = document.getElementById(holder.dataset.zoom);

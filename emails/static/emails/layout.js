@@ -1,20 +1,96 @@
-/* Code editors on the layout's HTML and text (emails/codeeditor.js). */
+/* The layout editor: code editors on the layout's HTML and text (emails/codeeditor.js) and
+ * the same live preview as templates (emails/emailframe.js): the unsaved layout around one
+ * of its templates, with a sample. */
 (function () {
   "use strict";
+  const DEBOUNCE_MS = 300;
+
   document.addEventListener("DOMContentLoaded", function () {
-    if (!window.CodeMirror) return;
     const form = document.getElementById("layout_form");
+    const editors = {};
     [["html", "django"], ["text", "text/plain"]].forEach(function (pair) {
       const textarea = document.querySelector("textarea[name=" + pair[0] + "]");
-      if (!textarea) return;
+      if (!textarea || !window.CodeMirror) return;
       const editor = window.mailroomCodeEditor(textarea, pair[1]);
       editor.getWrapperElement().dataset.field = pair[0];
+      editors[pair[0]] = editor;
     });
-    if (form) {
-      const edited = window.mailroomAskBeforeLeaving(form);
-      document.querySelectorAll(".CodeMirror").forEach(function (wrapper) {
-        wrapper.CodeMirror.on("change", edited);
+    if (!form) return;
+    const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview");
+    Object.keys(editors).forEach(function (name) { editors[name].on("change", edited); });
+
+    const panel = document.getElementById("mailroom-preview");
+    if (!panel) return;
+    const parts = window.mailroomPreviewParts;
+    const csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
+    const samples = JSON.parse(document.getElementById("mailroom-samples").textContent);
+    const templateSelect = document.getElementById("mailroom-template");
+    const sampleSelect = document.getElementById("mailroom-sample");
+    const payloadBox = document.getElementById("mailroom-payload");
+    const holder = document.getElementById("mailroom-frame-holder");
+    const email = window.mailroomEmailFrame(holder);
+    const htmlForm = parts.hiddenForm(panel.dataset.previewHtmlUrl, csrf, ["html", "text", "template", "payload", "scheme"]);
+    let timer = null;
+
+    function chosen() { return templateSelect.selectedOptions[0] || null; }
+    function fillSamples() {
+      const option = chosen();
+      const forType = samples[option ? option.dataset.usageType : "Generic"] || samples.Generic;
+      sampleSelect.innerHTML = "";
+      Object.keys(forType).forEach(function (name) {
+        const item = document.createElement("option");
+        item.value = item.textContent = name;
+        sampleSelect.appendChild(item);
       });
+      loadSample();
     }
+    function loadSample() {
+      const option = chosen();
+      const forType = samples[option ? option.dataset.usageType : "Generic"] || samples.Generic;
+      const payload = Object.assign({}, forType[sampleSelect.value]);
+      if (option && "locale" in payload) payload.locale = option.dataset.locale;
+      payloadBox.value = JSON.stringify(payload, null, 2);
+      schedule();
+    }
+    function schedule() {
+      clearTimeout(timer);
+      timer = setTimeout(refresh, DEBOUNCE_MS);
+    }
+    function data() {
+      return {
+        html: form.querySelector("[name=html]").value, text: form.querySelector("[name=text]").value,
+        template: templateSelect.value, payload: payloadBox.value,
+      };
+    }
+    function refresh() {
+      const values = data();
+      const body = new FormData();
+      Object.keys(values).forEach(function (key) { body.append(key, values[key]); });
+      fetch(panel.dataset.previewUrl, {
+        method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrf },
+      }).then(function (response) {
+        if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
+        return response.json();
+      }).then(function (result) {
+        parts.showInbox(result);
+        document.getElementById("mailroom-text").textContent = result.text;
+        parts.showProblems(document.getElementById("mailroom-errors"), result.errors);
+      }).catch(function (error) {
+        parts.showProblems(document.getElementById("mailroom-errors"), [{ part: "preview", message: error.message }]);
+      });
+      Object.keys(values).forEach(function (key) { htmlForm.elements[key].value = values[key]; });
+      htmlForm.elements.scheme.value = email.scheme();
+      email.replace(function (target) { htmlForm.target = target; htmlForm.submit(); });
+    }
+
+    Object.keys(editors).forEach(function (name) { editors[name].on("change", schedule); });
+    holder.addEventListener("mailroom:width", function () {
+      document.getElementById("mailroom-inbox").dataset.width = email.width();
+    });
+    holder.addEventListener("mailroom:scheme", refresh);
+    templateSelect.addEventListener("change", fillSamples);
+    sampleSelect.addEventListener("change", loadSample);
+    payloadBox.addEventListener("input", schedule);
+    fillSamples();
   });
 })();
