@@ -2,14 +2,17 @@ from functools import partial
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Value, When
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from emails.backoffice import coverage, dashboard, editor, transfer_views, versions
-from emails.backoffice.forms import LayoutForm, TemplateForm
+from emails.backoffice.forms import BrandForm, LayoutForm, TemplateForm
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
+from emails.content.brand import BRAND_FIELDS
 from emails.content.defaults import restore_default
 from emails.content.samples import sample_logo_url, samples_for
 from emails.content.selectors import in_logto_order
@@ -18,6 +21,7 @@ from emails.delivery.deliver import messages_resend
 from emails.delivery.sweeper import sweeper_late
 from emails.logto import UsageType
 from emails.models import (
+    Brand,
     CircuitState,
     Layout,
     Message,
@@ -51,6 +55,16 @@ class VersionedAdmin(SimpleHistoryAdmin):
             ),
             *super().get_urls(),
         ]
+
+
+def _surround_context(request, templates, model_name: str) -> dict:
+    """What the layout and brand pages' live preview needs (surround_preview.html)."""
+    return {
+        "samples": _all_samples(request),
+        "preview_templates": in_logto_order(templates.only("pk", "usage_type", "locale")),
+        "preview_url": reverse(f"admin:emails_{model_name}_preview"),
+        "preview_html_url": reverse(f"admin:emails_{model_name}_preview_html"),
+    }
 
 
 def _all_samples(request) -> dict:
@@ -118,7 +132,12 @@ class TemplateAdmin(VersionedAdmin):
             if usage_type
             else [],
             "usage_type": usage_type,
-            "comments": template.comments.select_related("link")[:20] if template else [],
+            # By type and locale: a comment on shared edits outlives the template it was on.
+            "comments": PreviewComment.objects.filter(
+                usage_type=template.usage_type, locale=template.locale
+            )[:20]
+            if template
+            else [],
             "preview_url": reverse("admin:emails_template_preview"),
             "preview_html_url": reverse("admin:emails_template_preview_html"),
             "test_send_url": reverse("admin:emails_template_test_send", args=[object_id])
@@ -183,16 +202,56 @@ class LayoutAdmin(VersionedAdmin):
             shown = Template.objects.all()
         extra_context = {
             **(extra_context or {}),
-            "samples": _all_samples(request),
-            "preview_templates": in_logto_order(shown.only("pk", "usage_type", "locale")),
-            "preview_url": reverse("admin:emails_layout_preview"),
-            "preview_html_url": reverse("admin:emails_layout_preview_html"),
+            **_surround_context(request, shown, "layout"),
+            "preview_fields": "html text",
         }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     @admin.display(description="templates")
     def template_count(self, layout):
         return layout.templates.count()
+
+
+@admin.register(Brand)
+class BrandAdmin(admin.ModelAdmin):
+    """One row of brand settings: the list goes straight to it."""
+
+    form = BrandForm
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("preview/", view(editor.brand_preview), name="emails_brand_preview"),
+            path(
+                "preview/html/", view(editor.brand_preview_html), name="emails_brand_preview_html"
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        brand, _ = Brand.objects.get_or_create(pk=1)
+        return redirect("admin:emails_brand_change", brand.pk)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        extra_context = {
+            **(extra_context or {}),
+            **_surround_context(request, Template.objects.all(), "brand"),
+            "preview_fields": " ".join(BRAND_FIELDS),
+            "public_url": settings.EMAILS_PUBLIC_URL,
+        }
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def response_change(self, request, obj):
+        self.message_user(request, "Brand settings saved: every email uses them now.")
+        return redirect("admin:emails_brand_change", obj.pk)
 
 
 @admin.register(PreviewLink)

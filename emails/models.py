@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
+from django.core.validators import RegexValidator, URLValidator, validate_email
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
@@ -380,8 +380,11 @@ class PreviewComment(models.Model):
     MAX_NAME = 100
     MAX_BODY = 2000
     MAX_PER_LINK = 500
+    MAX_PER_HOUR = 30  # per link
 
-    link = models.ForeignKey(PreviewLink, on_delete=models.CASCADE, related_name="comments")
+    link = models.ForeignKey(
+        PreviewLink, null=True, on_delete=models.SET_NULL, related_name="comments"
+    )
     template = models.ForeignKey(
         "Template", null=True, blank=True, on_delete=models.SET_NULL, related_name="comments"
     )
@@ -400,6 +403,76 @@ class PreviewComment(models.Model):
 
     def __str__(self):
         return f"{self.name} on {self.usage_type} · {self.locale}"
+
+
+def validate_support_link(value: str) -> None:
+    """An https:// (or http://) URL, or mailto: and one address."""
+    if value.startswith("mailto:"):
+        try:
+            validate_email(value.removeprefix("mailto:"))
+        except ValidationError:
+            raise ValidationError(
+                "mailto: needs one address, e.g. mailto:help@acme.example"
+            ) from None
+        return
+    URLValidator(schemes=["https", "http"], message="a link starting https:// or mailto:")(value)
+
+
+ACCENT_COLOR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "a colour as #rrggbb, e.g. #5d34f2")
+
+
+class Brand(models.Model):
+    """The brand every layout shows, edited in the admin (one row). A blank field falls back
+    to its setting (EMAILS_BRAND_NAME, EMAILS_BRAND_LOGO_URL, EMAILS_COMPANY_INFO); Logto's
+    application and organization branding in a payload still come first for name and logo."""
+
+    product_name = models.CharField(max_length=100, blank=True)
+    logo = models.FileField(
+        upload_to="brand/",
+        blank=True,
+        max_length=200,
+        help_text="PNG, JPEG, GIF or WebP, at most 512 KB; stored with Django's storage.",
+    )
+    accent_color = models.CharField(
+        max_length=7, blank=True, validators=[ACCENT_COLOR], help_text="#rrggbb: buttons, links."
+    )
+    footer_text = models.TextField(max_length=1000, blank=True)
+    support_url = models.CharField(
+        "support link",
+        max_length=300,
+        blank=True,
+        validators=[validate_support_link],
+        help_text="Where the footer's help link goes: https://… or mailto:…",
+    )
+    legal_address = models.TextField(
+        max_length=500, blank=True, help_text="Company name and address for the footer."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "brand settings"
+        verbose_name_plural = "brand settings"
+
+    def __str__(self):
+        return "Brand settings"
+
+
+class PendingImport(models.Model):
+    """A file an admin import checked in a dry run, kept for an hour so that "Apply" imports
+    exactly it (emails/backoffice/transfer_views.py). Only its uploader may apply it."""
+
+    LIFETIME = timedelta(hours=1)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=255)
+    locale = models.CharField(max_length=MAX_TAG_LENGTH, blank=True)
+    content = models.BinaryField()
+    sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"Import of {self.name} waiting to be applied"
 
 
 class Heartbeat(models.Model):

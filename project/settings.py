@@ -118,6 +118,10 @@ EMAILS_TEST_SEND_LIMIT = env.str("EMAILS_TEST_SEND_LIMIT", default="20/3600")
 EMAILS_BRAND_NAME = env.str("EMAILS_BRAND_NAME", default="")
 EMAILS_BRAND_LOGO_URL = env.str("EMAILS_BRAND_LOGO_URL", default="")
 EMAILS_COMPANY_INFO = env.str("EMAILS_COMPANY_INFO", default="")
+# The admin's brand settings (emails.models.Brand) override those three. An uploaded logo is
+# stored with Django's default storage (files under DJANGO_MEDIA_ROOT) and served by this
+# server at /brand/…; emails can only point at it with this server's public address.
+EMAILS_PUBLIC_URL = env.str("EMAILS_PUBLIC_URL", default="")
 # "<count>/<seconds>"; Logto itself allows 10 sends per recipient per 10 minutes.
 EMAILS_RATE_LIMIT_RECIPIENT = env.str("EMAILS_RATE_LIMIT_RECIPIENT", default="15/600")
 EMAILS_RATE_LIMIT_IP = env.str("EMAILS_RATE_LIMIT_IP", default="300/600")
@@ -351,6 +355,9 @@ STATIC_URL = "static/"
 # `manage.py collectstatic` writes here: hashed, gzip and brotli copies, and the manifest
 # that {% static %} reads (a page fails loudly rather than point at a missing file).
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Uploaded brand logos (the default storage). Mailroom serves them itself (/brand/…).
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=BASE_DIR / "media")
+MEDIA_URL = "media/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

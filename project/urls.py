@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from rest_framework.routers import DefaultRouter
 
+from emails.backoffice.designer import brand_logo
 from emails.content.management_api import (
     DocsView,
     LayoutViewSet,
@@ -33,6 +34,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Designers' preview links: no login, signed tokens (emails/backoffice/designer.py).
     path("preview/", include("emails.urls")),
+    # Uploaded brand logos, as emails show them (emails/content/brand.py).
+    path("brand/<str:name>", brand_logo, name="brand-logo"),
 ]
 
 # Short JSON instead of Django's HTML error pages under /api/ and /anymail/ (project/errors.py).

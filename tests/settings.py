@@ -57,6 +57,8 @@ if POSTGRES_AVAILABLE:
 # The test client and the live server speak plain HTTP: production's HTTPS settings (tested
 # on their own in tests/test_production.py) are off here. {% static %} needs no manifest.
 SECURE_SSL_REDIRECT = False
+# Uploaded brand logos: a folder of this run, never the checkout.
+MEDIA_ROOT = tempfile.mkdtemp(prefix="mailroom-media-")
 SECURE_HSTS_SECONDS = 0
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False

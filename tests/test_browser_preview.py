@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from emails.content.defaults import sync_defaults
-from emails.models import Layout, Message, PreviewComment, Template
+from emails.models import Brand, Layout, Message, PreviewComment, Template
 from tests.factories import TemplateFactory
 from tests.helpers import SCREENSHOTS
 
@@ -154,6 +154,29 @@ def test_the_layout_editor_previews_the_unsaved_layout(admin_page, live_server):
     )
     expect(frame.locator(".button")).to_be_visible()
     expect(frame.locator(".banner")).to_have_text("Layout edit")
+
+
+def test_the_brand_page_previews_unsaved_brand_settings(admin_page, live_server, settings):
+    from playwright.sync_api import expect
+
+    settings.EMAILS_PUBLIC_URL = live_server.url
+    page = admin_page
+    sync_defaults(Template, Layout)
+    page.goto(f"{live_server.url}/admin/emails/brand/")
+    frame = page.frame_locator("#mailroom-frame")
+    expect(frame.locator(".code")).to_have_text("482913")
+    page.select_option("#mailroom-sample", "No application")  # the brand's own name shows
+    page.fill("#id_product_name", "Acme Cloud")
+    page.fill("#id_footer_text", "You get this because you have an Acme Cloud account.")
+    page.fill("#id_support_url", "https://help.acme.example")
+    expect(frame.locator(".header")).to_have_text("Acme Cloud")
+    expect(frame.locator(".footer")).to_contain_text("you have an Acme Cloud account")
+    expect(frame.locator(".footer-link")).to_have_text("help.acme.example")
+    page.locator("#mailroom-preview").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "brand-settings.png"))
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("Brand settings saved")
+    assert Brand.objects.get().product_name == "Acme Cloud"
 
 
 def test_warnings_show_live_with_gutter_markers(admin_page, live_server):
@@ -383,6 +406,7 @@ def test_our_admin_pages_meet_wcag_aa(admin_page, live_server, theme):
             "#content",
         ),
         "import": ("/admin/emails/template/import/", "#content"),
+        "brand settings": ("/admin/emails/brand/1/change/", "#content"),
     }
     found = {}
     for name, (path, include) in pages.items():

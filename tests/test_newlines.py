@@ -149,4 +149,4 @@ def test_the_lists_do_not_load_the_code_editor_the_forms_do(admin_client):
     form = admin_client.get(f"/admin/emails/template/{template.pk}/change/").content.decode()
     assert "codemirror.js" in form and "emails/editor.js" in form
     layout = admin_client.get(f"/admin/emails/layout/{template.layout_id}/change/").content.decode()
-    assert "codemirror.js" in layout and "emails/layout.js" in layout
+    assert "codemirror.js" in layout and "emails/surround.js" in layout

@@ -125,7 +125,7 @@ def test_previews_load_no_remote_image_unless_the_operator_allows_it(settings):
     assert _policy(frame)["img-src"] == [
         "data:",
         "http://testserver/static/",
-        "https://cdn.acme.example",
+        "https://cdn.acme.example/logo.png",
     ]
 
     settings.EMAILS_PREVIEW_REMOTE_IMAGES = True

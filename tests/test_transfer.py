@@ -4,6 +4,7 @@ import io
 import json
 import random
 import re
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from emails.backoffice.transfer_views import IMPORT_PERMISSIONS
 from emails.content.transfer import (
     MAX_IMPORT_FILE_BYTES,
     TEMPLATE_FIELDS,
@@ -24,6 +26,7 @@ from emails.content.transfer import (
     text_to_html,
 )
 from emails.models import Layout, Template
+from tests.helpers import staff
 
 pytestmark = pytest.mark.django_db
 
@@ -153,8 +156,14 @@ def test_a_dry_run_offers_apply_which_imports_that_file_without_choosing_it_agai
     token = re.search(r'name="apply" value="([^"]+)"', page).group(1)
     assert not Template.objects.filter(locale="it-CH").exists()
 
-    forged = admin_client.post("/admin/emails/template/import/", {"apply": "not-the-token"})
-    assert "no longer waiting" in forged.content.decode()
+    for forged in ("not-the-token", "é", str(uuid.uuid4())):
+        page = admin_client.post("/admin/emails/template/import/", {"apply": forged}).content
+        assert "no longer waiting" in page.decode()
+    other = staff(*(name.split(".")[1] for name in IMPORT_PERMISSIONS))
+    assert (
+        "no longer waiting"
+        in other.post("/admin/emails/template/import/", {"apply": token}).content.decode()
+    )  # only the uploader applies their dry run
     applied = admin_client.post("/admin/emails/template/import/", {"apply": token}).content
     assert "Imported" in applied.decode() and "Apply this import" not in applied.decode()
     assert Template.objects.filter(locale="it-CH").count() == 5

@@ -9,11 +9,15 @@ leave a comment that the template's editors see in the admin."""
 from __future__ import annotations
 
 import json
+import re
+from datetime import timedelta
 
 from django import forms
-from django.http import Http404
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import escape
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.csrf import csrf_exempt
@@ -25,6 +29,7 @@ from emails.backoffice.preview_links import (
     PreviewLinkInvalid,
     preview_link_resolve,
 )
+from emails.content.brand import CONTENT_TYPES, LOGO_NAME
 from emails.content.composer import compose_content, template_content
 from emails.content.samples import sample_logo_url, samples_for
 from emails.content.selectors import in_logto_order
@@ -123,8 +128,13 @@ def preview_page(request, token):
     selected = next((t for t in templates if str(t.pk) == wanted), templates[0])
     form = CommentForm(request.POST or None)
     if request.method == "POST":
+        hour_ago = timezone.now() - timedelta(hours=1)
         if link.comments.count() >= PreviewComment.MAX_PER_LINK:
             form.add_error(None, "This link has had too many comments; ask for a new one.")
+        elif link.comments.filter(created_at__gte=hour_ago).count() >= PreviewComment.MAX_PER_HOUR:
+            form.add_error(
+                None, "Many comments came through this link in the last hour; please wait."
+            )
         elif form.is_valid():
             PreviewComment.objects.create(
                 link=link,
@@ -199,3 +209,20 @@ def preview_email(request, token, template_id):
         name = f"{template.usage_type}-{template.locale}.html"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
     return _no_index(response)
+
+
+@require_GET
+def brand_logo(request, name):
+    """An uploaded brand logo, for inboxes and previews: no login (emails show it to
+    anyone), only names of the logo pattern, the type fixed by the name (checked when it was
+    uploaded), no sniffing, no script, cached for good (the name is the content's hash)."""
+    if not re.fullmatch(LOGO_NAME, name) or not default_storage.exists(f"brand/{name}"):
+        raise Http404
+    response = FileResponse(
+        default_storage.open(f"brand/{name}"), content_type=CONTENT_TYPES[name.rsplit(".", 1)[1]]
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "public, max-age=31536000, immutable"
+    response["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return response

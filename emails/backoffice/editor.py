@@ -30,6 +30,7 @@ from emails.backoffice.test_sends import (
     message_test_send,
     message_test_send_permit,
 )
+from emails.content.brand import BRAND_FIELDS, brand_current, brand_from
 from emails.content.composer import CONTENT_KEYS, compose_content, template_content
 from emails.content.rendering.render import RenderedEmail
 from emails.content.validation import TEMPLATE_PARTS, validate_template
@@ -52,9 +53,13 @@ def email_csp(request) -> dict:
     # the whole origin, so an email's image cannot ask an admin URL for anything.
     static = settings.STATIC_URL or "/static/"
     own = [static if "://" in static else f"{request.scheme}://{request.get_host()}{static}"]
-    brand = urlsplit(settings.EMAILS_BRAND_LOGO_URL)
-    if brand.scheme in ("http", "https") and brand.netloc:
-        own.append(f"{brand.scheme}://{brand.netloc}")
+    if settings.EMAILS_PUBLIC_URL:  # an uploaded brand logo (emails.content.brand)
+        own.append(settings.EMAILS_PUBLIC_URL.rstrip("/") + "/brand/")
+    for logo in {settings.EMAILS_BRAND_LOGO_URL, brand_current()["logo_url"]}:
+        # The logo's own URL only: on this server's host, its origin would be every admin URL.
+        brand = urlsplit(logo)
+        if brand.scheme in ("http", "https") and brand.netloc and _csp_safe(logo):
+            own.append(f"{brand.scheme}://{brand.netloc}{brand.path or '/'}")
     remote = ["https:", "http:"] if settings.EMAILS_PREVIEW_REMOTE_IMAGES else []
     return {
         "default-src": [NONE],
@@ -83,6 +88,11 @@ def with_color_scheme(html: str, scheme: str) -> str:
     )
 
 
+def _csp_safe(url: str) -> bool:
+    """Whether ``url`` can be written into a CSP source list as it is."""
+    return not any(char in url for char in " ;,'\"") and url.isascii()
+
+
 def email_html_response(request, html: str) -> HttpResponse:
     html = with_color_scheme(html, request.GET.get("scheme") or request.POST.get("scheme", ""))
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
@@ -98,6 +108,11 @@ def _require_change_permission(request) -> None:
         raise PermissionDenied
 
 
+def _id(value: str) -> int | None:
+    """A form's id field as an int, or None (``"²".isdigit()`` is true, but no int)."""
+    return int(value) if value.isascii() and value.isdecimal() and len(value) < 19 else None
+
+
 def _content(request) -> dict:
     layout_id = request.POST.get("layout", "")
     return {
@@ -105,7 +120,7 @@ def _content(request) -> dict:
         "html": request.POST.get("html_body", ""),
         "text": request.POST.get("text_body", ""),
         "preheader": request.POST.get("preheader", ""),
-        "layout_id": int(layout_id) if layout_id.isdigit() else None,
+        "layout_id": _id(layout_id),
     }
 
 
@@ -146,6 +161,7 @@ def _warnings(request, errors: list[dict]) -> list[dict]:
     problem the render errors already name is not repeated."""
     shown = {error["message"] for error in errors}
     problems = validate_template(
+        render_samples=False,  # saving renders each sample; the preview renders one already
         usage_type=request.POST.get("usage_type", ""),
         subject=request.POST.get("subject", ""),
         html_body=request.POST.get("html_body", ""),
@@ -210,52 +226,89 @@ def preview_html(request):
     return email_html_response(request, html)
 
 
-def _layout_render(request) -> tuple[RenderedEmail | None, Template | None, str | None]:
-    """The unsaved layout of the form around a template (``template``: its id; else sign-in
-    in the default locale, else any), with the sample data; or why not."""
-    if not request.user.has_perm("emails.change_layout"):
+def _surround_render(request, *, permission: str, layout=None, brand=None):
+    """A template (``template``: its id; else sign-in in the default locale, else any) with
+    the sample data, inside an unsaved ``layout`` or with an unsaved ``brand`` (the layout
+    and brand pages' live previews); or why not."""
+    if not request.user.has_perm(permission):
         raise PermissionDenied
     payload, problem = _payload(request)
     if problem:
         return None, None, problem
     chosen = request.POST.get("template", "")
     templates = Template.objects.order_by("pk")
-    template = (templates.filter(pk=chosen).first() if chosen.isdigit() else None) or (
+    template = (templates.filter(pk=_id(chosen)).first() if _id(chosen) else None) or (
         templates.filter(
             usage_type=UsageType.SIGN_IN, locale=settings.EMAILS_DEFAULT_LOCALE
         ).first()
         or templates.first()
     )
     if template is None:
-        return None, None, "There is no template to show inside the layout yet."
-    layout = Layout(
-        html=request.POST.get("html", ""), text=request.POST.get("text", "") or "{{ content }}"
-    )
+        return None, None, "There is no template to show yet."
     rendered = compose_content(
-        template_content(template), payload=payload, locale=template.locale, layout=layout
+        template_content(template),
+        payload=payload,
+        locale=template.locale,
+        layout=layout,
+        brand=brand,
     )
     return rendered, template, None
 
 
-@require_POST
-def layout_preview(request):
-    """The layout editor's JSON: what preview() answers, for the unsaved layout."""
-    rendered, template, problem = _layout_render(request)
+def _layout_render(request):
+    layout = Layout(
+        html=request.POST.get("html", ""), text=request.POST.get("text", "") or "{{ content }}"
+    )
+    return _surround_render(request, permission="emails.change_layout", layout=layout)
+
+
+def _brand_render(request):
+    """The unsaved brand settings (an uploaded logo shows once it is saved)."""
+    values = {field: request.POST.get(field, "").strip() for field in BRAND_FIELDS}
+    brand = brand_from(values, logo=brand_current()["logo_url"])
+    return _surround_render(request, permission="emails.change_brand", brand=brand)
+
+
+def _surround_answer(rendered, template, problem, *, fields):
     sender = _sender(template.from_email if template else "")
-    answer = _answer(rendered, problem, sender=sender, fields=FIELDS_OF_LAYOUT)
-    return JsonResponse({**answer, "warnings": []})
+    return JsonResponse(
+        {**_answer(rendered, problem, sender=sender, fields=fields), "warnings": []}
+    )
 
 
-@require_POST
-@xframe_options_sameorigin
-def layout_preview_html(request):
-    rendered, _, problem = _layout_render(request)
+def _surround_html(request, rendered, problem):
     if problem or rendered.errors:
         errors = [{"part": "sample data", "message": problem}] if problem else rendered.error_list()
         return email_html_response(
             request, render_to_string("emails/preview/error.html", {"errors": errors})
         )
     return email_html_response(request, rendered.html)
+
+
+@require_POST
+def layout_preview(request):
+    """The layout editor's JSON: what preview() answers, for the unsaved layout."""
+    return _surround_answer(*_layout_render(request), fields=FIELDS_OF_LAYOUT)
+
+
+@require_POST
+@xframe_options_sameorigin
+def layout_preview_html(request):
+    rendered, _, problem = _layout_render(request)
+    return _surround_html(request, rendered, problem)
+
+
+@require_POST
+def brand_preview(request):
+    """The brand page's JSON: a template with the unsaved brand settings."""
+    return _surround_answer(*_brand_render(request), fields={})
+
+
+@require_POST
+@xframe_options_sameorigin
+def brand_preview_html(request):
+    rendered, _, problem = _brand_render(request)
+    return _surround_html(request, rendered, problem)
 
 
 @require_POST

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from django import forms
 
+from emails.content.brand import LOGO_MAX_BYTES, LogoRefused, brand_forget, logo_store
 from emails.content.clean import layout_content_check, template_content_check
-from emails.models import Layout, Template, normalize_newlines
+from emails.models import Brand, Layout, Template, normalize_newlines
 
 # The code editor (vendored CodeMirror 5), on the forms only: the lists do not load it.
 CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
@@ -84,7 +85,7 @@ class LayoutForm(forms.ModelForm):
         js = [CODEMIRROR + path for path in CODEMIRROR_JS] + [
             CODE_EDITOR,
             EMAIL_FRAME,
-            "emails/layout.js",
+            "emails/surround.js",
         ]
 
     class Meta:
@@ -96,3 +97,54 @@ class LayoutForm(forms.ModelForm):
         data = super().clean()
         layout_content_check(html=data.get("html") or "", text=data.get("text") or "")
         return data
+
+
+DEFAULT_ACCENT = "#5d34f2"  # fixtures/defaults/layout.html's
+
+
+class BrandForm(forms.ModelForm):
+    """The brand settings. The logo is checked by its bytes (emails.content.brand) and
+    stored under a name of its own hash."""
+
+    class Media:
+        css = {"all": ["emails/emailframe.css", "emails/editor.css"]}
+        js = [CODE_EDITOR, EMAIL_FRAME, "emails/surround.js"]  # (codeeditor.js: unsaved edits ask)
+
+    class Meta:
+        model = Brand
+        fields = (
+            "product_name",
+            "logo",
+            "accent_color",
+            "support_url",
+            "footer_text",
+            "legal_address",
+        )
+        widgets = {"accent_color": forms.TextInput(attrs={"type": "color"})}
+        field_classes = dict.fromkeys(("footer_text", "legal_address"), NewlineField)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A colour input always sends a colour: start it at the shipped layout's.
+        if not self.instance.accent_color:
+            self.initial["accent_color"] = DEFAULT_ACCENT
+
+    def clean_logo(self):
+        logo = self.cleaned_data.get("logo")
+        if not logo or not hasattr(logo, "read") or logo == self.instance.logo:
+            return logo  # unchanged, or cleared
+        content = logo.read(LOGO_MAX_BYTES + 1)
+        try:
+            self._logo_name = logo_store(content)
+        except LogoRefused as refused:
+            raise forms.ValidationError(str(refused)) from None
+        return logo
+
+    def save(self, commit=True):
+        brand = super().save(commit=False)
+        if getattr(self, "_logo_name", None):
+            brand.logo = self._logo_name  # already stored (by name): no second copy
+        if commit:
+            brand.save()
+        brand_forget()
+        return brand

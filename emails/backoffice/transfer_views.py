@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import secrets
+import uuid
 
 from django import forms
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from emails.content.transfer import (
     MAX_IMPORT_FILE_BYTES,
@@ -20,6 +21,7 @@ from emails.content.transfer import (
     import_templates,
     read_upload,
 )
+from emails.models import PendingImport
 
 
 class ImportForm(forms.Form):
@@ -51,39 +53,24 @@ IMPORT_PERMISSIONS = (
 )
 
 
-# A dry run's file waits in the user's session (database-backed: any web worker can apply
-# it) so that "Apply" imports exactly what was checked, without choosing the file again.
-PENDING = "mailroom-import"
-
-
 def import_view(request, model_admin):
     if not request.user.has_perms(IMPORT_PERMISSIONS):
         raise PermissionDenied
     report, pending, problem = None, None, ""
-    form = ImportForm(
-        None if "apply" in request.POST else request.POST or None, request.FILES or None
-    )
-    if request.method == "POST" and "apply" in request.POST:
+    applying = request.method == "POST" and "apply" in request.POST
+    form = ImportForm(None if applying else request.POST or None, request.FILES or None)
+    if applying:
         report, problem = _apply_pending(request)
     elif request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
         # Every way an upload can be wrong ends as an ImportFormatError (emails/transfer.py).
         content = upload.read(MAX_IMPORT_FILE_BYTES + 1)
-        locale = form.cleaned_data["locale"] or None
-        report, refused = _import(content, locale, dry_run=form.cleaned_data["dry_run"])
+        locale = form.cleaned_data["locale"] or ""
+        report, refused = _import(content, locale or None, dry_run=form.cleaned_data["dry_run"])
         if refused:
             form.add_error("file", refused)
-        request.session.pop(PENDING, None)
-        if report is not None and report.dry_run:
-            pending = {
-                "id": secrets.token_urlsafe(16),
-                "name": upload.name,
-                "size": format_size(len(content)),
-                "sha256": hashlib.sha256(content).hexdigest(),
-                "locale": locale,
-                "content": base64.b64encode(content).decode(),
-            }
-            request.session[PENDING] = pending
+        elif report.dry_run:
+            pending = _keep_for_apply(request.user, upload.name, content, locale)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": "Import templates",
@@ -91,9 +78,24 @@ def import_view(request, model_admin):
         "form": form,
         "report": report,
         "pending": pending,
+        "pending_size": format_size(len(pending.content)) if pending else "",
         "problem": problem,
     }
     return TemplateResponse(request, "admin/emails/import.html", context)
+
+
+def _keep_for_apply(user, name: str, content: bytes, locale: str) -> PendingImport:
+    """Keep a dry run's file for "Apply" (an hour; the user's earlier ones are dropped)."""
+    PendingImport.objects.filter(
+        Q(user=user) | Q(created_at__lt=timezone.now() - PendingImport.LIFETIME)
+    ).delete()
+    return PendingImport.objects.create(
+        user=user,
+        name=name[:255],
+        locale=locale,
+        content=content,
+        sha256=hashlib.sha256(content).hexdigest(),
+    )
 
 
 def _import(content: bytes, locale, *, dry_run: bool):
@@ -106,12 +108,18 @@ def _import(content: bytes, locale, *, dry_run: bool):
 
 
 def _apply_pending(request):
-    """Import the file of this session's last dry run, checked again as it is written."""
-    pending = request.session.get(PENDING)
-    if not pending or not secrets.compare_digest(pending["id"], request.POST.get("apply", "")):
+    """Import the file this user's dry run checked, checked again as it is written."""
+    try:
+        key = uuid.UUID(request.POST.get("apply", ""))
+    except ValueError:
+        key = None
+    pending = PendingImport.objects.filter(
+        pk=key, user=request.user, created_at__gte=timezone.now() - PendingImport.LIFETIME
+    ).first()
+    if pending is None:
         return None, "That dry run is no longer waiting: choose the file again."
-    request.session.pop(PENDING)
-    return _import(base64.b64decode(pending["content"]), pending["locale"], dry_run=False)
+    pending.delete()
+    return _import(bytes(pending.content), pending.locale or None, dry_run=False)
 
 
 def export_response(templates, layouts) -> HttpResponse:

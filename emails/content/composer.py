@@ -8,17 +8,10 @@ from collections.abc import Mapping
 
 from django.conf import settings
 
+from emails.content.brand import brand_current
 from emails.content.rendering.context import email_context
 from emails.content.rendering.render import LayoutSource, RenderedEmail, render_parts
 from emails.models import Layout
-
-
-def brand_defaults() -> dict:
-    return {
-        "name": settings.EMAILS_BRAND_NAME,
-        "logo_url": settings.EMAILS_BRAND_LOGO_URL,
-        "company_info": settings.EMAILS_COMPANY_INFO,
-    }
 
 
 def compose(
@@ -30,14 +23,16 @@ def compose(
     locale: str,
     preheader: str = "",
     layout: Layout | None = None,
+    brand: Mapping | None = None,
 ) -> RenderedEmail:
     """Render one email through rendering's one path (render_parts): the same bytes for
     delivery and every preview. A part that fails is in ``errors``; sending refuses such an
-    email, a preview shows them."""
+    email, a preview shows them. ``brand``: the saved brand settings unless given (the brand
+    page previews unsaved ones)."""
     context = email_context(
         payload,
         locale=locale,
-        brand=brand_defaults(),
+        brand=brand if brand is not None else brand_current(),
         expires_in_minutes=max(1, round(settings.EMAILS_CODE_TTL / 60)),
     )
     source = LayoutSource(html=layout.html, text=layout.text) if layout is not None else None
@@ -72,6 +67,7 @@ def compose_content(
     payload: Mapping,
     locale: str,
     layout: Layout | None = None,
+    brand: Mapping | None = None,
 ) -> RenderedEmail:
     """compose() for a content dict (template_content's shape). Pass ``layout`` when it is
     already loaded; otherwise ``layout_id`` is looked up."""
@@ -85,4 +81,5 @@ def compose_content(
         layout=layout,
         payload=payload,
         locale=locale,
+        brand=brand,
     )

@@ -44,7 +44,14 @@ ALWAYS = {
     "lang": OPEN,
     "direction": OPEN,
     "expires_in_minutes": OPEN,
-    "brand": {"name": OPEN, "logo_url": OPEN, "company_info": OPEN},
+    "brand": {
+        "name": OPEN,
+        "logo_url": OPEN,
+        "company_info": OPEN,
+        "accent_color": OPEN,
+        "footer_text": OPEN,
+        "support_url": OPEN,
+    },
     "forloop": OPEN,
     "block": OPEN,
     "True": OPEN,
@@ -100,9 +107,17 @@ class Problem:
 
 
 def validate_template(
-    *, usage_type: str, subject: str, html_body: str, text_body: str = "", preheader: str = ""
+    *,
+    usage_type: str,
+    subject: str,
+    html_body: str,
+    text_body: str = "",
+    preheader: str = "",
+    render_samples: bool = True,
 ) -> list[Problem]:
-    """Every problem of a template's four parts; empty when it can be saved."""
+    """Every problem of a template's four parts; empty when it can be saved. Without
+    ``render_samples`` (the live preview's warnings), the budget check that renders each
+    sample is left out: the preview renders one sample under the same budget."""
     sources = {
         "subject": subject,
         "preheader": preheader,
@@ -116,7 +131,7 @@ def validate_template(
         found = _check(field, source, schema, open_roots=usage_type in OPEN_ROOTS)
         problems += found.problems
         used[field] = found.roots
-    if not problems:
+    if not problems and render_samples:
         problems += _over_budget(
             TEMPLATE_PARTS,
             samples_for(usage_type).values(),

@@ -17,6 +17,8 @@ def freeze(value):
     return value
 
 
+# Brand values that only the brand settings give (the payload has no such thing).
+BRAND_EXTRAS = ("accent_color", "footer_text", "support_url")
 RTL_LANGUAGES = {"ar", "fa", "he", "ur", "ps", "sd", "ug", "yi", "dv", "ckb"}
 
 
@@ -25,7 +27,8 @@ def email_context(
 ) -> dict:
     """The template context: the Logto payload (frozen) plus a few derived, plain values:
 
-    - ``brand``: name, logo_url, company_info. From the payload when it has them
+    - ``brand``: name, logo_url, company_info, and accent_color, footer_text, support_url
+      (the admin's brand settings). Name and logo from the payload when it has them
       (``organization.branding.logoUrl``, ``application.branding.logoUrl``,
       ``application.displayName`` or ``name``), else from ``brand`` (the configured defaults).
     - ``lang`` and ``direction`` (``rtl`` for Arabic, Persian, ...) for the template's locale.
@@ -43,6 +46,7 @@ def email_context(
             )
             or brand.get("logo_url", ""),
             "company_info": brand.get("company_info", ""),
+            **{key: brand.get(key, "") for key in BRAND_EXTRAS},
         }
     )
     language = locale.split("-")[0].lower()

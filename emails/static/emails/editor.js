@@ -27,6 +27,7 @@
     const inbox = document.getElementById("mailroom-inbox");
     const editors = {};
     let timer = null;
+    let asked = 0;  // answers to an older refresh than the latest are dropped
 
     // The preview's own controls (sample, payload, test address) are not edits.
     const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview");
@@ -93,6 +94,7 @@
     function refresh() {
       const data = content();
       const body = new FormData();
+      const ask = ++asked;
       Object.keys(data).forEach(function (key) { body.append(key, data[key]); });
       fetch(panel.dataset.previewUrl, {
         method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrf },
@@ -100,6 +102,7 @@
         if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
         return response.json();
       }).then(function (result) {
+        if (ask !== asked) return;
         parts.showInbox(result);
         document.getElementById("mailroom-text").textContent = result.text;
         parts.showProblems(document.getElementById("mailroom-errors"), result.errors);
@@ -143,7 +146,9 @@
         testResult.appendChild(link);
       }
     }
-    function follow(state, tries) {
+    let following = 0;  // a new test send stops following the one before
+    function follow(state, tries, which) {
+      if (which !== following) return;
       showTestState(state);
       if (state.final) return;
       if (tries > 90) {
@@ -153,17 +158,18 @@
       setTimeout(function () {
         fetch(state.status_url, { credentials: "same-origin" })
           .then(function (response) { return response.json(); })
-          .then(function (next) { follow(next, tries + 1); })
-          .catch(function () { follow(state, tries + 1); });
+          .then(function (next) { follow(next, tries + 1, which); })
+          .catch(function () { follow(state, tries + 1, which); });
       }, tries < 10 ? 500 : 2000);
     }
     document.getElementById("mailroom-test-button").addEventListener("click", function () {
       testResult.textContent = "Sending…";
+      const which = ++following;
       post(panel.dataset.testSendUrl, {
         to: document.getElementById("mailroom-test-to").value,
       }).then(function (answer) {
         if (answer.error) testResult.textContent = answer.error;
-        else follow(answer, 0);
+        else follow(answer, 0, which);
       });
     });
     panel.querySelectorAll("[data-share]").forEach(function (button) {

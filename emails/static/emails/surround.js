@@ -1,12 +1,13 @@
-/* The layout editor: code editors on the layout's HTML and text (emails/codeeditor.js) and
- * the same live preview as templates (emails/emailframe.js): the unsaved layout around one
- * of its templates, with a sample. */
+/* The layout editor and the brand settings page: what surrounds every template, with the
+ * templates' live preview (emails/emailframe.js): a chosen template and sample inside the
+ * unsaved layout, or with the unsaved brand. The layout's HTML and text get code editors
+ * (emails/codeeditor.js). The preview panel's data-fields names the form fields it sends. */
 (function () {
   "use strict";
   const DEBOUNCE_MS = 300;
 
   document.addEventListener("DOMContentLoaded", function () {
-    const form = document.getElementById("layout_form");
+    const form = document.querySelector("#content-main form");
     const editors = {};
     [["html", "django"], ["text", "text/plain"]].forEach(function (pair) {
       const textarea = document.querySelector("textarea[name=" + pair[0] + "]");
@@ -29,8 +30,10 @@
     const payloadBox = document.getElementById("mailroom-payload");
     const holder = document.getElementById("mailroom-frame-holder");
     const email = window.mailroomEmailFrame(holder);
-    const htmlForm = parts.hiddenForm(panel.dataset.previewHtmlUrl, csrf, ["html", "text", "template", "payload", "scheme"]);
+    const htmlForm = parts.hiddenForm(panel.dataset.previewHtmlUrl, csrf,
+      panel.dataset.fields.split(" ").concat(["template", "payload", "scheme"]));
     let timer = null;
+    let asked = 0;  // answers to an older refresh than the latest are dropped
 
     function chosen() { return templateSelect.selectedOptions[0] || null; }
     function fillSamples() {
@@ -56,15 +59,16 @@
       clearTimeout(timer);
       timer = setTimeout(refresh, DEBOUNCE_MS);
     }
+    const fields = panel.dataset.fields.split(" ");
     function data() {
-      return {
-        html: form.querySelector("[name=html]").value, text: form.querySelector("[name=text]").value,
-        template: templateSelect.value, payload: payloadBox.value,
-      };
+      const values = { template: templateSelect.value, payload: payloadBox.value };
+      fields.forEach(function (name) { values[name] = form.querySelector("[name=" + name + "]").value; });
+      return values;
     }
     function refresh() {
       const values = data();
       const body = new FormData();
+      const ask = ++asked;
       Object.keys(values).forEach(function (key) { body.append(key, values[key]); });
       fetch(panel.dataset.previewUrl, {
         method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrf },
@@ -72,6 +76,7 @@
         if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
         return response.json();
       }).then(function (result) {
+        if (ask !== asked) return;
         parts.showInbox(result);
         document.getElementById("mailroom-text").textContent = result.text;
         parts.showProblems(document.getElementById("mailroom-errors"), result.errors);
@@ -84,6 +89,9 @@
     }
 
     Object.keys(editors).forEach(function (name) { editors[name].on("change", schedule); });
+    form.addEventListener("input", function (event) {
+      if (!event.target.closest("#mailroom-preview") && fields.indexOf(event.target.name) >= 0) schedule();
+    });
     holder.addEventListener("mailroom:width", function () {
       document.getElementById("mailroom-inbox").dataset.width = email.width();
     });
