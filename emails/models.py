@@ -434,7 +434,10 @@ class Brand(models.Model):
         help_text="PNG, JPEG, GIF or WebP, at most 512 KB; stored with Django's storage.",
     )
     accent_color = models.CharField(
-        max_length=7, blank=True, validators=[ACCENT_COLOR], help_text="#rrggbb: buttons, links."
+        max_length=7,
+        blank=True,
+        validators=[ACCENT_COLOR],
+        help_text="#rrggbb: the top bar of the shipped layout's card.",
     )
     footer_text = models.TextField(max_length=1000, blank=True)
     support_url = models.CharField(

@@ -45,7 +45,7 @@ class Migration(migrations.Migration):
                     "accent_color",
                     models.CharField(
                         blank=True,
-                        help_text="#rrggbb: buttons, links.",
+                        help_text="#rrggbb: the top bar of the shipped layout's card.",
                         max_length=7,
                         validators=[
                             django.core.validators.RegexValidator(
