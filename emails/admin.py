@@ -58,8 +58,13 @@ class VersionedAdmin(SimpleHistoryAdmin):
 
 
 def _surround_context(request, templates, model_name: str) -> dict:
-    """What the layout and brand pages' live preview needs (surround_preview.html)."""
+    """What the layout and brand pages' live preview needs (surround_preview.html). It shows
+    templates, so only to who may read them."""
+    user = request.user
+    if not (user.has_perm("emails.view_template") or user.has_perm("emails.change_template")):
+        return {"can_preview": False}
     return {
+        "can_preview": True,
         "samples": _all_samples(request),
         "preview_templates": in_logto_order(templates.only("pk", "usage_type", "locale")),
         "preview_url": reverse(f"admin:emails_{model_name}_preview"),
@@ -250,7 +255,7 @@ class BrandAdmin(admin.ModelAdmin):
         return super().changeform_view(request, object_id, form_url, extra_context)
 
     def response_change(self, request, obj):
-        self.message_user(request, "Brand settings saved: every email uses them now.")
+        self.message_user(request, "Brand settings saved: emails use them within a few seconds.")
         return redirect("admin:emails_brand_change", obj.pk)
 
 

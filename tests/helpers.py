@@ -128,3 +128,22 @@ class Samples(dict):
 SCREENSHOTS = Path(
     os.environ.get("MAILROOM_SCREENSHOTS") or tempfile.mkdtemp(prefix="mailroom-screenshots-")
 )
+
+
+def png(width: int = 2, height: int = 1) -> bytes:
+    """A real, tiny PNG (red pixels), built by hand: no imaging library needed."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )

@@ -3,8 +3,6 @@ accent colour, footer text, support link, legal address; env values stay the def
 layout uses them; the brand page previews unsaved values; the logo is served safely."""
 
 import re
-import struct
-import zlib
 
 import pytest
 from django.core import mail
@@ -12,27 +10,9 @@ from django.core import mail
 from emails.content.brand import brand_forget
 from emails.models import Brand, Template
 from tests.factories import TemplateFactory
-from tests.helpers import staff
+from tests.helpers import png, staff
 
 pytestmark = pytest.mark.django_db
-
-
-def png(width=2, height=1) -> bytes:
-    """A real, tiny PNG."""
-
-    def chunk(kind, data):
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +58,8 @@ def test_saved_brand_settings_are_in_every_email(admin_client, settings, send):
     assert "You get this email because you have an Acme Cloud account." in html
     assert 'href="https://help.acme.example"' in html and ">help.acme.example<" in html
     assert "Acme Inc.<br>Main Street 1, Springfield" in html
+    text = email.body  # the plain text has the footer too
+    assert "you have an Acme Cloud account." in text and "help.acme.example" in text
 
 
 def test_blank_brand_fields_fall_back_to_the_settings(admin_client, settings):
@@ -156,7 +138,25 @@ def test_the_brand_page_previews_unsaved_values_with_its_permission(admin_client
     assert "Not saved yet 1" in html
     assert not Brand.objects.filter(product_name="Not saved yet").exists()
     assert staff("change_template").post("/admin/emails/brand/preview/", data).status_code == 403
-    assert staff("change_brand").post("/admin/emails/brand/preview/", data).status_code == 200
+    # It shows a template: the brand permission alone does not read templates
+    assert staff("change_brand").post("/admin/emails/brand/preview/", data).status_code == 403
+    allowed = staff("change_brand", "view_template")
+    assert allowed.post("/admin/emails/brand/preview/", data).status_code == 200
+
+
+def test_a_view_only_brand_page_has_no_preview(admin_client):
+    page = staff("view_brand").get("/admin/emails/brand/1/change/").content.decode()
+    assert 'id="mailroom-preview"' not in page
+    assert (
+        'id="mailroom-preview"'
+        in admin_client.get("/admin/emails/brand/1/change/").content.decode()
+    )
+
+
+def test_deeply_nested_sample_data_is_a_short_error(admin_client):
+    TemplateFactory(usage_type="SignIn", locale="en")
+    answer = admin_client.post("/admin/emails/brand/preview/", {"payload": "[" * 100000}).json()
+    assert answer["errors"][0]["message"] == "Sample data is nested too deeply."
 
 
 def test_logto_branding_in_the_payload_still_comes_first(admin_client):

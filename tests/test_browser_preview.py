@@ -62,10 +62,16 @@ def test_the_preview_shows_the_email_at_its_real_width_without_flashing(admin_pa
     from playwright.sync_api import expect
 
     page = admin_page
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
     sync_defaults(Template, Layout)
     template = Template.objects.get(usage_type="SignIn", locale="en")
     Template.objects.filter(pk=template.pk).update(html_body=TALL_BODY)
     editor(page, live_server, template)
+    page.select_option("#mailroom-sample", "Branding and organization")  # the sample logo
+    wait_until(
+        page, "document.getElementById('mailroom-frame').contentDocument.querySelector('img')"
+    )
 
     # Bug 2: Desktop is the email's real 680 px, zoomed to fit the pane, and says so
     assert shown_frame(page, "w.innerWidth") == 680
@@ -128,6 +134,9 @@ def test_the_preview_shows_the_email_at_its_real_width_without_flashing(admin_pa
     )
     assert light == "rgb(244, 245, 247)"
     page.locator("#mailroom-preview").screenshot(path=str(SCREENSHOTS / "editor-dark.png"))
+    # Bug 12: the sample logo is ours; nothing asks another host
+    assert any(url.endswith("/static/emails/sample-logo.svg") for url in requests)
+    assert [url for url in requests if not url.startswith((live_server.url, "data:"))] == []
 
 
 def test_the_layout_editor_previews_the_unsaved_layout(admin_page, live_server):
@@ -289,6 +298,11 @@ def test_the_designer_page_on_a_phone_and_its_grid(admin_page, browser, live_ser
     )
     phone.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     shared = phone.new_page()
+    outside = []
+    shared.on(
+        "request",
+        lambda r: outside.append(r.url) if not r.url.startswith((live_server.url, "data:")) else 0,
+    )
     shared.goto(url)
     # Bug 10: the first usage type, laid out at the phone's width, the email zoomed to fit
     expect(shared.locator("#preview-subject")).to_have_text("Your sign-in code")
@@ -319,6 +333,7 @@ def test_the_designer_page_on_a_phone_and_its_grid(admin_page, browser, live_ser
     assert comment.template == Template.objects.get(usage_type="SignIn", locale="en")
     page.goto(f"{live_server.url}/admin/emails/template/{comment.template_id}/change/")
     expect(page.locator(".mailroom-comments")).to_contain_text("The code could be larger")
+    assert outside == []
     phone.close()
 
     # The grid: every type × locale as a thumbnail

@@ -285,5 +285,7 @@ def test_the_layout_preview_needs_the_layout_change_permission(admin_client):
     TemplateFactory(usage_type="SignIn", locale="en")
     data = {"html": "{{ content }}", "payload": PAYLOAD}
     assert staff("change_template").post(LAYOUT_PREVIEW, data).status_code == 403
-    assert staff("change_layout").post(LAYOUT_PREVIEW, data).status_code == 200
-    assert staff("change_layout").post(f"{LAYOUT_PREVIEW}html/", data).status_code == 200
+    assert staff("change_layout").post(LAYOUT_PREVIEW, data).status_code == 403  # no templates
+    layout_editor = staff("change_layout", "view_template")
+    assert layout_editor.post(LAYOUT_PREVIEW, data).status_code == 200
+    assert layout_editor.post(f"{LAYOUT_PREVIEW}html/", data).status_code == 200

@@ -50,6 +50,8 @@ def stack(django_db_setup, django_db_blocker):
             EMAILS_METRICS_QUEUE_CACHE="0",
             EMAILS_LOG_FORMAT="json",
             EMAILS_RATE_LIMIT_RECIPIENT="3/600",
+            # Beat's first sweep comes one interval after it starts: soon, not in 30 s.
+            EMAILS_SWEEP_INTERVAL="2",
         ),
         concurrency=2,
         web_config=str(ROOT / "project" / "gunicorn.conf.py"),
@@ -126,7 +128,12 @@ def test_every_series_holds_what_happened_added_up_over_the_processes(stack, seq
     assert value("mailroom_queue_depth", status="queued") == 0
     assert value("mailroom_database_up") == 1
     assert value("mailroom_build_info", providers="postmark", version="0.1.0") == 1
-    assert value("mailroom_sweeper_last_run_timestamp_seconds") > time.time() - 30
+    wait_for(
+        lambda: scrape(stack).value("mailroom_sweeper_last_run_timestamp_seconds")
+        > time.time() - 30,
+        timeout=30,
+        what="beat's sweeper to have run",
+    )
 
     # Each scrape, whichever gunicorn worker answers it, adds up the same files.
     for _ in range(6):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import AUTHORIZATION, load_payload, require_postgres, require_program
+from tests.helpers import AUTHORIZATION, load_payload, png, require_postgres, require_program
 from tests.processes import Process, free_port, running, service_env, wait_for
 from tests.stubs import ProviderStub
 
@@ -209,6 +209,8 @@ def test_the_readme_production_section_word_for_word(tmp_path, database, browser
         "ANYMAIL_POSTMARK_SERVER_TOKEN": "smoke-token",
         "ANYMAIL_WEBHOOK_SECRET": "hooks:" + uuid.uuid4().hex,
         "DEFAULT_FROM_EMAIL": "Acme <no-reply@acme.example>",
+        "EMAILS_PUBLIC_URL": origin,
+        "DJANGO_MEDIA_ROOT": str(tmp_path / "media"),
     }
     missing = set(names) - set(values)
     assert not missing, f"the README exports variables this test does not set: {missing}"
@@ -345,5 +347,31 @@ def _walk_through(client, origin: str, env, postmark: ProviderStub, database, ch
         page.keyboard.press("Control+End")
         page.keyboard.type("\n<p>Typed behind the proxy</p>")
         expect(frame.locator("body")).to_contain_text("Typed behind the proxy")
+
+        # Brand settings: a logo uploaded in the admin is stored in DJANGO_MEDIA_ROOT, served
+        # at /brand/ through the proxy, and the worker's next email points at it.
+        logo = Path(env["DJANGO_MEDIA_ROOT"]).parent / "logo.png"
+        logo.write_bytes(png())
+        page.goto(f"{origin}/admin/emails/brand/")
+        page.fill("#id_product_name", "Acme Smoke")
+        page.set_input_files("#id_logo", str(logo))
+        page.click("input[name=_save]")
+        expect(page.locator(".messagelist")).to_contain_text("Brand settings saved")
+        [stored] = (Path(env["DJANGO_MEDIA_ROOT"]) / "brand").glob("logo-*.png")
+        status, headers, served = client.request(f"/brand/{stored.name}")
+        assert (status, headers["Content-Type"], served) == (200, "image/png", logo.read_bytes())
+        assert headers["X-Content-Type-Options"] == "nosniff"
     finally:
         context.close()
+    payload = load_payload("sign-in-fr.json")
+    payload["payload"]["code"] = "777888"
+    del payload["payload"]["application"]["branding"]  # Logto's own logo would come first
+    status, _, answer = client.request(
+        "/api/logto/email",
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "Authorization": AUTHORIZATION},
+    )
+    assert status == 200, answer
+    wait_for(lambda: len(postmark.requests) >= 2, timeout=60, what="the second email")
+    html = postmark.requests[1].json()["HtmlBody"]
+    assert f'src="{origin}/brand/{stored.name}"' in html

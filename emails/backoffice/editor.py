@@ -138,6 +138,8 @@ def _render(request, payload: dict) -> RenderedEmail:
 def _payload(request) -> tuple[dict | None, str | None]:
     try:
         payload = json.loads(request.POST.get("payload") or "{}")
+    except RecursionError:
+        return None, "Sample data is nested too deeply."
     except ValueError as exc:
         return None, f"Sample data is not valid JSON: {exc}"
     if not isinstance(payload, dict):
@@ -230,8 +232,11 @@ def _surround_render(request, *, permission: str, layout=None, brand=None):
     """A template (``template``: its id; else sign-in in the default locale, else any) with
     the sample data, inside an unsaved ``layout`` or with an unsaved ``brand`` (the layout
     and brand pages' live previews); or why not."""
-    if not request.user.has_perm(permission):
-        raise PermissionDenied
+    user = request.user
+    if not user.has_perm(permission) or not (
+        user.has_perm("emails.view_template") or user.has_perm("emails.change_template")
+    ):
+        raise PermissionDenied  # it shows a template: who may not read templates sees none
     payload, problem = _payload(request)
     if problem:
         return None, None, problem

@@ -116,9 +116,9 @@ def _apply_pending(request):
     pending = PendingImport.objects.filter(
         pk=key, user=request.user, created_at__gte=timezone.now() - PendingImport.LIFETIME
     ).first()
-    if pending is None:
+    # Deleted first, and applied only by the request that deleted it: two clicks import once.
+    if pending is None or not PendingImport.objects.filter(pk=pending.pk).delete()[0]:
         return None, "That dry run is no longer waiting: choose the file again."
-    pending.delete()
     return _import(bytes(pending.content), pending.locale or None, dry_run=False)
 
 
