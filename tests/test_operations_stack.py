@@ -129,8 +129,9 @@ def test_every_series_holds_what_happened_added_up_over_the_processes(stack, seq
     assert value("mailroom_database_up") == 1
     assert value("mailroom_build_info", providers="postmark", version="0.1.0") == 1
     wait_for(
-        lambda: scrape(stack).value("mailroom_sweeper_last_run_timestamp_seconds")
-        > time.time() - 30,
+        lambda: (
+            scrape(stack).value("mailroom_sweeper_last_run_timestamp_seconds") > time.time() - 30
+        ),
         timeout=30,
         what="beat's sweeper to have run",
     )
