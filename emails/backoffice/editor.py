@@ -1,7 +1,9 @@
-"""Admin endpoints behind the template editor: live preview of unsaved content, test sends,
-preview links. All are POST with CSRF, for staff with the template change permission; the
-rendered HTML is only ever shown inside a sandboxed iframe, served with a CSP that forbids
-scripts, so nothing in a template runs on the admin's origin."""
+"""Admin endpoints behind the editors: live previews of unsaved templates, layouts and brand
+settings, test sends (and following them), preview links of saved or unsaved content. All
+but the test-send status are POST with CSRF; each needs its model's change permission (and,
+for the layout and brand previews, a template read permission: they show one). The rendered
+HTML is only ever shown inside a sandboxed iframe, served with a CSP that forbids scripts,
+so nothing in a template runs on the admin's origin."""
 
 from __future__ import annotations
 
@@ -46,8 +48,8 @@ def email_csp(request) -> dict:
     without ``allow-scripts``: nothing in it runs at all). The sandbox keeps the page's origin
     (``allow-same-origin``) so that the editor's own script can read the frame's scroll
     position; with no script in the frame, that gives the email nothing. Images come from
-    this server's static files (the bundled sample logo), data: URLs and the configured
-    brand logo's host; any other host only with
+    this server's static files (the bundled sample logo), data: URLs, the uploaded logo's
+    folder and the brand logos' exact URLs; any other host only with
     EMAILS_PREVIEW_REMOTE_IMAGES, so that a template cannot learn a viewer's IP address."""
     # This server's static files only (the sample logo), named in full: not 'self', and not
     # the whole origin, so an email's image cannot ask an admin URL for anything.

@@ -22,11 +22,11 @@ from django.urls import reverse
 from emails.models import Brand
 
 LOGO_MAX_BYTES = 512 * 1024
-LOGO_TYPES = {  # first bytes -> (extension, content type)
-    b"\x89PNG\r\n\x1a\n": ("png", "image/png"),
-    b"\xff\xd8\xff": ("jpg", "image/jpeg"),
-    b"GIF87a": ("gif", "image/gif"),
-    b"GIF89a": ("gif", "image/gif"),
+LOGO_MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "png",
+    b"\xff\xd8\xff": "jpg",
+    b"GIF87a": "gif",
+    b"GIF89a": "gif",
 }
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 LOGO_NAME = r"logo-[0-9a-f]{16}\.(?:png|jpg|gif|webp)"
@@ -45,7 +45,7 @@ def logo_kind(content: bytes) -> str:
         raise LogoRefused(f"The logo is {len(content) // 1024} KB; the limit is 512 KB.")
     if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
         return "webp"
-    for magic, (extension, _) in LOGO_TYPES.items():
+    for magic, extension in LOGO_MAGIC.items():
         if content.startswith(magic):
             return extension
     raise LogoRefused("The logo must be a PNG, JPEG, GIF or WebP image (SVG is not accepted).")
