@@ -240,11 +240,11 @@ def _surround_render(request, *, permission: str, layout=None, brand=None):
     ):
         raise PermissionDenied  # it shows a template: who may not read templates sees none
     payload, problem = _payload(request)
-    if problem:
+    if payload is None:
         return None, None, problem
-    chosen = request.POST.get("template", "")
+    chosen = _id(request.POST.get("template", ""))
     templates = Template.objects.order_by("pk")
-    template = (templates.filter(pk=_id(chosen)).first() if _id(chosen) else None) or (
+    template = (templates.filter(pk=chosen).first() if chosen is not None else None) or (
         templates.filter(
             usage_type=UsageType.SIGN_IN, locale=settings.EMAILS_DEFAULT_LOCALE
         ).first()
