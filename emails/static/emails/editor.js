@@ -27,7 +27,7 @@
     const inbox = document.getElementById("mailroom-inbox");
     const editors = {};
     let timer = null;
-    let asked = 0;  // answers to an older refresh than the latest are dropped
+    const askPreview = parts.latestJSON(panel.dataset.previewUrl, csrf);
 
     // The preview's own controls (sample, payload, test address) are not edits.
     const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview");
@@ -93,16 +93,8 @@
     }
     function refresh() {
       const data = content();
-      const body = new FormData();
-      const ask = ++asked;
-      Object.keys(data).forEach(function (key) { body.append(key, data[key]); });
-      fetch(panel.dataset.previewUrl, {
-        method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrf },
-      }).then(function (response) {
-        if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
-        return response.json();
-      }).then(function (result) {
-        if (ask !== asked) return;
+      askPreview(data).then(function (result) {
+        if (!result) return;
         parts.showInbox(result);
         document.getElementById("mailroom-text").textContent = result.text;
         parts.showProblems(document.getElementById("mailroom-errors"), result.errors);

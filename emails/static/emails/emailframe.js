@@ -31,6 +31,22 @@
       document.body.appendChild(form);
       return form;
     },
+    // A function that posts the form's values to `url` and resolves to the JSON answer, or
+    // to null when a later call was made meanwhile (so an old answer never wins).
+    latestJSON: function (url, csrf) {
+      let asked = 0;
+      return function (values) {
+        const ask = ++asked;
+        const body = new FormData();
+        Object.keys(values).forEach(function (key) { body.append(key, values[key]); });
+        return fetch(url, {
+          method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrf },
+        }).then(function (response) {
+          if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
+          return response.json();
+        }).then(function (result) { return ask === asked ? result : null; });
+      };
+    },
     // A short line per problem (text only: messages quote the template).
     showProblems: function (box, problems) {
       box.innerHTML = "";

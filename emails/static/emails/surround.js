@@ -33,7 +33,7 @@
     const htmlForm = parts.hiddenForm(panel.dataset.previewHtmlUrl, csrf,
       panel.dataset.fields.split(" ").concat(["template", "payload", "scheme"]));
     let timer = null;
-    let asked = 0;  // answers to an older refresh than the latest are dropped
+    const askPreview = parts.latestJSON(panel.dataset.previewUrl, csrf);
 
     function chosen() { return templateSelect.selectedOptions[0] || null; }
     function fillSamples() {
@@ -67,16 +67,8 @@
     }
     function refresh() {
       const values = data();
-      const body = new FormData();
-      const ask = ++asked;
-      Object.keys(values).forEach(function (key) { body.append(key, values[key]); });
-      fetch(panel.dataset.previewUrl, {
-        method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRFToken": csrf },
-      }).then(function (response) {
-        if (!response.ok) throw new Error("Preview failed (" + response.status + ")");
-        return response.json();
-      }).then(function (result) {
-        if (ask !== asked) return;
+      askPreview(values).then(function (result) {
+        if (!result) return;
         parts.showInbox(result);
         document.getElementById("mailroom-text").textContent = result.text;
         parts.showProblems(document.getElementById("mailroom-errors"), result.errors);
