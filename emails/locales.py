@@ -1,14 +1,21 @@
-"""BCP 47 language tags: case normalisation, parent chains and the order Mailroom tries them.
+"""BCP 47 language tags: case normalisation, and which stored locale best serves a request.
 
 Pure functions, no database. Only the letter case is normalised (RFC 5646 §2.1.1: language
-lower-case, script title-case, region upper-case); tags are never rewritten into other tags
-(``iw`` stays ``iw``), because an operator's stored tag must match what Logto sends.
+lower-case, script title-case, region upper-case); stored tags are never rewritten into other
+tags (``iw`` stays ``iw``). Matching a requested tag to the stored ones is CLDR's language
+matching (its likely subtags, script and region equivalences and distances) through
+langcodes: ``pt`` finds ``pt-BR``, ``zh-Hant-TW`` finds ``zh-TW``, ``iw`` finds ``he``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+import langcodes
+from langcodes import language_distance
 
 MAX_TAG_LENGTH = 35
 _TAG_RE = re.compile(r"^[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*$")
@@ -41,15 +48,9 @@ def normalize_locale(tag: str) -> str:
     return "-".join(normalized)
 
 
-def locale_chain(tag: str) -> list[str]:
-    """The tag, then each parent: ``zh-Hant-TW`` -> ``[zh-Hant-TW, zh-Hant, zh]``."""
-    subtags = normalize_locale(tag).split("-")
-    return ["-".join(subtags[:end]) for end in range(len(subtags), 0, -1)]
-
-
-def requested_locales(payload: Mapping, *, default: str) -> list[str]:
-    """The locales to try, best first: ``payload.locale``, each tag of ``payload.uiLocales``,
-    then ``default``; each followed by its parents, without repeats.
+def requested_locales(payload: Mapping) -> list[str]:
+    """The tags the message asks for, best first: ``payload.locale``, then each tag of
+    ``payload.uiLocales``; normalised, without repeats.
 
     Malformed or non-string tags in the payload are skipped, never an error: the message is
     still served, in the default language if need be.
@@ -58,16 +59,96 @@ def requested_locales(payload: Mapping, *, default: str) -> list[str]:
     ui_locales = payload.get("uiLocales")
     if isinstance(ui_locales, str):
         wanted.extend(ui_locales.split())
-    wanted.append(default)
-    return _unique(_chains(wanted))
+    return _unique(_normalized(wanted))
 
 
-def _chains(tags: Iterable[object]) -> Iterable[str]:
+@dataclass(frozen=True)
+class LocaleMatch:
+    """``locale`` (a stored one) serves ``requested`` (a tag the message asked for, or the
+    default locale) at CLDR distance ``distance`` (0: the same language and script)."""
+
+    requested: str
+    locale: str
+    distance: int
+
+
+def locale_match(
+    wanted: list[str], available: Collection[str], *, default: str, max_distance: int
+) -> LocaleMatch | None:
+    """The stored locale that serves a message asking for ``wanted`` (best first, as
+    ``requested_locales`` gives them), among ``available``.
+
+    Each wanted tag in turn takes its closest available locale within ``max_distance``, so a
+    match of ``payload.locale`` at any distance up to the cut-off beats every ``uiLocales``
+    tag; when none matches, the default locale (its closest available, within the same
+    cut-off). None when not even the default has a match.
+    """
+    if not available:
+        return None
+    choices = available if isinstance(available, frozenset) else frozenset(available)
+    for tag in [*wanted, default]:
+        found = _closest(tag, choices, max_distance)
+        if found is not None:
+            return LocaleMatch(tag, *found)
+    return None
+
+
+# langcodes keeps every tag it parses and every distance it computes in dicts that never
+# shrink; tags come from end users (Logto's ui_locales), so they are emptied past this size.
+_LANGCODES_CACHE_LIMIT = 10_000
+
+
+@lru_cache(maxsize=4096)
+def _closest(tag: str, available: frozenset[str], max_distance: int) -> tuple[str, int] | None:
+    if tag in available:
+        return tag, 0
+    try:
+        scored = sorted(
+            (langcodes.tag_distance(tag, candidate), -_shared_prefix(tag, candidate), candidate)
+            for candidate in available
+        )
+    except (ValueError, LookupError):  # langcodes cannot read it: only the tag itself serves
+        return None
+    finally:
+        _bound_langcodes_caches()
+    distance, _, candidate = scored[0]
+    return (candidate, distance) if distance <= max_distance else None
+
+
+def _shared_prefix(tag: str, candidate: str) -> int:
+    """Subtags two tags share from the start: among equally close locales, ``zh-Hant-TW``
+    prefers ``zh-Hant`` to ``zh-TW``."""
+    shared = 0
+    for mine, theirs in zip(tag.split("-"), candidate.split("-"), strict=False):
+        if mine != theirs:
+            break
+        shared += 1
+    return shared
+
+
+def langcodes_caches() -> list[dict]:
+    """langcodes' own memo dicts (private names, checked by tests/test_locales.py)."""
+    found = (
+        getattr(langcodes.Language, "_PARSE_CACHE", None),
+        getattr(langcodes.Language, "_INSTANCES", None),
+        getattr(language_distance, "_DISTANCE_CACHE", None),
+    )
+    return [cache for cache in found if isinstance(cache, dict)]
+
+
+def _bound_langcodes_caches() -> None:
+    caches = langcodes_caches()
+    if any(len(cache) > _LANGCODES_CACHE_LIMIT for cache in caches):
+        for cache in caches:
+            cache.clear()
+
+
+def _normalized(tags: Iterable[object]) -> Iterable[str]:
     for tag in tags:
         if not isinstance(tag, str) or not tag.strip():
             continue
         try:
-            yield from locale_chain(tag)
+            yield normalize_locale(tag)
         except ValueError:
             continue
 

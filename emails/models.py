@@ -197,6 +197,18 @@ class Message(models.Model):
         null=True, blank=True, help_text="The template's version that rendered it."
     )
     requested_locale = models.CharField(max_length=MAX_TAG_LENGTH, blank=True)
+    locale_matched = models.CharField(
+        max_length=MAX_TAG_LENGTH,
+        blank=True,
+        help_text="The tag the served locale matched: payload.locale, a uiLocales tag or the "
+        "default locale.",
+    )
+    # Not Positive...: its CHECK would make adding the column scan the whole table.
+    locale_distance = models.SmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="CLDR language distance between that tag and the served locale (0: same).",
+    )
     used_fallback = models.BooleanField(
         default=False,
         help_text="Served by another locale or by the Generic template instead of the one asked.",

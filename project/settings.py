@@ -69,6 +69,12 @@ LOGTO_AUTHORIZATION = [
     if value.strip()
 ]
 EMAILS_DEFAULT_LOCALE = env.str("EMAILS_DEFAULT_LOCALE", default="en")
+# How far (CLDR language distance, emails/locales.py) a stored locale may be from the one asked
+# for and still serve it instead of the default: 9 allows other regions and scripts' likely
+# forms of the same language (pt -> pt-BR, en-AU -> en-GB), not other languages (nb -> da 12).
+EMAILS_LOCALE_MAX_DISTANCE = env.int("EMAILS_LOCALE_MAX_DISTANCE", default=9)
+if not 0 <= EMAILS_LOCALE_MAX_DISTANCE <= 100:
+    raise ImproperlyConfigured("EMAILS_LOCALE_MAX_DISTANCE must be between 0 and 100.")
 # A Logto body is ~1 KiB; 64 KiB leaves room for invitation callers' own keys.
 EMAILS_MAX_BODY_BYTES = env.int("EMAILS_MAX_BODY_BYTES", default=64 * 1024)
 EMAILS_MAX_VALUE_LENGTH = env.int("EMAILS_MAX_VALUE_LENGTH", default=4096)

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from emails.locales import normalize_locale
 from emails.models import Message, MessageStatus, Template
 from tests.database import database_refusing
 from tests.factories import TemplateFactory
@@ -72,16 +73,26 @@ def test_unshipped_language_falls_back_to_english_and_records_it(send):
     assert "482913" in mail.outbox[0].body
 
 
-def test_regional_locale_is_served_by_its_parent(send):
-    TemplateFactory(usage_type="SignIn", locale="zh")
-    body = {
-        "to": "a@example.com",
-        "type": "SignIn",
-        "payload": {"code": "1", "locale": "zh-hant-tw"},
-    }
+@pytest.mark.parametrize(
+    ("asked", "served", "distance", "fallback"),
+    [
+        ("zh-hant-tw", "zh-TW", 0, False),
+        ("pt", "pt-BR", 0, False),
+        ("pt-AO", "pt-PT", 4, True),
+        ("en-GB", "en", 5, True),
+        ("ca", "en", 0, True),
+    ],
+)
+def test_the_closest_language_serves_and_the_match_is_recorded(
+    send, asked, served, distance, fallback
+):
+    # The shipped templates: zh-TW, pt-BR and pt-PT, no zh-Hant, pt or Catalan.
+    body = {"to": "a@example.com", "type": "SignIn", "payload": {"code": "1", "locale": asked}}
     message = Message.objects.get(pk=send(body).json()["id"])
-    assert message.template_locale == "zh"
-    assert mail.outbox[0].subject.startswith("[zh]")
+    assert (message.template_locale, message.locale_distance) == (served, distance)
+    assert message.used_fallback is fallback
+    assert message.locale_matched == ("en" if asked == "ca" else normalize_locale(asked))
+    assert f'lang="{served}"' in mail.outbox[0].alternatives[0][0]
 
 
 def test_ui_locales_are_tried_before_the_default(send):

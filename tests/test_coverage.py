@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from emails.models import Template
@@ -37,3 +39,33 @@ def test_matrix_shows_a_hole_nothing_serves(admin_client):
     page = admin_client.get("/admin/emails/template/coverage/?days=30").content.decode()
     assert cell(page, "MFA verification", "en") == 'class="disabled" title="disabled"> off'
     assert "last 30 days" in page
+
+
+def test_languages_asked_for_without_a_template_are_listed_with_what_served_them(
+    admin_client, send
+):
+    # Dutch twice, Catalan, Portuguese and British English once: nl and ca have no template,
+    # pt is served by pt-BR at distance 0 (not a fallback), en-GB by en at distance 5.
+    for number, asked in enumerate(("nl", "nl", "ca", "pt", "en-GB")):
+        payload = {"code": str(number), "locale": asked}
+        body = {"to": f"user{number}@example.com", "type": "SignIn", "payload": payload}
+        assert send(body).status_code == 200
+    page = admin_client.get("/admin/emails/template/coverage/").content.decode()
+    asked = page.split('id="asked"')[1]
+    rows = [
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
+        for row in re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", asked, re.S)
+    ]
+    assert rows == [
+        "nl 2 en (distance 0): 2",
+        "ca 1 en (distance 0): 1",
+        "en-GB 1 en (distance 5): 1",
+    ]
+    # Each becomes a column of the matrix, its fallback counted in the type's row.
+    assert cell(page, "Sign-in", "nl") == 'class="fallback" title="fallback: en"> → en 2'
+    assert cell(page, "Registration", "nl") == 'class="fallback" title="fallback: en"> → en'
+    # A regional English is served by en at its distance: the matrix says so.
+    assert cell(page, "Sign-in", "en-GB") == (
+        'class="fallback" title="fallback: en (distance 5)"> → en (distance 5) 1'
+    )
+    assert "pt" not in re.findall(r'<th scope="col">(.*?)</th>', page)

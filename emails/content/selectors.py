@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from django.conf import settings
 
+from emails.locales import LocaleMatch, locale_match
 from emails.logto import UsageType
 from emails.models import Template
 
@@ -26,6 +27,7 @@ class TemplateRef:
 @dataclass(frozen=True)
 class TemplateChoice:
     template: TemplateRef
+    match: LocaleMatch
     used_fallback: bool
 
 
@@ -107,34 +109,62 @@ def in_logto_order(templates) -> list[Template]:
 
 
 def template_chain_pick(
-    *, usage_type: str, locales: list[str], available: Mapping[tuple[str, str], T]
-) -> tuple[str, str, T] | None:
-    """The template chain, the one rule of which template serves a message: ``usage_type``
-    in each of ``locales`` in turn, then the same for Generic. Unknown types (a newer Logto,
-    the old ``Test``) go straight to Generic. Returns the first (usage type, locale, value)
-    that ``available`` holds, or None. The sender's choice and the coverage page use it.
+    *, usage_type: str, wanted: list[str], available: Mapping[tuple[str, str], T]
+) -> tuple[str, LocaleMatch, T] | None:
+    """The template chain, the one rule of which template serves a message: the usage type's
+    templates, in the locale that best serves ``wanted`` (``emails.locales.locale_match``:
+    each wanted tag's closest locale, then the default's), then the same for Generic.
+    Unknown types (a newer Logto, the old ``Test``) go straight to Generic. Returns the
+    first (usage type, match, value) that ``available`` holds, or None. The sender's choice
+    and the coverage page use it.
 
-    ``locales`` are normalised tags, best first (``emails.locales.requested_locales``).
+    ``wanted`` are normalised tags, best first (``emails.locales.requested_locales``).
     """
     usage_types = [usage_type] if usage_type in UsageType.values else []
     if UsageType.GENERIC not in usage_types:
         usage_types.append(UsageType.GENERIC)
     for candidate_type in usage_types:
-        for locale in locales:
-            found = available.get((candidate_type, locale))
-            if found is not None:
-                return candidate_type, locale, found
+        match = locale_match(
+            wanted,
+            _locales_of(available, candidate_type),
+            default=settings.EMAILS_DEFAULT_LOCALE,
+            max_distance=settings.EMAILS_LOCALE_MAX_DISTANCE,
+        )
+        if match is not None:
+            return candidate_type, match, available[(candidate_type, match.locale)]
     return None
 
 
-def template_select(*, usage_type: str, locales: list[str]) -> TemplateChoice | None:
-    """The enabled template that serves the message (template_chain_pick), and whether that
-    was a fallback; None when nothing can serve it."""
+def _locales_of(available: Mapping[tuple[str, str], object], usage_type: str) -> frozenset[str]:
+    """The locales ``available`` holds for one usage type. The index is kept while the same
+    mapping comes back (the per-process list is one dict until it is reloaded)."""
+    global _last_index
+    source, by_type = _last_index
+    if source is not available:
+        grouped: dict[str, set[str]] = {}
+        for candidate_type, locale in available:
+            grouped.setdefault(candidate_type, set()).add(locale)
+        by_type = {key: frozenset(locales) for key, locales in grouped.items()}
+        _last_index = (available, by_type)  # one assignment: threads see old or new
+    return by_type.get(usage_type, frozenset())
+
+
+_last_index: tuple[object, dict[str, frozenset[str]]] = (None, {})
+
+
+def template_select(*, usage_type: str, wanted: list[str]) -> TemplateChoice | None:
+    """The enabled template that serves the message (template_chain_pick), how its locale
+    matched, and whether that was a fallback (another type, or not ``payload.locale``'s own
+    language); None when nothing can serve it."""
     picked = template_chain_pick(
-        usage_type=usage_type, locales=locales, available=enabled_templates.get()
+        usage_type=usage_type, wanted=wanted, available=enabled_templates.get()
     )
     if picked is None:
         return None
-    candidate_type, locale, template = picked
-    exact = candidate_type == usage_type and locale == locales[0]
-    return TemplateChoice(template=template, used_fallback=not exact)
+    candidate_type, match, template = picked
+    exact = (
+        candidate_type == usage_type
+        and match.distance == 0
+        and match.requested == (wanted[0] if wanted else settings.EMAILS_DEFAULT_LOCALE)
+    )
+    return TemplateChoice(template=template, match=match, used_fallback=not exact)

@@ -51,11 +51,11 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
     Raises NoTemplateError or RateLimitedError (nothing stored). Database errors propagate:
     nothing is claimed as stored that is not. Publishing to the broker never fails this call.
     """
-    locales = requested_locales(payload, default=settings.EMAILS_DEFAULT_LOCALE)
+    wanted = requested_locales(payload)
     now = timezone.now()
     key = dedup_key(to=to, usage_type=usage_type, payload=payload)
     for _attempt in range(2):
-        choice = template_select(usage_type=usage_type, locales=locales)
+        choice = template_select(usage_type=usage_type, wanted=wanted)
         if choice is None:
             raise NoTemplateError(usage_type)
         message = Message(
@@ -66,7 +66,9 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
             template_id=choice.template.pk,
             template_usage_type=choice.template.usage_type,
             template_locale=choice.template.locale,
-            requested_locale=locales[0] if locales else "",
+            requested_locale=wanted[0] if wanted else settings.EMAILS_DEFAULT_LOCALE,
+            locale_matched=choice.match.requested,
+            locale_distance=choice.match.distance,
             used_fallback=choice.used_fallback,
             created_at=now,
             next_attempt_at=now,
