@@ -3,17 +3,18 @@ from functools import partial
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Value, When
+from django.db.models import Case, Exists, OuterRef, Value, When
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from emails.backoffice import coverage, dashboard, editor, transfer_views, versions
+from emails.backoffice import coverage, dashboard, editor, publishing, transfer_views, versions
 from emails.backoffice.forms import BrandForm, LayoutForm, TemplateForm
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.brand import BRAND_FIELDS
 from emails.content.defaults import restore_default
+from emails.content.drafts import draft_approved, draft_of, draft_save, draft_values
 from emails.content.samples import sample_logo_url, samples_for
 from emails.content.selectors import in_logto_order
 from emails.delivery.circuits import circuits_close, failover_enabled, open_circuits
@@ -31,6 +32,7 @@ from emails.models import (
     PreviewLink,
     ProviderCircuit,
     Template,
+    TemplateDraft,
 )
 
 
@@ -81,7 +83,16 @@ def _all_samples(request) -> dict:
 class TemplateAdmin(VersionedAdmin):
     form = TemplateForm
     history_list_display = ["version", "subject"]
-    list_display = ("usage_type", "locale", "subject", "enabled", "has_text_body", "updated_at")
+    list_display = (
+        "usage_type",
+        "locale",
+        "subject",
+        "enabled",
+        "live",
+        "has_draft",
+        "has_text_body",
+        "updated_at",
+    )
     list_display_links = ("usage_type", "locale")
     list_filter = ("usage_type", "locale", "enabled")
     search_fields = ("subject", "html_body", "text_body")
@@ -95,6 +106,57 @@ class TemplateAdmin(VersionedAdmin):
     @admin.display(boolean=True, description="own text")
     def has_text_body(self, template):
         return bool(template.text_body.strip())
+
+    @admin.display(boolean=True, description="published")
+    def live(self, template):
+        return template.published_at is not None
+
+    @admin.display(boolean=True, description="draft")
+    def has_draft(self, template):
+        return template.draft_exists
+
+    def get_queryset(self, request):
+        drafts = TemplateDraft.objects.filter(template=OuterRef("pk"))
+        return super().get_queryset(request).annotate(draft_exists=Exists(drafts))
+
+    def has_publish_permission(self, request, obj=None):
+        return request.user.has_perm("emails.publish_template")
+
+    def get_object(self, request, object_id, from_field=None):
+        template = super().get_object(request, object_id, from_field)
+        if template is not None and getattr(request, "_mailroom_editing", False):
+            # The editor edits the draft: the form shows it and compares the post with it.
+            draft = draft_of(template)
+            if draft is not None:
+                for name, value in draft_values(draft).items():
+                    setattr(template, name, value)
+        return template
+
+    def save_model(self, request, obj, form, change):
+        """Saving saves the draft: the content goes live only when it is published. The
+        usage type, locale and enabled switch are the template's and apply at once."""
+        if not change:
+            obj.published_at = None  # a new template serves nothing until published
+            super().save_model(request, obj, form, change)
+            draft = draft_save(obj, draft_values(obj), user=request.user)
+        else:
+            row = Template.objects.get(pk=obj.pk)
+            own = ("usage_type", "locale", "enabled")
+            if any(getattr(row, name) != getattr(obj, name) for name in own):
+                for name in own:
+                    setattr(row, name, getattr(obj, name))
+                row.save()
+            values = draft_values(obj)
+            draft = draft_of(row)
+            if draft is None and values == draft_values(row):
+                return
+            draft = draft_save(row, values, user=request.user)
+        self.message_user(
+            request,
+            f"Saved as draft revision {draft.revision}. Emails keep using the published "
+            "version until the draft is published.",
+            level=messages.WARNING,
+        )
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -113,6 +175,36 @@ class TemplateAdmin(VersionedAdmin):
                 name="emails_template_test_send_status",
             ),
             path("<int:object_id>/share/", view(editor.share), name="emails_template_share"),
+            path(
+                "<int:object_id>/draft/publish/",
+                view(partial(publishing.publish, model_admin=self)),
+                name="emails_template_publish",
+            ),
+            path(
+                "<int:object_id>/draft/discard/",
+                view(partial(publishing.discard, model_admin=self)),
+                name="emails_template_discard",
+            ),
+            path(
+                "<int:object_id>/rendered/",
+                view(editor.saved_html),
+                name="emails_template_rendered",
+            ),
+            path(
+                "<int:object_id>/translate/",
+                view(partial(publishing.translate, model_admin=self)),
+                name="emails_template_translate",
+            ),
+            path(
+                "translate/",
+                view(partial(publishing.translate_all, model_admin=self)),
+                name="emails_template_translate_all",
+            ),
+            path(
+                "<int:object_id>/draft/compare/",
+                view(partial(versions.draft_compare, model_admin=self)),
+                name="emails_template_draft_compare",
+            ),
             path("gallery/share/", view(editor.share), name="emails_template_share_gallery"),
             path(
                 "coverage/",
@@ -130,8 +222,21 @@ class TemplateAdmin(VersionedAdmin):
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         template = self.get_object(request, object_id) if object_id else None
         usage_type = template.usage_type if template else request.GET.get("usage_type", "")
+        draft = draft_of(template) if template else None
+        source = request.GET.get("source", "")
+        translation_source = (
+            Template.objects.filter(pk=int(source)).exclude(pk=template.pk).first()
+            if template and source.isascii() and source.isdecimal() and len(source) < 19
+            else None
+        )
+        request._mailroom_editing = True
         extra_context = {
             **(extra_context or {}),
+            "draft": draft,
+            "translation_source": translation_source,
+            "draft_approval": draft_approved(draft) if draft else None,
+            "approval_required": settings.EMAILS_PUBLISH_REQUIRES_APPROVAL,
+            "published_at": template.published_at if template else None,
             "samples": _all_samples(request),
             "siblings": Template.objects.filter(usage_type=usage_type).only("pk", "locale")
             if usage_type
@@ -154,7 +259,10 @@ class TemplateAdmin(VersionedAdmin):
         }
         return super().changeform_view(request, object_id, form_url, extra_context)
 
-    @admin.action(description="Restore the shipped default content", permissions=["change"])
+    @admin.action(
+        description="Restore the shipped default content (published at once)",
+        permissions=["publish"],
+    )
     def restore_default(self, request, queryset):
         restored = sum(restore_default(template) for template in queryset)
         self.message_user(request, f"Restored {restored} template(s) to the shipped default.")
@@ -284,8 +392,18 @@ class PreviewCommentAdmin(admin.ModelAdmin):
     """What designers said on their preview links: who (the name they typed), which link,
     when, and on which email. Read-only: comments are the designers' words."""
 
-    list_display = ("created_at", "usage_type", "locale", "name", "short_body", "on_edits", "link")
-    list_filter = ("usage_type", "locale", "on_edits")
+    list_display = (
+        "created_at",
+        "usage_type",
+        "locale",
+        "name",
+        "short_body",
+        "approves",
+        "draft_revision",
+        "on_edits",
+        "link",
+    )
+    list_filter = ("usage_type", "locale", "approves", "on_edits")
     search_fields = ("name", "body")
     readonly_fields = (
         "link",
@@ -293,6 +411,8 @@ class PreviewCommentAdmin(admin.ModelAdmin):
         "usage_type",
         "locale",
         "on_edits",
+        "draft_revision",
+        "approves",
         "name",
         "body",
         "created_at",

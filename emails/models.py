@@ -118,12 +118,20 @@ class Template(models.Model):
         help_text="Checksum of the shipped default this was loaded from: tells an edit apart.",
     )
     version = models.PositiveIntegerField(default=1, editable=False)
+    published_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        default=timezone.now,
+        editable=False,
+        help_text="When its content was last published; never (blank): it serves no email.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords(excluded_fields=["updated_at"])
 
     class Meta:
         ordering = ["usage_type", "locale"]
+        permissions = [("publish_template", "Can publish a template's draft")]
         constraints = [
             models.UniqueConstraint(
                 fields=["usage_type", "locale"], name="emails_template_type_locale_uniq"
@@ -384,6 +392,43 @@ class PreviewLink(models.Model):
         return self.revoked_at is None and self.expires_at > timezone.now()
 
 
+# What a draft holds: the content of the email. The usage type, locale and enabled switch are
+# the template's, and apply when saved.
+DRAFT_FIELDS = (*TEMPLATE_TEXT_FIELDS, "layout", "from_email", "reply_to")
+
+
+class TemplateDraft(models.Model):
+    """The one working draft of a template: what the admin saves. Emails use the template's
+    published content until someone with ``emails.publish_template`` publishes this."""
+
+    template = models.OneToOneField(Template, on_delete=models.CASCADE, related_name="draft")
+    subject = models.CharField(max_length=500)
+    preheader = models.CharField(max_length=300, blank=True)
+    layout = models.ForeignKey(
+        Layout, null=True, blank=True, on_delete=models.PROTECT, related_name="drafts"
+    )
+    html_body = models.TextField("HTML body")
+    text_body = models.TextField("plain-text body", blank=True)
+    from_email = models.CharField("from", max_length=320, blank=True, validators=[validate_sender])
+    reply_to = models.EmailField(blank=True)
+    revision = models.PositiveIntegerField(
+        default=1, help_text="Counts the draft's saves: an approval is of one revision."
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"Draft of {self.template} (revision {self.revision})"
+
+    def save(self, *args, **kwargs):
+        for name in TEMPLATE_TEXT_FIELDS:
+            setattr(self, name, normalize_newlines(getattr(self, name)))
+        super().save(*args, **kwargs)
+
+
 class PreviewComment(models.Model):
     """A designer's comment on one email of a preview link, for that template's editors (the
     template's change page and the admin's list). Written by whoever holds the link: the name
@@ -406,7 +451,13 @@ class PreviewComment(models.Model):
         default=False, help_text="Made on unsaved edits shared by link, not the saved template."
     )
     name = models.CharField(max_length=MAX_NAME)
-    body = models.TextField(max_length=MAX_BODY)
+    body = models.TextField(max_length=MAX_BODY, blank=True)
+    draft_revision = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The template's draft revision the link showed."
+    )
+    approves = models.BooleanField(
+        default=False, help_text="The reviewer approved that draft revision for publishing."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -69,6 +69,9 @@ LOGTO_AUTHORIZATION = [
     if value.strip()
 ]
 EMAILS_DEFAULT_LOCALE = env.str("EMAILS_DEFAULT_LOCALE", default="en")
+# Publishing a template's draft needs a reviewer's approval of that draft revision, given on
+# a preview link (emails/content/drafts.py).
+EMAILS_PUBLISH_REQUIRES_APPROVAL = env.bool("EMAILS_PUBLISH_REQUIRES_APPROVAL", default=False)
 # How far (CLDR language distance, emails/locales.py) a stored locale may be from the one asked
 # for and still serve it instead of the default: 9 allows other regions and scripts' likely
 # forms of the same language (pt -> pt-BR, en-AU -> en-GB), not other languages (nb -> da 12).

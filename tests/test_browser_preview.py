@@ -265,7 +265,9 @@ def test_share_these_edits_shows_the_designer_what_is_on_screen(admin_page, brow
     )
     url = page.input_value("#mailroom-share-url")
     page.click("button[data-share=saved]")
-    expect(page.locator("#mailroom-share-shows")).to_have_text("This link shows the saved version.")
+    expect(page.locator("#mailroom-share-shows")).to_have_text(
+        "This link shows the published version."
+    )
 
     designer = browser.new_context()
     shared = designer.new_page()

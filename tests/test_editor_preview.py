@@ -162,7 +162,7 @@ def share(client, template, **data):
 def test_share_says_it_shows_the_saved_version(admin_client, client):
     template = TemplateFactory(usage_type="Register", locale="en", subject="Saved {{ code }}")
     answer = share(admin_client, template, **form(subject="Unsaved {{ code }}"))
-    assert answer["shows"] == "the saved version"
+    assert answer["shows"] == "the published version"
     page = client.get(answer["url"].removeprefix("http://testserver")).content.decode()
     assert "Saved 482913" in page and "Unsaved" not in page
 

@@ -7,7 +7,9 @@ from tests.helpers import load_payload
 pytestmark = pytest.mark.django_db
 
 
-def edit(admin_client, template, **changes):
+def edit(admin_client, template, *, publish=True, **changes):
+    """Save ``changes`` in the admin (a draft), then, unless ``publish=False``, publish it:
+    the versions are the published ones."""
     data = {
         "usage_type": template.usage_type,
         "locale": template.locale,
@@ -24,6 +26,9 @@ def edit(admin_client, template, **changes):
         f"/admin/emails/template/{template.pk}/change/", {**data, **changes}
     )
     assert response.status_code == 302, response.content.decode()[:2000]
+    if publish:
+        published = admin_client.post(f"/admin/emails/template/{template.pk}/draft/publish/")
+        assert published.status_code == 302
     template.refresh_from_db()
     return template
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
@@ -19,6 +20,8 @@ def coverage(request, model_admin):
         **model_admin.admin_site.each_context(request),
         **coverage_matrix(days=days),
         "title": "Template coverage by language",
+        "default_locale": settings.EMAILS_DEFAULT_LOCALE,
+        "can_translate": request.user.has_perms(("emails.add_template", "emails.change_template")),
         "opts": model_admin.model._meta,
     }
     return TemplateResponse(request, "admin/emails/coverage.html", context)

@@ -31,6 +31,7 @@ from emails.backoffice.preview_links import (
 )
 from emails.content.brand import CONTENT_TYPES, LOGO_NAME
 from emails.content.composer import compose_content, template_content
+from emails.content.drafts import with_draft
 from emails.content.samples import sample_logo_url, samples_for
 from emails.content.selectors import in_logto_order
 from emails.logto import UsageType
@@ -80,13 +81,19 @@ def _shared_edits(link) -> Template:
 
 def _templates(link) -> list[Template]:
     """The link's emails in Logto's order of usage types (sign-in first), each type's
-    default locale first."""
+    default locale first; each showing its draft when it has one (what is about to go live:
+    ``template.draft_revision``), else its published content."""
     if link.content is not None:
         return [_shared_edits(link)]
-    templates = Template.objects.all()
+    templates = Template.objects.select_related("draft")
     if link.usage_type:
         templates = templates.filter(usage_type=link.usage_type)
-    return in_logto_order(templates)
+    shown = []
+    for template in in_logto_order(templates):
+        draft = getattr(template, "draft", None)
+        template.draft_revision = draft.revision if draft else None  # type: ignore[attr-defined]
+        shown.append(with_draft(template, draft) if draft else template)
+    return shown
 
 
 def _render(request, template: Template, sample: str | None):
@@ -107,8 +114,21 @@ class CommentForm(forms.Form):
     body = forms.CharField(
         max_length=PreviewComment.MAX_BODY,
         label="Comment",
+        required=False,
         widget=forms.Textarea(attrs={"rows": 4}),
     )
+    approve = forms.BooleanField(required=False, label="I approve this draft for publishing")
+
+    def __init__(self, *args, can_approve: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not can_approve:
+            del self.fields["approve"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("body", "").strip() and not cleaned.get("approve"):
+            self.add_error("body", "Write a comment (or approve the draft).")
+        return cleaned
 
 
 # No CSRF check: nothing here uses a login or a cookie. The link's token is the credential,
@@ -126,7 +146,8 @@ def preview_page(request, token):
         raise Http404
     wanted = request.GET.get("template") or request.POST.get("template")
     selected = next((t for t in templates if str(t.pk) == wanted), templates[0])
-    form = CommentForm(request.POST or None)
+    revision = getattr(selected, "draft_revision", None)
+    form = CommentForm(request.POST or None, can_approve=revision is not None)
     if request.method == "POST":
         hour_ago = timezone.now() - timedelta(hours=1)
         if link.comments.count() >= PreviewComment.MAX_PER_LINK:
@@ -142,6 +163,8 @@ def preview_page(request, token):
                 usage_type=selected.usage_type,
                 locale=selected.locale,
                 on_edits=link.content is not None,
+                draft_revision=revision,
+                approves=bool(form.cleaned_data.get("approve")),
                 name=form.cleaned_data["name"],
                 body=form.cleaned_data["body"],
             )
@@ -158,6 +181,7 @@ def preview_page(request, token):
         "token": token,
         "link": link,
         "edits": link.content is not None,
+        "draft_revision": revision,
         "gallery": not link.usage_type,
         "by_type": [(UsageType(key).label, key, items) for key, items in by_type.items()],
         "selected": selected,

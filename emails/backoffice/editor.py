@@ -34,7 +34,9 @@ from emails.backoffice.test_sends import (
 )
 from emails.content.brand import BRAND_FIELDS, brand_current, brand_from
 from emails.content.composer import CONTENT_KEYS, compose_content, template_content
+from emails.content.drafts import draft_of
 from emails.content.rendering.render import RenderedEmail
+from emails.content.samples import sample_logo_url, samples_for
 from emails.content.validation import TEMPLATE_PARTS, validate_template
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
@@ -230,6 +232,29 @@ def preview_html(request):
     return email_html_response(request, html)
 
 
+@require_GET
+@xframe_options_sameorigin
+def saved_html(request, object_id):
+    """A template's published email with its first sample: the source beside a translation."""
+    if not request.user.has_perm("emails.view_template") and not request.user.has_perm(
+        "emails.change_template"
+    ):
+        raise PermissionDenied
+    template = get_object_or_404(Template, pk=object_id)
+    samples = samples_for(
+        template.usage_type, locale=template.locale, logo_url=sample_logo_url(request)
+    )
+    rendered = compose_content(
+        template_content(template), payload=next(iter(samples.values())), locale=template.locale
+    )
+    if rendered.errors:
+        errors = [{"part": "email", "message": str(error)} for error in rendered.errors]
+        return email_html_response(
+            request, render_to_string("emails/preview/error.html", {"errors": errors})
+        )
+    return email_html_response(request, rendered.html)
+
+
 def _surround_render(request, *, permission: str, layout=None, brand=None):
     """A template (``template``: its id; else sign-in in the default locale, else any) with
     the sample data, inside an unsaved ``layout`` or with an unsaved ``brand`` (the layout
@@ -401,6 +426,7 @@ def share(request, object_id=None):
             usage_type=template.usage_type if template else "", created_by=request.user
         )
     url = preview_link_url(request, link)
+    draft = draft_of(template) if template is not None and link.content is None else None
     if "application/json" not in request.headers.get("Accept", "") and not object_id:
         messages.success(request, format_html("Gallery preview: <a href='{}'>{}</a>", url, url))
         return redirect("admin:emails_template_changelist")
@@ -410,7 +436,9 @@ def share(request, object_id=None):
             "expires_at": link.expires_at.isoformat(),
             "shows": "the edits on screen, as they are now"
             if link.content is not None
-            else "the saved version",
+            else f"the saved draft (revision {draft.revision}), for review"
+            if draft is not None
+            else "the published version",
         }
     )
 

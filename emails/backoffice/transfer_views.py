@@ -33,6 +33,13 @@ class ImportForm(forms.Form):
         required=False, help_text="For a Logto SMTP config: the language of its templates."
     )
     dry_run = forms.BooleanField(required=False, initial=True, label="Dry run (write nothing)")
+    as_draft = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="As drafts (to review and publish; emails keep what is published)",
+        help_text="Importing without it publishes at once, and needs the publish permission. "
+        "Layouts are imported as they are.",
+    )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
@@ -59,17 +66,26 @@ def import_view(request, model_admin):
     report, pending, problem = None, None, ""
     applying = request.method == "POST" and "apply" in request.POST
     form = ImportForm(None if applying else request.POST or None, request.FILES or None)
+    may_publish = request.user.has_perm("emails.publish_template")
+    as_draft = True
     if applying:
-        report, problem = _apply_pending(request)
+        as_draft = request.POST.get("as_draft") == "1"
+        report, problem = _apply_pending(request, as_draft=as_draft, may_publish=may_publish)
     elif request.method == "POST" and form.is_valid():
+        as_draft = form.cleaned_data["as_draft"]
+        if not as_draft and not may_publish and not form.cleaned_data["dry_run"]:
+            form.add_error("as_draft", "You may import templates only as drafts.")
+    if request.method == "POST" and not applying and form.is_valid():
         upload = form.cleaned_data["file"]
         # Every way an upload can be wrong ends as an ImportFormatError (emails/transfer.py).
         content = upload.read(MAX_IMPORT_FILE_BYTES + 1)
         locale = form.cleaned_data["locale"] or ""
-        report, refused = _import(content, locale or None, dry_run=form.cleaned_data["dry_run"])
+        report, refused = _import(
+            content, locale or None, dry_run=form.cleaned_data["dry_run"], as_draft=as_draft
+        )
         if refused:
             form.add_error("file", refused)
-        elif report.dry_run:
+        elif report.dry_run and (as_draft or may_publish):
             pending = _keep_for_apply(request.user, upload.name, content, locale)
     context = {
         **model_admin.admin_site.each_context(request),
@@ -80,6 +96,7 @@ def import_view(request, model_admin):
         "pending": pending,
         "pending_size": format_size(len(pending.content)) if pending else "",
         "problem": problem,
+        "as_draft": as_draft,
     }
     return TemplateResponse(request, "admin/emails/import.html", context)
 
@@ -98,28 +115,30 @@ def _keep_for_apply(user, name: str, content: bytes, locale: str) -> PendingImpo
     )
 
 
-def _import(content: bytes, locale, *, dry_run: bool):
+def _import(content: bytes, locale, *, dry_run: bool, as_draft: bool):
     """The import's report, or None and why the file was refused."""
     try:
         layouts, items = read_upload(content, locale=locale)
-        return import_templates(layouts, items, dry_run=dry_run), ""
+        return import_templates(layouts, items, dry_run=dry_run, as_draft=as_draft), ""
     except ImportFormatError as exc:
         return None, str(exc)
 
 
-def _apply_pending(request):
+def _apply_pending(request, *, as_draft: bool, may_publish: bool):
     """Import the file this user's dry run checked, checked again as it is written."""
     try:
         key = uuid.UUID(request.POST.get("apply", ""))
     except ValueError:
-        key = None
+        return None, "That dry run is no longer waiting: choose the file again."
     pending = PendingImport.objects.filter(
         pk=key, user=request.user, created_at__gte=timezone.now() - PendingImport.LIFETIME
     ).first()
+    if pending is not None and not as_draft and not may_publish:
+        return None, "You may import templates only as drafts."
     # Deleted first, and applied only by the request that deleted it: two clicks import once.
     if pending is None or not PendingImport.objects.filter(pk=pending.pk).delete()[0]:
         return None, "That dry run is no longer waiting: choose the file again."
-    return _import(bytes(pending.content), pending.locale or None, dry_run=False)
+    return _import(bytes(pending.content), pending.locale or None, dry_run=False, as_draft=as_draft)
 
 
 def export_response(templates, layouts) -> HttpResponse:

@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from emails.content.clean import layout_content_check, template_content_check
+from emails.content.drafts import draft_of
 from emails.models import Template
 
 HISTORY_FIELDS = {
@@ -46,22 +47,13 @@ def history_compare(request, model_admin, object_id):
     newer = records.filter(history_id=request.GET.get("b")).first() or records.first()
     if older.history_date > newer.history_date:
         older, newer = newer, older
-    # No wrapcolumn: difflib would cut lines at 80 characters, mid-word. The browser wraps.
-    differ = difflib.HtmlDiff(tabsize=2)
-    fields = HISTORY_FIELDS[model_admin.model._meta.model_name]
-    diffs = []
-    for name in fields:
-        before, after = str(getattr(older, name) or ""), str(getattr(newer, name) or "")
-        if before != after:
-            table = differ.make_table(
-                before.splitlines(),
-                after.splitlines(),
-                _version_label(older),
-                _version_label(newer),
-                context=True,
-                numlines=3,
-            )
-            diffs.append((name.replace("_", " "), mark_safe(_wrappable(table))))  # noqa: S308  (difflib escapes)
+    diffs = field_diffs(
+        older,
+        newer,
+        HISTORY_FIELDS[model_admin.model._meta.model_name],
+        _version_label(older),
+        _version_label(newer),
+    )
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Compare versions of {obj}",
@@ -76,6 +68,57 @@ def history_compare(request, model_admin, object_id):
     return TemplateResponse(request, "admin/emails/history_compare.html", context)
 
 
+def field_diffs(older, newer, fields, older_label: str, newer_label: str) -> list:
+    """[(field label, side-by-side HTML table)] of each field that differs."""
+    # No wrapcolumn: difflib would cut lines at 80 characters, mid-word. The browser wraps.
+    differ = difflib.HtmlDiff(tabsize=2)
+    diffs = []
+    for name in fields:
+        before, after = str(getattr(older, name) or ""), str(getattr(newer, name) or "")
+        if before != after:
+            table = differ.make_table(
+                before.splitlines(),
+                after.splitlines(),
+                older_label,
+                newer_label,
+                context=True,
+                numlines=3,
+            )
+            diffs.append((name.replace("_", " "), mark_safe(_wrappable(table))))  # noqa: S308  (difflib escapes)
+    return diffs
+
+
+def draft_compare(request, model_admin, object_id):
+    """The published template beside its draft: what publishing would change."""
+    template = get_object_or_404(Template, pk=object_id)
+    if not model_admin.has_view_or_change_permission(request, template):
+        raise PermissionDenied
+    draft = draft_of(template)
+    if draft is None:
+        messages.info(request, f"{template} has no draft.")
+        return redirect("admin:emails_template_change", template.pk)
+    published = "published" if template.published_at else "never published"
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Draft of {template} beside the published version",
+        "opts": model_admin.model._meta,
+        "original": template,
+        "older_label": published,
+        "newer_label": f"draft revision {draft.revision}",
+        "diffs": field_diffs(
+            template,
+            draft,
+            _DRAFT_DIFF_FIELDS,
+            published,
+            f"draft revision {draft.revision}",
+        ),
+    }
+    return TemplateResponse(request, "admin/emails/history_compare.html", context)
+
+
+_DRAFT_DIFF_FIELDS = tuple(name for name in HISTORY_FIELDS["template"] if name != "enabled")
+
+
 def _wrappable(table: str) -> str:
     """difflib's table with ordinary spaces and no ``nowrap``, so a long line wraps between
     words (the page's CSS keeps the spaces: ``white-space: pre-wrap``). Safe: difflib has
@@ -88,6 +131,9 @@ def history_revert(request, model_admin, object_id, history_id):
     """Make a past version the current one (itself a new version, so it can be undone)."""
     obj = get_object_or_404(model_admin.model, pk=object_id)
     if not model_admin.has_change_permission(request, obj):
+        raise PermissionDenied
+    if isinstance(obj, Template) and not request.user.has_perm("emails.publish_template"):
+        # A revert changes what emails use at once: it is a publish.
         raise PermissionDenied
     record = _history_record(model_admin, object_id, history_id)
     for name in HISTORY_FIELDS[model_admin.model._meta.model_name]:

@@ -18,7 +18,7 @@ from emails.models import Message, Template
 
 @dataclass(frozen=True)
 class Cell:
-    state: str  # present, disabled, fallback, missing
+    state: str  # present, disabled, unpublished (a draft never published), fallback, missing
     template_id: int | None = None
     served_by: str = ""  # for fallback: "en" or "Generic · en", with the distance when > 0
     fallback_messages: int = 0
@@ -37,9 +37,9 @@ class Asked:
 def coverage_matrix(*, days: int = 7) -> dict:
     """{"locales": [...], "rows": [(usage type, label, [Cell per locale])], "days": days,
     "asked": [Asked]}"""
-    templates = list(Template.objects.only("pk", "usage_type", "locale", "enabled"))
+    templates = list(Template.objects.only("pk", "usage_type", "locale", "enabled", "published_at"))
     by_pair = {(t.usage_type, t.locale): t for t in templates}
-    enabled = {pair: True for pair, t in by_pair.items() if t.enabled}
+    enabled = {pair: True for pair, t in by_pair.items() if t.enabled and t.published_at}
     since = timezone.now() - timedelta(days=days)
     fallbacks = {
         (row["usage_type"], row["requested_locale"]): row["count"]
@@ -63,11 +63,14 @@ def coverage_matrix(*, days: int = 7) -> dict:
         for locale in locales:
             count = fallbacks.get((usage_type, locale), 0)
             template = by_pair.get((usage_type, locale))
-            if template is not None and template.enabled:
+            if template is not None and template.enabled and template.published_at:
                 cells.append(Cell("present", template.pk, fallback_messages=count))
                 continue
             served = _served_by(usage_type, locale, enabled)
-            state = "disabled" if template is not None else ("fallback" if served else "missing")
+            if template is None:
+                state = "fallback" if served else "missing"
+            else:
+                state = "disabled" if template.published_at else "unpublished"
             cells.append(Cell(state, template.pk if template else None, served, count))
         rows.append((usage_type, UsageType(usage_type).label, cells))
     return {"locales": locales, "rows": rows, "days": days, "asked": asked[:ASKED_LISTED]}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import (
     OpenApiExample,
     PolymorphicProxySerializer,
@@ -29,20 +30,34 @@ from rest_framework.authentication import (
     SessionAuthentication,
     TokenAuthentication,
 )
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.response import Response
 from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.views import APIView
 
 from emails.content.composer import compose_content, template_content
-from emails.content.management_errors import ManagementSchema, Unprocessable, exception_handler
+from emails.content.drafts import (
+    PublishRefused,
+    draft_discard,
+    draft_of,
+    draft_publish,
+    draft_save,
+)
+from emails.content.management_errors import (
+    Conflict,
+    ManagementSchema,
+    Unprocessable,
+    exception_handler,
+)
 from emails.content.management_serializers import (
     API_FIELD_NAMES,
     LayoutSerializer,
     RenderContentSerializer,
     RenderedSerializer,
     RenderTemplateSerializer,
+    TemplateDraftSerializer,
     TemplateFilterSerializer,
     TemplateSerializer,
     ValidateSerializer,
@@ -62,6 +77,21 @@ class ModelPermissions(permissions.DjangoModelPermissions):
         "GET": ["%(app_label)s.view_%(model_name)s"],
         "HEAD": ["%(app_label)s.view_%(model_name)s"],
     }
+
+
+class DraftPermissions(permissions.BasePermission):
+    """A template's draft: reading it takes the view permission, saving or discarding it the
+    change permission, publishing it ``emails.publish_template``."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        if view.action == "publish":
+            return user.has_perm("emails.publish_template")
+        if request.method in permissions.SAFE_METHODS:
+            return user.has_perm("emails.view_template")
+        return user.has_perm("emails.change_template")
 
 
 class CanViewTemplates(permissions.BasePermission):
@@ -145,9 +175,98 @@ class TemplateViewSet(ManagementAPI, viewsets.ModelViewSet):
     serializer_class = TemplateSerializer
     permission_classes = [ModelPermissions]
     error_statuses = {
-        action: {409: UNIQUE_TEMPLATE, 422: None}
-        for action in ("create", "update", "partial_update")
+        **{
+            action: {409: UNIQUE_TEMPLATE, 422: None}
+            for action in ("create", "update", "partial_update")
+        },
+        "draft": {422: None},
+        "publish": {
+            409: "Publishing needs an approval of this draft revision "
+            "(`EMAILS_PUBLISH_REQUIRES_APPROVAL`).",
+            422: None,
+        },
     }
+
+    def get_permissions(self):
+        if self.action in ("draft", "publish"):
+            return [DraftPermissions()]
+        return super().get_permissions()
+
+    @extend_schema(
+        methods=["GET"], summary="Read a template's draft", responses=TemplateDraftSerializer
+    )
+    @extend_schema(
+        methods=["PUT"],
+        summary="Save a template's draft",
+        description="Replaces the draft (creates it when there is none); emails keep using "
+        "the published content until the draft is published. A change of content is a new "
+        "`revision`, and approvals of the old one no longer count.",
+        request=TemplateDraftSerializer,
+        responses=TemplateDraftSerializer,
+    )
+    @extend_schema(
+        methods=["DELETE"],
+        summary="Discard a template's draft",
+        description="The published content stays.",
+        responses={204: None},
+    )
+    @action(detail=True, methods=["get", "put", "delete"], url_path="draft")
+    def draft(self, request, pk=None):
+        template = self.get_object()
+        if request.method == "PUT":
+            serializer = TemplateDraftSerializer(
+                data=_json_object(request), context={"template": template}
+            )
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            layout_id = data.get("layout_id")
+            draft = draft_save(
+                template,
+                {
+                    "subject": data["subject"],
+                    "preheader": data.get("preheader", ""),
+                    "html_body": data["html_body"],
+                    "text_body": data.get("text_body", ""),
+                    "layout": Layout.objects.get(pk=layout_id) if layout_id else None,
+                    "from_email": data.get("from_email", ""),
+                    "reply_to": data.get("reply_to", ""),
+                },
+                user=request.user,
+            )
+            return Response(TemplateDraftSerializer(draft).data)
+        draft = draft_of(template)
+        if draft is None:
+            raise NotFound("This template has no draft.")
+        if request.method == "DELETE":
+            draft_discard(template)
+            return Response(status=204)
+        return Response(TemplateDraftSerializer(draft).data)
+
+    @extend_schema(
+        summary="Publish a template's draft",
+        description="Copies the draft onto the template (a new `version`: the next emails "
+        "use it) and drops the draft. Needs the `emails.publish_template` permission; with "
+        "`EMAILS_PUBLISH_REQUIRES_APPROVAL`, an approval of the draft's revision (409 "
+        "without).",
+        request=None,
+        responses=TemplateSerializer,
+    )
+    @action(detail=True, methods=["post"], url_path="draft/publish")
+    def publish(self, request, pk=None):
+        template = self.get_object()
+        if draft_of(template) is None:
+            raise NotFound("This template has no draft.")
+        try:
+            template = draft_publish(template, user=request.user)
+        except PublishRefused as refused:
+            raise Conflict(str(refused)) from None
+        except DjangoValidationError as invalid:
+            raise Unprocessable(
+                (API_FIELD_NAMES.get(field, field), message, None)
+                for field, messages in invalid.message_dict.items()
+                for message in messages
+            ) from None
+        return Response(TemplateSerializer(template).data)
 
     def get_queryset(self):
         queryset = super().get_queryset()

@@ -16,12 +16,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from emails.content.drafts import draft_approved
 from emails.content.management_errors import Conflict, ProblemSerializer, Unprocessable
 from emails.content.transfer import text_to_html
 from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
 from emails.logto import UsageType
-from emails.models import Layout, Template, validate_sender
+from emails.models import Layout, Template, TemplateDraft, validate_sender
 
 # At least one character that is not a space, and no NUL anywhere.
 NON_BLANK = r"^\s*[^\s\x00][^\x00]*$"
@@ -266,6 +267,56 @@ class TemplateSerializer(serializers.ModelSerializer):
             html_body=merged["html_body"],
             text_body=merged["text_body"],
         ) + sender_problems(merged["from_email"])
+        if problems:
+            raise unprocessable(problems)
+        return attrs
+
+
+class TemplateDraftSerializer(serializers.ModelSerializer):
+    """A template's working draft: its content, not yet used by any email. ``PUT`` replaces
+    it (every content field; absent optional ones become blank), each change of content is a
+    new ``revision``; publishing copies it onto the template."""
+
+    complete_in_responses = True
+
+    details = DetailsSerializer(source="*")
+    text = StrictCharField(
+        source="text_body",
+        allow_blank=True,
+        required=False,
+        help_text="The plain-text part, a Django template; blank: derived from the HTML.",
+    )
+    preheader = StrictCharField(allow_blank=True, required=False, max_length=300)
+    layout = IdField(
+        source="layout_id",
+        allow_null=True,
+        required=False,
+        help_text="A layout's id (422 if there is none); null: the HTML body is the whole email.",
+    )
+    revision = serializers.IntegerField(read_only=True)
+    approved = serializers.SerializerMethodField(
+        help_text="A reviewer approved this revision on a preview link."
+    )
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = TemplateDraft
+        fields = ["details", "text", "preheader", "layout", "revision", "approved", "updatedAt"]
+
+    def get_approved(self, draft) -> bool:
+        return draft_approved(draft) is not None
+
+    def validate(self, attrs):
+        _plain_text_as_both_parts(attrs)
+        template = self.context["template"]
+        check_layout_exists(attrs.get("layout_id"))
+        problems = validate_template(
+            usage_type=template.usage_type,
+            subject=attrs["subject"],
+            preheader=attrs.get("preheader", ""),
+            html_body=attrs["html_body"],
+            text_body=attrs.get("text_body", ""),
+        ) + sender_problems(attrs.get("from_email", ""))
         if problems:
             raise unprocessable(problems)
         return attrs

@@ -45,9 +45,9 @@ class _EnabledTemplates:
         if time.monotonic() - self._loaded_at >= settings.EMAILS_TEMPLATE_CACHE_SECONDS:
             refs = {
                 (usage_type, locale): TemplateRef(pk, usage_type, locale)
-                for pk, usage_type, locale in Template.objects.filter(enabled=True).values_list(
-                    "pk", "usage_type", "locale"
-                )
+                for pk, usage_type, locale in Template.objects.filter(
+                    enabled=True, published_at__isnull=False
+                ).values_list("pk", "usage_type", "locale")
             }
             with self._lock:
                 self._refs, self._loaded_at = refs, time.monotonic()

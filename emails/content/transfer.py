@@ -35,6 +35,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils.html import escape
 
+from emails.content.drafts import draft_save, draft_values, with_draft
 from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
 from emails.logto import UsageType
@@ -71,6 +72,10 @@ class Item:
     usage_type: str
     locale: str
     values: dict  # TEMPLATE_FIELDS (any subset) + "layout" (a layout name or None)
+    # A Mailroom export's draft of the template (the same keys), and whether its content was
+    # ever published (False: it is imported unpublished, as it was).
+    draft: dict | None = None
+    published: bool = True
 
 
 @dataclass
@@ -334,6 +339,8 @@ class _TemplateEntry:
     values: dict  # TEMPLATE_FIELDS but the bodies, + "layout"
     html: str
     text: str | None
+    draft: _TemplateEntry | None = None
+    published: bool = True
 
 
 def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
@@ -341,9 +348,15 @@ def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
     if not isinstance(meta, dict):
         raise ImportFormatError(f"{EXPORT_META} must be an object, not {_kind(meta)}")
     layout_entries, template_entries = _with_context(EXPORT_META, _export_entries, meta)
+    drafts = [entry.draft for entry in template_entries if entry.draft is not None]
     for path in [
         *(path for entry in layout_entries for path in (entry.html, entry.text)),
-        *(path for entry in template_entries for path in (entry.html, entry.text) if path),
+        *(
+            path
+            for entry in [*template_entries, *drafts]
+            for path in (entry.html, entry.text)
+            if path
+        ),
     ]:
         if not _is_safe_relative_path(path):
             raise ImportFormatError(
@@ -354,15 +367,48 @@ def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
         {"name": entry.name, "html": files.read(entry.html), "text": files.read(entry.text)}
         for entry in layout_entries
     ]
-    items = []
-    for entry in template_entries:
-        values = {
+
+    def read(entry: _TemplateEntry) -> dict:
+        return {
             **entry.values,
             "html_body": files.read(entry.html),
             "text_body": files.read(entry.text) if entry.text else "",
         }
-        items.append(Item(entry.usage_type, entry.locale, values))
+
+    items = [
+        Item(
+            entry.usage_type,
+            entry.locale,
+            read(entry),
+            draft=read(entry.draft) if entry.draft is not None else None,
+            published=entry.published,
+        )
+        for entry in template_entries
+    ]
     return layouts, items
+
+
+def _template_entry(entry: dict, where: str) -> _TemplateEntry:
+    values: dict[str, str | bool | None] = {
+        name: _string(entry, name, where)
+        for name in ("subject", "preheader", "from_email", "reply_to")
+        if name in entry
+    }
+    if "enabled" in entry:
+        if not isinstance(entry["enabled"], bool):
+            raise ImportFormatError(
+                f"{where}.enabled must be true or false, not {_kind(entry['enabled'])}"
+            )
+        values["enabled"] = entry["enabled"]
+    values["layout"] = _string_or_null(entry, "layout", where)
+    required = partial(_string, entry, where=where, required=True)
+    return _TemplateEntry(
+        usage_type=required("usage_type"),
+        locale=required("locale"),
+        values=values,
+        html=required("html"),
+        text=_string_or_null(entry, "text", where),
+    )
 
 
 def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry]]:
@@ -385,28 +431,20 @@ def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry
     for index, entry in enumerate(_entries(meta["templates"], "templates", "templates")):
         where = f"templates[{index}]"
         entry = _object(entry, where)
-        values: dict[str, str | bool | None] = {
-            name: _string(entry, name, where)
-            for name in ("subject", "preheader", "from_email", "reply_to")
-            if name in entry
-        }
-        if "enabled" in entry:
-            if not isinstance(entry["enabled"], bool):
+        template = _template_entry(entry, where)
+        if "published" in entry:
+            if not isinstance(entry["published"], bool):
                 raise ImportFormatError(
-                    f"{where}.enabled must be true or false, not {_kind(entry['enabled'])}"
+                    f"{where}.published must be true or false, not {_kind(entry['published'])}"
                 )
-            values["enabled"] = entry["enabled"]
-        values["layout"] = _string_or_null(entry, "layout", where)
-        required = partial(_string, entry, where=where, required=True)
-        templates.append(
-            _TemplateEntry(
-                usage_type=required("usage_type"),
-                locale=required("locale"),
-                values=values,
-                html=required("html"),
-                text=_string_or_null(entry, "text", where),
-            )
-        )
+            template.published = entry["published"]
+        if entry.get("draft") is not None:
+            draft_where = f"{where}.draft"
+            draft = _object(entry["draft"], draft_where)
+            draft.update(usage_type=template.usage_type, locale=template.locale)
+            template.draft = _template_entry(draft, draft_where)
+            template.draft.values.pop("enabled", None)  # the template's own, not the draft's
+        templates.append(template)
     return layouts, templates
 
 
@@ -567,15 +605,19 @@ def _short(text: str, limit: int) -> str:
 # --- Applying ---------------------------------------------------------------------------------
 
 
-def import_templates(layouts: list[dict], items: list[Item], *, dry_run: bool) -> ImportReport:
-    """Create or update layouts, then templates; invalid ones are reported, not written."""
+def import_templates(
+    layouts: list[dict], items: list[Item], *, dry_run: bool, as_draft: bool = False
+) -> ImportReport:
+    """Create or update layouts, then templates; invalid ones are reported, not written.
+    ``as_draft``: each template's content becomes its draft (a new template is created
+    unpublished), for review before it goes live; layouts are imported as they are."""
     report = ImportReport(dry_run=dry_run)
     with transaction.atomic():
         known_layouts = {layout.name: layout for layout in Layout.objects.all()}
         for fields in layouts:
             _import_layout(fields, known_layouts, report, dry_run)
         for item in items:
-            _import_template(item, known_layouts, report, dry_run)
+            _import_template(item, known_layouts, report, dry_run, as_draft)
     return report
 
 
@@ -604,7 +646,9 @@ def _import_layout(fields: dict, known: dict, report: ImportReport, dry_run: boo
     report.outcomes.append(Outcome("layout", key, action))
 
 
-def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: bool) -> None:
+def _import_template(
+    item: Item, layouts: dict, report: ImportReport, dry_run: bool, as_draft: bool = False
+) -> None:
     key = f"{_short(item.usage_type, 40)} · {_short(item.locale, 40)}"
     if item.usage_type not in UsageType.values:
         report.outcomes.append(Outcome("template", key, "skipped", "unknown usage type"))
@@ -614,6 +658,10 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
     except ValueError as exc:
         report.outcomes.append(Outcome("template", key, "invalid", str(exc)))
         return
+    if as_draft and item.draft is not None:
+        # Landing as a draft: the export's draft, where it has one, is what is under review.
+        enabled = {"enabled": item.values["enabled"]} if "enabled" in item.values else {}
+        item = Item(item.usage_type, item.locale, {**item.draft, **enabled})
     values = dict(item.values)
     layout_name = values.pop("layout", None)
     refused = _storage_problems(Template, values)
@@ -628,6 +676,8 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
     template = Template.objects.filter(usage_type=item.usage_type, locale=locale).first()
     action = "create" if template is None else "change"
     template = template or Template(usage_type=item.usage_type, locale=locale)
+    if as_draft and template.pk is not None:
+        template = with_draft(template)  # compared with, and changing, its draft
     before = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
     before_layout = template.layout.name if template.layout is not None else None
     for name, value in values.items():
@@ -643,20 +693,73 @@ def _import_template(item: Item, layouts: dict, report: ImportReport, dry_run: b
     if problems:
         report.outcomes.append(Outcome("template", key, "invalid", "; ".join(map(str, problems))))
         return
+    draft = None if as_draft or item.draft is None else _draft_from(item.draft, layouts)
+    if isinstance(draft, str):
+        report.outcomes.append(Outcome("template", key, "invalid", f"its draft: {draft}"))
+        return
+    if draft is not None:
+        draft_problems = validate_template(
+            usage_type=template.usage_type,
+            subject=draft["subject"],
+            preheader=draft["preheader"],
+            html_body=draft["html_body"],
+            text_body=draft["text_body"],
+        )
+        if draft_problems:
+            detail = "its draft: " + "; ".join(map(str, draft_problems))
+            report.outcomes.append(Outcome("template", key, "invalid", detail))
+            return
     after = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
     if action == "change" and before == after and before_layout == layout_name:
-        report.outcomes.append(Outcome("template", key, "unchanged"))
+        if draft is not None and not dry_run:
+            draft_save(template, draft)
+        detail = "" if draft is None else "its draft imported"
+        report.outcomes.append(Outcome("template", key, "unchanged", detail))
         return
     changed = [name for name in TEMPLATE_FIELDS if before[name] != after[name]]
     if before_layout != layout_name:
         changed.append("layout")
-    if not dry_run:
+    if not dry_run and as_draft:
+        values = draft_values(template)
+        if template.pk is None:
+            template.published_at = None  # serves nothing until its draft is published
+            template._change_reason = "imported as a draft"
+            template.save()
+        draft_save(Template.objects.get(pk=template.pk), values)
+    elif not dry_run:
+        if template.pk is None and not item.published:
+            template.published_at = None  # exported before its first publish: still so
         # simple-history reads the reason of the version it records from this attribute.
         template._change_reason = "imported"  # type: ignore[attr-defined]
         template.save()
-    report.outcomes.append(
-        Outcome("template", key, action, "" if action == "create" else ", ".join(changed))
-    )
+        if draft is not None:
+            draft_save(template, draft)
+    detail = "" if action == "create" else ", ".join(changed)
+    if as_draft:
+        detail = f"as a draft{': ' + detail if detail else ''}"
+    elif draft is not None:
+        detail = f"{detail}; with its draft" if detail else "with its draft"
+    report.outcomes.append(Outcome("template", key, action, detail))
+
+
+def _draft_from(values: dict, layouts: dict) -> dict | str:
+    """An export's draft as draft_save() takes it, or what is wrong with it."""
+    fields = {name: value for name, value in values.items() if name != "layout"}
+    refused = _storage_problems(Template, fields)
+    if refused:
+        return "; ".join(refused)
+    layout_name = values.get("layout")
+    if layout_name and layout_name not in layouts:
+        return f"no layout {_short(layout_name, 80)!r}"
+    return {
+        "subject": values.get("subject", ""),
+        "preheader": values.get("preheader", ""),
+        "html_body": values.get("html_body", ""),
+        "text_body": values.get("text_body", ""),
+        "from_email": values.get("from_email", ""),
+        "reply_to": values.get("reply_to", ""),
+        "layout": layouts.get(layout_name) if layout_name else None,
+    }
 
 
 def _storage_problems(model, values: dict) -> list[str]:
@@ -693,10 +796,17 @@ def _sender_problems(template) -> list[str]:
 # --- Exporting --------------------------------------------------------------------------------
 
 
+DRAFT_EXPORT_FIELDS = ("subject", "preheader", "from_email", "reply_to")
+
+
 def export_files(templates=None, layouts=None) -> dict[str, str]:
     """Every file of an export, by relative path: mailroom.json plus one .html and one .txt per
     template (templates/<UsageType>/<locale>.*) and layout (layouts/<name>.*)."""
-    templates = Template.objects.select_related("layout").all() if templates is None else templates
+    templates = (
+        Template.objects.select_related("layout", "draft__layout").all()
+        if templates is None
+        else templates
+    )
     layouts = Layout.objects.all() if layouts is None else layouts
     files: dict[str, str] = {}
     layout_entries: list[dict] = []
@@ -723,10 +833,25 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
             },
             "html": f"{stem}.html",
             "text": f"{stem}.txt" if template.text_body else None,
+            "published": template.published_at is not None,
         }
         files[f"{stem}.html"] = template.html_body
         if template.text_body:
             files[f"{stem}.txt"] = template.text_body
+        draft = getattr(template, "draft", None)
+        if draft is not None:
+            entry["draft"] = {
+                "layout": draft.layout.name if draft.layout_id else None,
+                **{
+                    name: getattr(draft, name)
+                    for name in ("subject", "preheader", "from_email", "reply_to")
+                },
+                "html": f"{stem}.draft.html",
+                "text": f"{stem}.draft.txt" if draft.text_body else None,
+            }
+            files[f"{stem}.draft.html"] = draft.html_body
+            if draft.text_body:
+                files[f"{stem}.draft.txt"] = draft.text_body
         template_entries.append(entry)
     files["mailroom.json"] = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
     return files

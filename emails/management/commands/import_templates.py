@@ -19,13 +19,19 @@ class Command(BaseCommand):
         )
         parser.add_argument("--locale", help="Language of a Logto SMTP config's templates.")
         parser.add_argument("--dry-run", action="store_true", help="Report, write nothing.")
+        parser.add_argument(
+            "--as-draft",
+            action="store_true",
+            help="Each template's content becomes its draft, to review and publish; emails "
+            "keep using what is published (layouts are imported as they are).",
+        )
 
-    def handle(self, *args, path, format, locale, dry_run, **options):
+    def handle(self, *args, path, format, locale, dry_run, as_draft, **options):
         try:
             layouts, items = read_source(path, fmt=format, locale=locale)
         except (ImportFormatError, OSError) as exc:  # OSError: e.g. the path is unreadable
             raise CommandError(str(exc)) from None
-        report = import_templates(layouts, items, dry_run=dry_run)
+        report = import_templates(layouts, items, dry_run=dry_run, as_draft=as_draft)
         for outcome in report.outcomes:
             detail = f" — {outcome.detail}" if outcome.detail else ""
             self.stdout.write(f"{outcome.action:>9}  {outcome.kind} {outcome.key}{detail}")

@@ -62,7 +62,8 @@
     return editor;
   };
 
-  // Leaving with unsaved edits asks first; saving (the form's submit) does not. Fields inside
+  // Leaving with unsaved edits asks first; saving (the form's submit) does not, publishing or
+  // discarding the saved draft does. Fields inside
   // `ignore` (a selector) are not edits. Returns the function that marks the form edited
   // (for changes the form's own events do not see: the code editors).
   window.mailroomAskBeforeLeaving = function (form, ignore) {
@@ -73,7 +74,16 @@
     };
     form.addEventListener("input", onField);
     form.addEventListener("change", onField);
-    form.addEventListener("submit", function () { unsaved = false; });
+    form.addEventListener("submit", function (event) {
+      // Publish and Discard act on the saved draft: edits on screen would be lost.
+      const leaves = event.submitter && event.submitter.hasAttribute("data-leaves-edits");
+      if (leaves && unsaved &&
+          !window.confirm("Your unsaved edits will be lost: they are not in the saved draft. Continue?")) {
+        event.preventDefault();
+        return;
+      }
+      unsaved = false;
+    });
     window.addEventListener("beforeunload", function (event) {
       if (!unsaved) return;
       event.preventDefault();

@@ -30,7 +30,7 @@
     const askPreview = parts.latestJSON(panel.dataset.previewUrl, csrf);
 
     // The preview's own controls (sample, payload, test address) are not edits.
-    const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview");
+    const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview, #mailroom-draft");
 
     // Code editors (vendored CodeMirror 5); the textareas stay the form's source of truth.
     ["html_body", "text_body"].forEach(function (name) {

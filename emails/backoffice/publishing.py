@@ -1,0 +1,106 @@
+"""Publish or discard a template's draft from its change page, and start translations
+(emails.content.drafts)."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from emails.content.drafts import (
+    PublishRefused,
+    draft_discard,
+    draft_publish,
+    translation_start,
+)
+from emails.locales import normalize_locale
+from emails.models import Template
+
+TRANSLATE_PERMISSIONS = ("emails.add_template", "emails.change_template")
+
+
+@require_POST
+def publish(request, model_admin, object_id):
+    template = get_object_or_404(Template, pk=object_id)
+    if not request.user.has_perm("emails.publish_template"):
+        raise PermissionDenied
+    try:
+        draft_publish(template, user=request.user)
+    except PublishRefused as refused:
+        messages.error(request, str(refused))
+    except ValidationError as invalid:
+        problems = "; ".join(message for message in invalid.messages)
+        messages.error(request, f"The draft cannot be published: {problems}")
+    else:
+        messages.success(request, f"Published {template}: the next emails use it.")
+    return redirect("admin:emails_template_change", template.pk)
+
+
+@require_POST
+def discard(request, model_admin, object_id):
+    template = get_object_or_404(Template, pk=object_id)
+    if not model_admin.has_change_permission(request, template):
+        raise PermissionDenied
+    if draft_discard(template):
+        messages.success(request, f"Discarded the draft of {template}; the published email stays.")
+    else:
+        messages.info(request, f"{template} had no draft.")
+    return redirect("admin:emails_template_change", template.pk)
+
+
+def _target_locale(request) -> str | None:
+    try:
+        return normalize_locale(request.POST.get("translate_locale", ""))
+    except ValueError:
+        messages.error(request, "Enter the language to translate into, e.g. nl or pt-BR.")
+        return None
+
+
+@require_POST
+def translate(request, model_admin, object_id):
+    """ "Translate into…": the other locale as a draft copied from this template."""
+    source = get_object_or_404(Template, pk=object_id)
+    if not request.user.has_perms(TRANSLATE_PERMISSIONS):
+        raise PermissionDenied
+    locale = _target_locale(request)
+    if locale is None or locale == source.locale:
+        return redirect("admin:emails_template_change", source.pk)
+    template, made = translation_start(source, locale, user=request.user)
+    if made:
+        messages.success(
+            request,
+            f"{template} is a draft copied from {source.locale}: translate it, then publish. "
+            "Until then it serves no email.",
+        )
+    else:
+        messages.info(request, f"{template} exists already; here it is.")
+    url = reverse("admin:emails_template_change", args=[template.pk])
+    return redirect(f"{url}?source={source.pk}")
+
+
+@require_POST
+def translate_all(request, model_admin):
+    """Coverage's "Translate from <default>": a draft in the asked-for locale of every usage
+    type that has a template in the source locale and none in that one."""
+    if not request.user.has_perms(TRANSLATE_PERMISSIONS):
+        raise PermissionDenied
+    locale = _target_locale(request)
+    try:
+        source_locale = normalize_locale(request.POST.get("source_locale", ""))
+    except ValueError:
+        source_locale = None
+    if locale is not None and source_locale is not None:
+        made = [
+            template
+            for source in Template.objects.filter(locale=source_locale)
+            for template, new in [translation_start(source, locale, user=request.user)]
+            if new
+        ]
+        messages.success(
+            request,
+            f"Made {len(made)} draft(s) in {locale} copied from {source_locale}; they serve no "
+            "email until published.",
+        )
+    return redirect("admin:emails_template_coverage")

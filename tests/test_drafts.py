@@ -1,0 +1,373 @@
+"""Drafts, review and publish: a saved edit reaches no user before it is published."""
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.test import Client
+
+from emails.backoffice.preview_links import preview_link_create, preview_link_token
+from emails.models import Message, PreviewComment, Template, TemplateDraft
+from tests.helpers import staff
+from tests.test_management_api import client_for
+from tests.test_versions import edit
+
+pytestmark = pytest.mark.django_db
+
+
+def sign_in_subject(send) -> str:
+    """The subject of the English sign-in email Logto's next request gets."""
+    mail.outbox.clear()
+    code = str(100000 + Message.objects.count())
+    body = {"to": "a@example.com", "type": "SignIn", "payload": {"code": code, "locale": "en"}}
+    assert send(body).status_code == 200
+    return mail.outbox[-1].subject
+
+
+def sign_in():
+    return Template.objects.get(usage_type="SignIn", locale="en")
+
+
+def test_a_saved_edit_is_a_draft_until_it_is_published(admin_client, send):
+    template = sign_in()
+    edit(admin_client, template, publish=False, subject="Draft subject {{ code }}")
+    template.refresh_from_db()
+    # The template is unchanged; the edit is its draft, and emails keep the published one.
+    assert template.subject == "Your sign-in code"
+    assert TemplateDraft.objects.get(template=template).subject == "Draft subject {{ code }}"
+    assert sign_in_subject(send) == "Your sign-in code"
+    # The editor shows the draft, says it is not live and offers Publish and Discard.
+    page = admin_client.get(f"/admin/emails/template/{template.pk}/change/").content.decode()
+    assert "Editing draft revision 1: not live" in page
+    assert 'value="Draft subject {{ code }}"' in page
+    assert "Publish the saved draft" in page and "Discard the draft" in page
+    # Publishing makes it the email, as a new version that says so.
+    response = admin_client.post(f"/admin/emails/template/{template.pk}/draft/publish/")
+    assert response.status_code == 302
+    template.refresh_from_db()
+    assert template.subject == "Draft subject {{ code }}"
+    assert template.history.first().history_change_reason.startswith("published draft revision 1")
+    assert not TemplateDraft.objects.filter(template=template).exists()
+    assert sign_in_subject(send).startswith("Draft subject ")
+
+
+def test_saving_the_same_content_again_is_the_same_revision(admin_client):
+    template = sign_in()
+    edit(admin_client, template, publish=False, subject="One")
+    edit(admin_client, template, publish=False, subject="One")
+    assert TemplateDraft.objects.get(template=template).revision == 1
+    edit(admin_client, template, publish=False, subject="Two")
+    assert TemplateDraft.objects.get(template=template).revision == 2
+    # Saving the published content untouched makes no draft at all.
+    other = Template.objects.get(usage_type="Register", locale="en")
+    edit(admin_client, other, publish=False)
+    assert not TemplateDraft.objects.filter(template=other).exists()
+
+
+def test_the_enabled_switch_applies_at_once_and_the_content_waits(admin_client):
+    template = sign_in()
+    edit(admin_client, template, publish=False, enabled="", subject="Later")
+    template.refresh_from_db()
+    assert template.enabled is False and template.subject == "Your sign-in code"
+
+
+def test_discard_drops_the_draft_and_keeps_the_published_email(admin_client):
+    template = sign_in()
+    edit(admin_client, template, publish=False, subject="Never mind")
+    response = admin_client.post(f"/admin/emails/template/{template.pk}/draft/discard/")
+    assert response.status_code == 302
+    assert not TemplateDraft.objects.filter(template=template).exists()
+    page = admin_client.get(f"/admin/emails/template/{template.pk}/change/").content.decode()
+    assert 'value="Your sign-in code"' in page and "Published " in page
+
+
+def test_an_editor_without_the_publish_permission_can_save_drafts_only(send):
+    template = sign_in()
+    editor = staff("view_template", "change_template")
+    data = {
+        "usage_type": "SignIn",
+        "locale": "en",
+        "layout": template.layout_id or "",
+        "subject": "Sneaky {{ code }}",
+        "preheader": template.preheader,
+        "html_body": template.html_body,
+        "text_body": template.text_body,
+        "from_email": "",
+        "reply_to": "",
+        "enabled": "on",
+    }
+    assert editor.post(f"/admin/emails/template/{template.pk}/change/", data).status_code == 302
+    page = editor.get(f"/admin/emails/template/{template.pk}/change/").content.decode()
+    assert "Publish the saved draft" not in page
+    assert editor.post(f"/admin/emails/template/{template.pk}/draft/publish/").status_code == 403
+    # A revert, or restoring the shipped default, would publish: refused too.
+    history_id = template.history.first().history_id
+    revert = f"/admin/emails/template/{template.pk}/history/{history_id}/revert/"
+    assert editor.post(revert).status_code == 403
+    listing = editor.get("/admin/emails/template/").content.decode()
+    assert "restore_default" not in listing
+    assert sign_in_subject(send) == "Your sign-in code"
+
+
+def test_a_new_template_serves_nothing_until_it_is_published(admin_client, send):
+    data = {
+        "usage_type": "SignIn",
+        "locale": "nl",
+        "layout": "",
+        "subject": "Je code {{ code }}",
+        "preheader": "",
+        "html_body": "<p>{{ code }}</p>",
+        "text_body": "",
+        "from_email": "",
+        "reply_to": "",
+        "enabled": "on",
+    }
+    assert admin_client.post("/admin/emails/template/add/", data).status_code == 302
+    dutch = Template.objects.get(usage_type="SignIn", locale="nl")
+    assert dutch.published_at is None
+    body = {"to": "a@example.com", "type": "SignIn", "payload": {"code": "1", "locale": "nl"}}
+    message = Message.objects.get(pk=send(body).json()["id"])
+    assert message.template_locale == "en"
+    coverage = admin_client.get("/admin/emails/template/coverage/").content.decode()
+    assert 'class="unpublished"' in coverage
+    admin_client.post(f"/admin/emails/template/{dutch.pk}/draft/publish/")
+    body["payload"]["code"] = "2"
+    message = Message.objects.get(pk=send(body).json()["id"])
+    assert message.template_locale == "nl" and mail.outbox[-1].subject == "Je code 2"
+
+
+def test_the_draft_beside_the_published_version(admin_client):
+    template = sign_in()
+    edit(admin_client, template, publish=False, subject="A new subject")
+    page = admin_client.get(f"/admin/emails/template/{template.pk}/draft/compare/").content.decode()
+    assert "published → draft revision 1" in page
+    assert '<span class="diff_sub">Your sign-in code</span>' in page
+    assert '<span class="diff_add">A new subject</span>' in page
+
+
+def approve(token: str, template: Template, name: str = "Dana", approve: bool = True):
+    return Client().post(
+        f"/preview/{token}/",
+        {"template": template.pk, "name": name, "body": "", "approve": "on" if approve else ""},
+    )
+
+
+def test_a_reviewer_sees_the_draft_and_approves_that_revision(admin_client, settings):
+    settings.EMAILS_PUBLISH_REQUIRES_APPROVAL = True
+    template = sign_in()
+    edit(admin_client, template, publish=False, subject="Reviewed {{ code }}")
+    token = preview_link_token(preview_link_create(usage_type="SignIn"))
+    page = Client().get(f"/preview/{token}/?template={template.pk}").content.decode()
+    assert "This is a draft (revision 1)" in page and "I approve this draft" in page
+    html = Client().get(f"/preview/{token}/email/{template.pk}/").content.decode()
+    assert "Reviewed " in html
+    # Without an approval, Publish says what is missing and publishes nothing.
+    publish = f"/admin/emails/template/{template.pk}/draft/publish/"
+    refused = admin_client.post(publish, follow=True).content.decode()
+    assert "Revision 1 of this draft has no approval yet" in refused
+    template.refresh_from_db()
+    assert template.subject == "Your sign-in code"
+    # A comment alone is not an approval; a comment needs words or an approval.
+    empty = approve(token, template, approve=False)
+    assert "Write a comment (or approve the draft)." in empty.content.decode()
+    assert approve(token, template).status_code == 302
+    comment = PreviewComment.objects.get()
+    assert (comment.approves, comment.draft_revision, comment.name) == (True, 1, "Dana")
+    editor_page = admin_client.get(f"/admin/emails/template/{template.pk}/change/")
+    assert "Approved by <bdi>Dana</bdi>" in editor_page.content.decode()
+    # A new edit is a new revision: the approval was of the old one.
+    edit(admin_client, template, publish=False, subject="Reviewed again {{ code }}")
+    assert "no approval yet" in admin_client.post(publish, follow=True).content.decode()
+    approve(token, template, name="Eve")
+    assert admin_client.post(publish).status_code == 302
+    template.refresh_from_db()
+    assert template.subject == "Reviewed again {{ code }}"
+    # The admin lists who approved which revision, and through which link.
+    listing = admin_client.get("/admin/emails/previewcomment/").content.decode()
+    assert "Eve" in listing and "Dana" in listing
+
+
+def test_a_draft_that_cannot_be_sent_is_not_published(admin_client):
+    template = sign_in()
+    # Saved through the API (whose checks are the admin's), then broken behind its back.
+    TemplateDraft.objects.create(
+        template=template, subject="Hi", html_body="<p>no code here</p>", text_body=""
+    )
+    page = admin_client.post(
+        f"/admin/emails/template/{template.pk}/draft/publish/", follow=True
+    ).content.decode()
+    assert "The draft cannot be published" in page and "{{ code }}" in page
+    template.refresh_from_db()
+    assert template.subject == "Your sign-in code"
+
+
+def test_the_api_saves_reads_publishes_and_discards_drafts(send):
+    template = sign_in()
+    api = client_for("view_template", "change_template")
+    url = f"/api/v1/templates/{template.pk}/draft/"
+    assert api.get(url).status_code == 404
+    body = {"details": {"subject": "API draft {{ code }}", "content": "<p>{{ code }}</p>"}}
+    saved = api.put(url, body, format="json")
+    assert saved.status_code == 200, saved.content
+    assert saved.json()["revision"] == 1 and saved.json()["approved"] is False
+    assert api.get(url).json()["details"]["subject"] == "API draft {{ code }}"
+    assert sign_in_subject(send) == "Your sign-in code"
+    # A draft is checked like the template: a sign-in email without its code is a 422.
+    broken = api.put(url, {"details": {"subject": "x", "content": "<p>hi</p>"}}, format="json")
+    assert broken.status_code == 422
+    # Publishing takes the publish permission.
+    assert api.post(f"{url}publish/").status_code == 403
+    publisher = client_for("view_template", "publish_template")
+    published = publisher.post(f"{url}publish/")
+    assert published.status_code == 200 and published.json()["details"]["subject"].startswith(
+        "API draft"
+    )
+    assert sign_in_subject(send).startswith("API draft ")
+    assert publisher.post(f"{url}publish/").status_code == 404
+    # Discarding.
+    api.put(url, body | {"preheader": "p"}, format="json")
+    assert api.delete(url).status_code == 204
+    assert api.get(url).status_code == 404
+
+
+def test_patch_through_the_api_still_publishes_at_once(send):
+    template = sign_in()
+    api = client_for("view_template", "change_template")
+    answer = api.patch(
+        f"/api/v1/templates/{template.pk}/",
+        {"details": {"subject": "Automated {{ code }}", "content": template.html_body}},
+        format="json",
+    )
+    assert answer.status_code == 200, answer.content
+    assert sign_in_subject(send).startswith("Automated ")
+
+
+def test_imports_can_land_as_drafts(tmp_path, send):
+    template = sign_in()
+    source = tmp_path / "logto.json"
+    source.write_text(
+        '[{"languageTag": "en", "templateType": "SignIn", "details": {"subject": '
+        '"Imported {{ code }}", "content": "<p>{{ code }}</p>", "contentType": "text/html"}},'
+        '{"languageTag": "nl", "templateType": "SignIn", "details": {"subject": '
+        '"Geïmporteerd {{ code }}", "content": "<p>{{ code }}</p>", "contentType": '
+        '"text/html"}}]'
+    )
+    call_command("import_templates", str(source), "--as-draft")
+    template.refresh_from_db()
+    assert template.subject == "Your sign-in code"
+    assert TemplateDraft.objects.get(template=template).subject == "Imported {{ code }}"
+    dutch = Template.objects.get(usage_type="SignIn", locale="nl")
+    assert dutch.published_at is None and dutch.draft.subject == "Geïmporteerd {{ code }}"
+    assert sign_in_subject(send) == "Your sign-in code"
+
+
+def test_the_admin_import_lands_as_drafts_for_an_editor_who_cannot_publish(tmp_path):
+    editor = staff(
+        "view_template", "add_template", "change_template", "add_layout", "change_layout"
+    )
+    content = (
+        b'[{"languageTag": "en", "templateType": "SignIn", "details": {"subject": '
+        b'"Agency {{ code }}", "content": "<p>{{ code }}</p>", "contentType": "text/html"}}]'
+    )
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    def upload(**fields):
+        return editor.post(
+            "/admin/emails/template/import/",
+            {"file": SimpleUploadedFile("t.json", content), **fields},
+        ).content.decode()
+
+    assert "You may import templates only as drafts." in upload()
+    assert sign_in().subject == "Your sign-in code"
+    upload(as_draft="on")
+    assert sign_in().subject == "Your sign-in code"
+    assert TemplateDraft.objects.get(template=sign_in()).subject == "Agency {{ code }}"
+
+
+def test_translate_into_makes_the_other_locale_as_a_draft_beside_its_source(admin_client, send):
+    source = sign_in()
+    response = admin_client.post(
+        f"/admin/emails/template/{source.pk}/translate/", {"translate_locale": "NL-be"}
+    )
+    dutch = Template.objects.get(usage_type="SignIn", locale="nl-BE")
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/emails/template/{dutch.pk}/change/?source={source.pk}"
+    assert dutch.published_at is None and dutch.draft.subject == source.subject
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "Translating from" in page
+    assert f'src="/admin/emails/template/{source.pk}/rendered/"' in page
+    rendered = admin_client.get(f"/admin/emails/template/{source.pk}/rendered/")
+    assert rendered.status_code == 200 and b"sign-in code" in rendered.content.lower()
+    assert "sandbox" in rendered["Content-Security-Policy"]
+    # Not live until published: a Belgian Dutch user still gets English.
+    body = {"to": "a@example.com", "type": "SignIn", "payload": {"code": "9", "locale": "nl-BE"}}
+    assert Message.objects.get(pk=send(body).json()["id"]).template_locale == "en"
+    # Translating into a locale that exists opens it and overwrites nothing.
+    admin_client.post(f"/admin/emails/template/{source.pk}/translate/", {"translate_locale": "de"})
+    german = Template.objects.get(usage_type="SignIn", locale="de")
+    assert (
+        german.published_at is not None
+        and not TemplateDraft.objects.filter(template=german).exists()
+    )
+
+
+def test_coverage_offers_translate_from_the_default_for_a_language_users_asked_for(
+    admin_client, send
+):
+    body = {"to": "a@example.com", "type": "SignIn", "payload": {"code": "1", "locale": "nl"}}
+    send(body)
+    page = admin_client.get("/admin/emails/template/coverage/").content.decode()
+    assert "Translate from en" in page
+    answer = admin_client.post(
+        "/admin/emails/template/translate/",
+        {"translate_locale": "nl", "source_locale": "en"},
+        follow=True,
+    )
+    english = Template.objects.filter(locale="en").count()
+    assert f"Made {english} draft(s) in nl copied from en" in answer.content.decode()
+    dutch = Template.objects.filter(locale="nl")
+    assert dutch.count() == english and not dutch.filter(published_at__isnull=False).exists()
+    assert TemplateDraft.objects.filter(template__locale="nl").count() == english
+
+
+def test_translating_needs_add_and_change_permissions():
+    source = sign_in()
+    viewer = staff("view_template", "change_template")
+    url = f"/admin/emails/template/{source.pk}/translate/"
+    assert viewer.post(url, {"translate_locale": "nl"}).status_code == 403
+    assert not Template.objects.filter(locale="nl").exists()
+
+
+def test_export_and_import_round_trip_drafts_and_unpublished_templates(tmp_path, send):
+    import io
+    import json
+
+    from emails.content.drafts import draft_save, draft_values, translation_start
+    from emails.models import Layout
+
+    plain = Layout.objects.create(
+        name="Plain", html="<div>{{ content }}</div>", text="{{ content }}"
+    )
+    english = sign_in()
+    draft_save(english, {**draft_values(english), "subject": "Draft {{ code }}", "layout": plain})
+    dutch, _ = translation_start(english, "nl")
+    call_command("export_templates", str(tmp_path), stdout=io.StringIO())
+    meta = json.loads((tmp_path / "mailroom.json").read_text())
+    entry = next(e for e in meta["templates"] if (e["usage_type"], e["locale"]) == ("SignIn", "en"))
+    assert entry["published"] is True and entry["draft"]["subject"] == "Draft {{ code }}"
+    assert entry["draft"]["layout"] == "Plain"
+    assert (tmp_path / "templates/SignIn/en.draft.html").read_text() == english.html_body
+    nl = next(e for e in meta["templates"] if (e["usage_type"], e["locale"]) == ("SignIn", "nl"))
+    assert nl["published"] is False
+    Template.objects.all().delete()
+    Layout.objects.all().delete()
+    out = io.StringIO()
+    call_command("import_templates", str(tmp_path), stdout=out)
+    assert "with its draft" in out.getvalue()
+    english = sign_in()
+    assert english.subject == "Your sign-in code" and english.published_at is not None
+    assert english.draft.subject == "Draft {{ code }}" and english.draft.layout.name == "Plain"
+    # (The translation was copied from what the English editor shows: its draft.)
+    dutch = Template.objects.get(usage_type="SignIn", locale="nl")
+    assert dutch.published_at is None and dutch.draft.subject == "Draft {{ code }}"
+    # Nothing of the drafts is live.
+    assert sign_in_subject(send) == "Your sign-in code"
