@@ -25,6 +25,7 @@ from emails.models import (
     Brand,
     CircuitState,
     Layout,
+    LayoutDraft,
     Message,
     MessageEvent,
     MessageStatus,
@@ -79,8 +80,92 @@ def _all_samples(request) -> dict:
     return {kind: samples_for(kind, logo_url=sample_logo_url(request)) for kind in UsageType.values}
 
 
+class DraftedAdmin(VersionedAdmin):
+    """Saving saves a draft (emails.content.drafts); Publish, Discard and the draft beside the
+    published version are pages of their own. ``own_fields`` are the object's, not its
+    content's: they apply when saved."""
+
+    own_fields: tuple[str, ...] = ()
+
+    def has_publish_permission(self, request, obj=None):
+        return request.user.has_perm(f"emails.publish_{self.model._meta.model_name}")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        name = self.model._meta.model_name
+        return [
+            path(
+                "<int:object_id>/draft/publish/",
+                view(partial(publishing.publish, model_admin=self)),
+                name=f"emails_{name}_publish",
+            ),
+            path(
+                "<int:object_id>/draft/discard/",
+                view(partial(publishing.discard, model_admin=self)),
+                name=f"emails_{name}_discard",
+            ),
+            path(
+                "<int:object_id>/draft/compare/",
+                view(partial(versions.draft_compare, model_admin=self)),
+                name=f"emails_{name}_draft_compare",
+            ),
+            *super().get_urls(),
+        ]
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None and getattr(request, "_mailroom_editing", False):
+            # The editor edits the draft: the form shows it and compares the post with it.
+            draft = draft_of(obj)
+            if draft is not None:
+                for name, value in draft_values(draft).items():
+                    setattr(obj, name, value)
+        return obj
+
+    def draft_context(self, request, obj) -> dict:
+        request._mailroom_editing = True
+        draft = draft_of(obj) if obj is not None else None
+        return {
+            "draft": draft,
+            "draft_publish_url": reverse(
+                f"admin:emails_{self.model._meta.model_name}_publish", args=[obj.pk]
+            )
+            if obj is not None
+            else "",
+            "may_publish": self.has_publish_permission(request),
+            "is_template": self.model is Template,
+        }
+
+    def save_new(self, request, obj, form):
+        """A new object: saved as it is (nothing uses it yet); a draft only where needed."""
+        VersionedAdmin.save_model(self, request, obj, form, False)
+        return None
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            draft = self.save_new(request, obj, form)
+        else:
+            row = type(obj).objects.get(pk=obj.pk)
+            if any(getattr(row, name) != getattr(obj, name) for name in self.own_fields):
+                for name in self.own_fields:
+                    setattr(row, name, getattr(obj, name))
+                row.save()
+            values = draft_values(obj)
+            draft = draft_of(row)
+            if draft is None and values == draft_values(row):
+                return
+            draft = draft_save(row, values, user=request.user)
+        if draft is not None:
+            self.message_user(
+                request,
+                f"Saved as draft revision {draft.revision}. Emails keep using the published "
+                "version until the draft is published.",
+                level=messages.WARNING,
+            )
+
+
 @admin.register(Template)
-class TemplateAdmin(VersionedAdmin):
+class TemplateAdmin(DraftedAdmin):
     form = TemplateForm
     history_list_display = ["version", "subject"]
     list_display = (
@@ -97,6 +182,7 @@ class TemplateAdmin(VersionedAdmin):
     list_filter = ("usage_type", "locale", "enabled")
     search_fields = ("subject", "html_body", "text_body")
     actions = ["share_preview", "restore_default", "export"]
+    own_fields = ("usage_type", "locale", "enabled")
     fieldsets = (
         (None, {"fields": ("usage_type", "locale", "enabled", "layout")}),
         ("Content", {"fields": ("subject", "preheader", "html_body", "text_body")}),
@@ -119,44 +205,10 @@ class TemplateAdmin(VersionedAdmin):
         drafts = TemplateDraft.objects.filter(template=OuterRef("pk"))
         return super().get_queryset(request).annotate(draft_exists=Exists(drafts))
 
-    def has_publish_permission(self, request, obj=None):
-        return request.user.has_perm("emails.publish_template")
-
-    def get_object(self, request, object_id, from_field=None):
-        template = super().get_object(request, object_id, from_field)
-        if template is not None and getattr(request, "_mailroom_editing", False):
-            # The editor edits the draft: the form shows it and compares the post with it.
-            draft = draft_of(template)
-            if draft is not None:
-                for name, value in draft_values(draft).items():
-                    setattr(template, name, value)
-        return template
-
-    def save_model(self, request, obj, form, change):
-        """Saving saves the draft: the content goes live only when it is published. The
-        usage type, locale and enabled switch are the template's and apply at once."""
-        if not change:
-            obj.published_at = None  # a new template serves nothing until published
-            super().save_model(request, obj, form, change)
-            draft = draft_save(obj, draft_values(obj), user=request.user)
-        else:
-            row = Template.objects.get(pk=obj.pk)
-            own = ("usage_type", "locale", "enabled")
-            if any(getattr(row, name) != getattr(obj, name) for name in own):
-                for name in own:
-                    setattr(row, name, getattr(obj, name))
-                row.save()
-            values = draft_values(obj)
-            draft = draft_of(row)
-            if draft is None and values == draft_values(row):
-                return
-            draft = draft_save(row, values, user=request.user)
-        self.message_user(
-            request,
-            f"Saved as draft revision {draft.revision}. Emails keep using the published "
-            "version until the draft is published.",
-            level=messages.WARNING,
-        )
+    def save_new(self, request, obj, form):
+        obj.published_at = None  # a new template serves nothing until published
+        VersionedAdmin.save_model(self, request, obj, form, False)
+        return draft_save(obj, draft_values(obj), user=request.user)
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -176,16 +228,6 @@ class TemplateAdmin(VersionedAdmin):
             ),
             path("<int:object_id>/share/", view(editor.share), name="emails_template_share"),
             path(
-                "<int:object_id>/draft/publish/",
-                view(partial(publishing.publish, model_admin=self)),
-                name="emails_template_publish",
-            ),
-            path(
-                "<int:object_id>/draft/discard/",
-                view(partial(publishing.discard, model_admin=self)),
-                name="emails_template_discard",
-            ),
-            path(
                 "<int:object_id>/rendered/",
                 view(editor.saved_html),
                 name="emails_template_rendered",
@@ -199,11 +241,6 @@ class TemplateAdmin(VersionedAdmin):
                 "translate/",
                 view(partial(publishing.translate_all, model_admin=self)),
                 name="emails_template_translate_all",
-            ),
-            path(
-                "<int:object_id>/draft/compare/",
-                view(partial(versions.draft_compare, model_admin=self)),
-                name="emails_template_draft_compare",
             ),
             path("gallery/share/", view(editor.share), name="emails_template_share_gallery"),
             path(
@@ -222,17 +259,17 @@ class TemplateAdmin(VersionedAdmin):
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         template = self.get_object(request, object_id) if object_id else None
         usage_type = template.usage_type if template else request.GET.get("usage_type", "")
-        draft = draft_of(template) if template else None
+        drafts = self.draft_context(request, template)
+        draft = drafts["draft"]
         source = request.GET.get("source", "")
         translation_source = (
             Template.objects.filter(pk=int(source)).exclude(pk=template.pk).first()
             if template and source.isascii() and source.isdecimal() and len(source) < 19
             else None
         )
-        request._mailroom_editing = True
         extra_context = {
             **(extra_context or {}),
-            "draft": draft,
+            **drafts,
             "translation_source": translation_source,
             "draft_approval": draft_approved(draft) if draft else None,
             "approval_required": settings.EMAILS_PUBLISH_REQUIRES_APPROVAL,
@@ -290,9 +327,10 @@ class TemplateAdmin(VersionedAdmin):
 
 
 @admin.register(Layout)
-class LayoutAdmin(VersionedAdmin):
+class LayoutAdmin(DraftedAdmin):
     form = LayoutForm
-    list_display = ("name", "template_count", "updated_at")
+    own_fields = ("name",)
+    list_display = ("name", "template_count", "has_draft", "updated_at")
     search_fields = ("name", "html")
 
     def get_urls(self):
@@ -315,6 +353,7 @@ class LayoutAdmin(VersionedAdmin):
             shown = Template.objects.all()
         extra_context = {
             **(extra_context or {}),
+            **self.draft_context(request, layout),
             **_surround_context(request, shown, "layout"),
             "preview_fields": "html text",
         }
@@ -323,6 +362,14 @@ class LayoutAdmin(VersionedAdmin):
     @admin.display(description="templates")
     def template_count(self, layout):
         return layout.templates.count()
+
+    @admin.display(boolean=True, description="draft")
+    def has_draft(self, layout):
+        return layout.draft_exists
+
+    def get_queryset(self, request):
+        drafts = LayoutDraft.objects.filter(layout=OuterRef("pk"))
+        return super().get_queryset(request).annotate(draft_exists=Exists(drafts))
 
 
 @admin.register(Brand)

@@ -44,8 +44,8 @@ def normalize_newlines(text: str) -> str:
 
 class Layout(models.Model):
     """A shared HTML wrapper (header with the logo, footer with company information) around
-    the templates that use it: ``{{ content }}`` is where a template's body goes. Editing a
-    layout changes every email that uses it."""
+    the templates that use it: ``{{ content }}`` is where a template's body goes. Publishing
+    an edit of a layout (its draft, LayoutDraft) changes every email that uses it."""
 
     name = models.CharField(max_length=100, unique=True)
     html = models.TextField(
@@ -64,12 +64,38 @@ class Layout(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("publish_layout", "Can publish a layout's draft")]
 
     def __str__(self):
         return self.name
 
     def save(self, *args, **kwargs):
         # Every way in (admin, API, import, sync) ends here: one line ending.
+        self.html, self.text = normalize_newlines(self.html), normalize_newlines(self.text)
+        super().save(*args, **kwargs)
+
+
+LAYOUT_DRAFT_FIELDS = ("html", "text")
+
+
+class LayoutDraft(models.Model):
+    """The one working draft of a layout: what the admin saves. Every email keeps the
+    layout's published HTML until someone with ``emails.publish_layout`` publishes this."""
+
+    layout = models.OneToOneField(Layout, on_delete=models.CASCADE, related_name="draft")
+    html = models.TextField("HTML")
+    text = models.TextField("plain text", blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"Draft of {self.layout} (revision {self.revision})"
+
+    def save(self, *args, **kwargs):
         self.html, self.text = normalize_newlines(self.html), normalize_newlines(self.text)
         super().save(*args, **kwargs)
 

@@ -57,9 +57,9 @@ def test_languages_asked_for_without_a_template_are_listed_with_what_served_them
         for row in re.findall(r"<tr><th scope=\"row\">(.*?)</tr>", asked, re.S)
     ]
     assert rows == [
-        "nl 2 en (distance 0): 2",
-        "ca 1 en (distance 0): 1",
-        "en-GB 1 en (distance 5): 1",
+        "nl 2 en (distance 0): 2 Translate from en",
+        "ca 1 en (distance 0): 1 Translate from en",
+        "en-GB 1 en (distance 5): 1 Translate from en",
     ]
     # Each becomes a column of the matrix, its fallback counted in the type's row.
     assert cell(page, "Sign-in", "nl") == 'class="fallback" title="fallback: en"> → en 2'

@@ -371,3 +371,42 @@ def test_export_and_import_round_trip_drafts_and_unpublished_templates(tmp_path,
     assert dutch.published_at is None and dutch.draft.subject == "Draft {{ code }}"
     # Nothing of the drafts is live.
     assert sign_in_subject(send) == "Your sign-in code"
+
+
+def test_a_layout_edit_is_a_draft_until_someone_who_may_publish_layouts_publishes_it(send):
+    from emails.models import Layout, LayoutDraft
+
+    layout = Layout.objects.get(name="Default")
+    editor = staff("view_layout", "change_layout", "view_template")
+    marked = layout.html.replace("<body", "<!-- draft marker --><body", 1)
+    form = {"name": "Default", "html": marked, "text": layout.text}
+    assert editor.post(f"/admin/emails/layout/{layout.pk}/change/", form).status_code == 302
+    assert LayoutDraft.objects.get(layout=layout).html == marked
+    assert "draft marker" not in Layout.objects.get(pk=layout.pk).html
+    sign_in_subject(send)
+    assert "draft marker" not in mail.outbox[-1].alternatives[0][0]
+    page = editor.get(f"/admin/emails/layout/{layout.pk}/change/").content.decode()
+    assert "Editing draft revision 1: not live" in page and "Publish the saved draft" not in page
+    compare = editor.get(f"/admin/emails/layout/{layout.pk}/draft/compare/").content.decode()
+    assert "draft marker" in compare
+    assert editor.post(f"/admin/emails/layout/{layout.pk}/draft/publish/").status_code == 403
+    publisher = staff("view_layout", "change_layout", "publish_layout")
+    assert publisher.post(f"/admin/emails/layout/{layout.pk}/draft/publish/").status_code == 302
+    sign_in_subject(send)
+    assert "draft marker" in mail.outbox[-1].alternatives[0][0]
+
+
+def test_the_api_drafts_layouts_too():
+    from emails.models import Layout
+
+    layout = Layout.objects.get(name="Default")
+    api = client_for("view_layout", "change_layout")
+    url = f"/api/v1/layouts/{layout.pk}/draft/"
+    bad = api.put(url, {"html": "<div>no content</div>"}, format="json")
+    assert bad.status_code == 422
+    saved = api.put(url, {"html": "<div>{{ content }}</div>"}, format="json")
+    assert saved.status_code == 200 and saved.json()["text"] == "{{ content }}"
+    assert Layout.objects.get(pk=layout.pk).html != "<div>{{ content }}</div>"
+    assert api.post(f"{url}publish/").status_code == 403
+    publisher = client_for("view_layout", "publish_layout")
+    assert publisher.post(f"{url}publish/").json()["html"] == "<div>{{ content }}</div>"

@@ -118,4 +118,7 @@ def test_layouts_are_versioned_too(admin_client):
         },
     )
     assert response.status_code == 302
+    assert layout.history.count() == 1  # saved as a draft
+    assert layout.draft.html.startswith(layout.html.split("<body>")[0])
+    assert admin_client.post(f"/admin/emails/layout/{layout.pk}/draft/publish/").status_code == 302
     assert layout.history.count() == 2

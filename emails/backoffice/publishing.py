@@ -23,31 +23,36 @@ TRANSLATE_PERMISSIONS = ("emails.add_template", "emails.change_template")
 
 @require_POST
 def publish(request, model_admin, object_id):
-    template = get_object_or_404(Template, pk=object_id)
-    if not request.user.has_perm("emails.publish_template"):
+    """Publish the saved draft of a template or layout (``model_admin``'s)."""
+    obj = get_object_or_404(model_admin.model, pk=object_id)
+    if not model_admin.has_publish_permission(request):
         raise PermissionDenied
     try:
-        draft_publish(template, user=request.user)
+        draft_publish(obj, user=request.user)
     except PublishRefused as refused:
         messages.error(request, str(refused))
     except ValidationError as invalid:
         problems = "; ".join(message for message in invalid.messages)
         messages.error(request, f"The draft cannot be published: {problems}")
     else:
-        messages.success(request, f"Published {template}: the next emails use it.")
-    return redirect("admin:emails_template_change", template.pk)
+        messages.success(request, f"Published {obj}: the next emails use it.")
+    return redirect(_change_url(model_admin, obj))
 
 
 @require_POST
 def discard(request, model_admin, object_id):
-    template = get_object_or_404(Template, pk=object_id)
-    if not model_admin.has_change_permission(request, template):
+    obj = get_object_or_404(model_admin.model, pk=object_id)
+    if not model_admin.has_change_permission(request, obj):
         raise PermissionDenied
-    if draft_discard(template):
-        messages.success(request, f"Discarded the draft of {template}; the published email stays.")
+    if draft_discard(obj):
+        messages.success(request, f"Discarded the draft of {obj}; the published email stays.")
     else:
-        messages.info(request, f"{template} had no draft.")
-    return redirect("admin:emails_template_change", template.pk)
+        messages.info(request, f"{obj} had no draft.")
+    return redirect(_change_url(model_admin, obj))
+
+
+def _change_url(model_admin, obj) -> str:
+    return reverse(f"admin:emails_{model_admin.model._meta.model_name}_change", args=[obj.pk])
 
 
 def _target_locale(request) -> str | None:

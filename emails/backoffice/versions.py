@@ -89,28 +89,31 @@ def field_diffs(older, newer, fields, older_label: str, newer_label: str) -> lis
 
 
 def draft_compare(request, model_admin, object_id):
-    """The published template beside its draft: what publishing would change."""
-    template = get_object_or_404(Template, pk=object_id)
-    if not model_admin.has_view_or_change_permission(request, template):
+    """The published template (or layout) beside its draft: what publishing would change."""
+    obj = get_object_or_404(model_admin.model, pk=object_id)
+    if not model_admin.has_view_or_change_permission(request, obj):
         raise PermissionDenied
-    draft = draft_of(template)
+    draft = draft_of(obj)
+    name = model_admin.model._meta.model_name
     if draft is None:
-        messages.info(request, f"{template} has no draft.")
-        return redirect("admin:emails_template_change", template.pk)
-    published = "published" if template.published_at else "never published"
+        messages.info(request, f"{obj} has no draft.")
+        return redirect(f"admin:emails_{name}_change", obj.pk)
+    published = "published" if getattr(obj, "published_at", True) else "never published"
+    newer = f"draft revision {draft.revision}"
+    fields = [
+        field
+        for field in (_DRAFT_DIFF_FIELDS if isinstance(obj, Template) else HISTORY_FIELDS[name])
+        if hasattr(draft, field)
+    ]
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": f"Draft of {template} beside the published version",
+        "title": f"Draft of {obj} beside the published version",
         "opts": model_admin.model._meta,
-        "original": template,
+        "original": obj,
         "older_label": published,
-        "newer_label": f"draft revision {draft.revision}",
+        "newer_label": newer,
         "diffs": field_diffs(
-            template,
-            draft,
-            _DRAFT_DIFF_FIELDS,
-            published,
-            f"draft revision {draft.revision}",
+            obj, draft, [f for f in fields if hasattr(draft, f)], published, newer
         ),
     }
     return TemplateResponse(request, "admin/emails/history_compare.html", context)
@@ -132,7 +135,7 @@ def history_revert(request, model_admin, object_id, history_id):
     obj = get_object_or_404(model_admin.model, pk=object_id)
     if not model_admin.has_change_permission(request, obj):
         raise PermissionDenied
-    if isinstance(obj, Template) and not request.user.has_perm("emails.publish_template"):
+    if not model_admin.has_publish_permission(request):
         # A revert changes what emails use at once: it is a publish.
         raise PermissionDenied
     record = _history_record(model_admin, object_id, history_id)

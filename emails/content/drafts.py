@@ -1,61 +1,97 @@
-"""Drafts and publishing: a template's published content is the only thing emails use; the
-admin saves a working draft (``TemplateDraft``, at most one per template), and publishing
-copies it onto the template as a new version.
+"""Drafts and publishing: a template's (or layout's) published content is the only thing
+emails use; the admin saves a working draft (``TemplateDraft``, ``LayoutDraft``: at most one
+each), and publishing copies it onto the template or layout as a new version.
 
-Publishing needs ``emails.publish_template`` (the caller checks who; this checks what), and
-with ``EMAILS_PUBLISH_REQUIRES_APPROVAL`` an approval of the draft's current revision from a
-preview link (``PreviewComment.approves``); a new save of the draft is a new revision, so an
-older approval no longer counts.
+Publishing needs ``emails.publish_template`` (``emails.publish_layout``; the caller checks
+who, this checks what), and for a template with ``EMAILS_PUBLISH_REQUIRES_APPROVAL`` an
+approval of the draft's current revision from a preview link (``PreviewComment.approves``); a
+new save of the draft is a new revision, so an older approval no longer counts. (Layouts have
+no preview links of their own, so no approval.)
 """
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from emails.content.clean import template_content_check
-from emails.models import DRAFT_FIELDS, PreviewComment, Template, TemplateDraft
+from emails.content.clean import layout_content_check, template_content_check
+from emails.models import (
+    DRAFT_FIELDS,
+    LAYOUT_DRAFT_FIELDS,
+    Layout,
+    LayoutDraft,
+    PreviewComment,
+    Template,
+    TemplateDraft,
+)
 
 
 class PublishRefused(Exception):
     """The draft cannot be published yet; the message says why, for the person pressing it."""
 
 
+M = TypeVar("M", Template, Layout)
+
+# What has drafts: the draft model, its link to the object, the fields a draft holds.
+_DRAFTS: dict[type[Model], tuple[type[Model], str, tuple[str, ...]]] = {
+    Template: (TemplateDraft, "template", DRAFT_FIELDS),
+    Layout: (LayoutDraft, "layout", LAYOUT_DRAFT_FIELDS),
+}
+
+
+def _fields(source) -> tuple[str, ...]:
+    if isinstance(source, (Layout, LayoutDraft)):
+        return LAYOUT_DRAFT_FIELDS
+    return DRAFT_FIELDS
+
+
 def draft_values(source) -> dict:
-    """The draft's fields of a template, a draft or any object with them."""
-    return {name: getattr(source, name) for name in DRAFT_FIELDS}
+    """The draft's fields of a template or layout, of a draft, or of an object with them."""
+    return {name: getattr(source, name) for name in _fields(source)}
 
 
-def draft_of(template: Template) -> TemplateDraft | None:
-    return TemplateDraft.objects.filter(template=template).first()
+def _drafts(obj):
+    model, link, _ = _DRAFTS[type(obj)]
+    return model.objects.filter(**{link: obj}), model, link
 
 
-def with_draft(template: Template, draft: TemplateDraft | None = None) -> Template:
-    """``template`` showing its draft's content (unsaved; same pk), or itself without one:
-    what the editor, a designer's link and a test send show."""
-    draft = draft if draft is not None else draft_of(template)
+def draft_of(obj):
+    """The template's (or layout's) draft, or None."""
+    return _drafts(obj)[0].first()
+
+
+def with_draft(obj: M, draft=None) -> M:
+    """``obj`` showing its draft's content (unsaved; same pk), or itself without one: what
+    the editor, a designer's link and a test send show."""
+    draft = draft if draft is not None else draft_of(obj)
     if draft is None:
-        return template
-    shown = Template.objects.get(pk=template.pk) if template._state.adding else template
+        return obj
+    shown = type(obj).objects.get(pk=obj.pk) if obj._state.adding else obj
     for name, value in draft_values(draft).items():
         setattr(shown, name, value)
     return shown
 
 
-def draft_save(template: Template, values: dict, *, user=None) -> TemplateDraft:
-    """Save ``values`` (DRAFT_FIELDS) as the template's draft. A change of content is a new
-    revision (approvals of the old one stop counting); the same content saved again is not."""
+def draft_save(obj, values: dict, *, user=None):
+    """Save ``values`` (the draft's fields) as the template's or layout's draft. A change of
+    content is a new revision (approvals of the old one stop counting); the same content saved
+    again is not."""
+    queryset, model, link = _drafts(obj)
     with transaction.atomic():
-        draft = TemplateDraft.objects.select_for_update().filter(template=template).first()
+        draft = queryset.select_for_update().first()
         if draft is None:
-            draft = TemplateDraft(template=template, **values, updated_by=user)
+            draft = model(**{link: obj}, **values, updated_by=user)
+            draft.full_clean(exclude=[link])
             draft.save()
             return draft
         before = draft_values(draft)
         for name, value in values.items():
             setattr(draft, name, value)
-        draft.full_clean(exclude=["template"])
+        draft.full_clean(exclude=[link])
         draft.save()  # normalises line endings before comparing
         if draft_values(draft) != before:
             draft.revision += 1
@@ -75,40 +111,43 @@ def draft_approved(draft: TemplateDraft) -> PreviewComment | None:
     )
 
 
-def draft_publish(template: Template, *, user=None) -> Template:
-    """Copy the draft onto the template (a new version) and drop the draft. Raises
+def draft_publish(obj, *, user=None):
+    """Copy the draft onto the template or layout (a new version) and drop the draft. Raises
     PublishRefused (no draft, no approval when one is required) or ValidationError (the
     draft's content cannot be sent)."""
     with transaction.atomic():
-        template = Template.objects.select_for_update().get(pk=template.pk)
-        draft = TemplateDraft.objects.select_for_update().filter(template=template).first()
+        obj = type(obj).objects.select_for_update().get(pk=obj.pk)
+        draft = _drafts(obj)[0].select_for_update().first()
         if draft is None:
             raise PublishRefused("There is no draft to publish.")
-        if settings.EMAILS_PUBLISH_REQUIRES_APPROVAL and draft_approved(draft) is None:
-            raise PublishRefused(
-                f"Revision {draft.revision} of this draft has no approval yet: share it with a "
-                "preview link and ask a reviewer to approve it."
+        if isinstance(obj, Template):
+            if settings.EMAILS_PUBLISH_REQUIRES_APPROVAL and draft_approved(draft) is None:
+                raise PublishRefused(
+                    f"Revision {draft.revision} of this draft has no approval yet: share it "
+                    "with a preview link and ask a reviewer to approve it."
+                )
+            template_content_check(
+                usage_type=obj.usage_type,
+                subject=draft.subject,
+                preheader=draft.preheader,
+                html_body=draft.html_body,
+                text_body=draft.text_body,
             )
-        template_content_check(
-            usage_type=template.usage_type,
-            subject=draft.subject,
-            preheader=draft.preheader,
-            html_body=draft.html_body,
-            text_body=draft.text_body,
-        )
+            obj.published_at = timezone.now()
+        else:
+            layout_content_check(html=draft.html, text=draft.text)
         for name, value in draft_values(draft).items():
-            setattr(template, name, value)
-        template.published_at = timezone.now()
+            setattr(obj, name, value)
         who = f" by {user.get_username()}" if user is not None else ""
-        template._change_reason = f"published draft revision {draft.revision}{who}"  # type: ignore[attr-defined]
-        template.save()
+        obj._change_reason = f"published draft revision {draft.revision}{who}"
+        obj.save()
         draft.delete()
-    return template
+    return obj
 
 
-def draft_discard(template: Template) -> bool:
+def draft_discard(obj) -> bool:
     """Drop the draft; the published content stays. False when there was none."""
-    deleted, _ = TemplateDraft.objects.filter(template=template).delete()
+    deleted, _ = _drafts(obj)[0].delete()
     return bool(deleted)
 
 

@@ -53,6 +53,7 @@ from emails.content.management_errors import (
 )
 from emails.content.management_serializers import (
     API_FIELD_NAMES,
+    LayoutDraftSerializer,
     LayoutSerializer,
     RenderContentSerializer,
     RenderedSerializer,
@@ -80,18 +81,19 @@ class ModelPermissions(permissions.DjangoModelPermissions):
 
 
 class DraftPermissions(permissions.BasePermission):
-    """A template's draft: reading it takes the view permission, saving or discarding it the
-    change permission, publishing it ``emails.publish_template``."""
+    """A template's (layout's) draft: reading it takes the view permission, saving or
+    discarding it the change permission, publishing it ``emails.publish_template``
+    (``emails.publish_layout``)."""
 
     def has_permission(self, request, view):
         user = request.user
         if not (user and user.is_authenticated):
             return False
         if view.action == "publish":
-            return user.has_perm("emails.publish_template")
+            return user.has_perm(f"emails.publish_{view.noun}")
         if request.method in permissions.SAFE_METHODS:
-            return user.has_perm("emails.view_template")
-        return user.has_perm("emails.change_template")
+            return user.has_perm(f"emails.view_{view.noun}")
+        return user.has_perm(f"emails.change_{view.noun}")
 
 
 class CanViewTemplates(permissions.BasePermission):
@@ -157,6 +159,97 @@ UNIQUE_TEMPLATE = "A template for this `templateType` and `languageTag` exists a
 UNIQUE_LAYOUT = "A layout with this `name` exists already."
 
 
+class DraftEndpoints:
+    """``<id>/draft/`` (GET, PUT, DELETE) and ``<id>/draft/publish/`` (POST) on a viewset of
+    templates or layouts (emails.content.drafts)."""
+
+    draft_serializer: type[serializers.ModelSerializer]
+    noun: str
+
+    def get_permissions(self):
+        if self.action in ("draft", "publish"):
+            return [DraftPermissions()]
+        return super().get_permissions()
+
+    def draft_values(self, data: dict) -> dict:
+        raise NotImplementedError
+
+    def _draft(self, request, pk=None):
+        obj = self.get_object()
+        if request.method == "PUT":
+            serializer = self.draft_serializer(
+                data=_json_object(request), context={"template": obj}
+            )
+            serializer.is_valid(raise_exception=True)
+            draft = draft_save(obj, self.draft_values(serializer.validated_data), user=request.user)
+            return Response(self.draft_serializer(draft).data)
+        draft = draft_of(obj)
+        if draft is None:
+            raise NotFound(f"This {self.noun} has no draft.")
+        if request.method == "DELETE":
+            draft_discard(obj)
+            return Response(status=204)
+        return Response(self.draft_serializer(draft).data)
+
+    def _publish(self, request, pk=None):
+        obj = self.get_object()
+        if draft_of(obj) is None:
+            raise NotFound(f"This {self.noun} has no draft.")
+        try:
+            obj = draft_publish(obj, user=request.user)
+        except PublishRefused as refused:
+            raise Conflict(str(refused)) from None
+        except DjangoValidationError as invalid:
+            raise Unprocessable(
+                (API_FIELD_NAMES.get(field, field), message, None)
+                for field, messages in invalid.message_dict.items()
+                for message in messages
+            ) from None
+        return Response(self.get_serializer(obj).data)
+
+
+def _draft_schema(noun: str, serializer, published):
+    """The OpenAPI description of a viewset's draft endpoints."""
+    read = extend_schema(methods=["GET"], summary=f"Read a {noun}'s draft", responses=serializer)
+    save = extend_schema(
+        methods=["PUT"],
+        summary=f"Save a {noun}'s draft",
+        description="Replaces the draft (creates it when there is none); emails keep using "
+        f"the published {noun} until the draft is published. A change of content is a new "
+        "`revision`.",
+        request=serializer,
+        responses=serializer,
+    )
+    drop = extend_schema(
+        methods=["DELETE"],
+        summary=f"Discard a {noun}'s draft",
+        description="The published content stays.",
+        responses={204: None},
+    )
+    publish = extend_schema(
+        summary=f"Publish a {noun}'s draft",
+        description=f"Copies the draft onto the {noun} (the next emails use it) and drops the "
+        f"draft. Needs the `emails.publish_{noun}` permission"
+        + (
+            "; with `EMAILS_PUBLISH_REQUIRES_APPROVAL`, an approval of the draft's revision "
+            "(409 without)."
+            if noun == "template"
+            else "."
+        ),
+        request=None,
+        responses=published,
+    )
+    return read, save, drop, publish
+
+
+_T_READ, _T_SAVE, _T_DROP, _T_PUBLISH = _draft_schema(
+    "template", TemplateDraftSerializer, TemplateSerializer
+)
+_L_READ, _L_SAVE, _L_DROP, _L_PUBLISH = _draft_schema(
+    "layout", LayoutDraftSerializer, LayoutSerializer
+)
+
+
 @extend_schema_view(
     list=extend_schema(summary="List templates", parameters=[TemplateFilterSerializer]),
     create=extend_schema(
@@ -167,7 +260,7 @@ UNIQUE_LAYOUT = "A layout with this `name` exists already."
     partial_update=extend_schema(summary="Change some fields of a template"),
     destroy=extend_schema(summary="Delete a template"),
 )
-class TemplateViewSet(ManagementAPI, viewsets.ModelViewSet):
+class TemplateViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
     """Email templates, one per usage type and language. Every write is checked like the
     admin's (422 with every problem and its line)."""
 
@@ -187,86 +280,32 @@ class TemplateViewSet(ManagementAPI, viewsets.ModelViewSet):
         },
     }
 
-    def get_permissions(self):
-        if self.action in ("draft", "publish"):
-            return [DraftPermissions()]
-        return super().get_permissions()
+    draft_serializer = TemplateDraftSerializer
+    noun = "template"
 
-    @extend_schema(
-        methods=["GET"], summary="Read a template's draft", responses=TemplateDraftSerializer
-    )
-    @extend_schema(
-        methods=["PUT"],
-        summary="Save a template's draft",
-        description="Replaces the draft (creates it when there is none); emails keep using "
-        "the published content until the draft is published. A change of content is a new "
-        "`revision`, and approvals of the old one no longer count.",
-        request=TemplateDraftSerializer,
-        responses=TemplateDraftSerializer,
-    )
-    @extend_schema(
-        methods=["DELETE"],
-        summary="Discard a template's draft",
-        description="The published content stays.",
-        responses={204: None},
-    )
+    def draft_values(self, data: dict) -> dict:
+        layout_id = data.get("layout_id")
+        return {
+            "subject": data["subject"],
+            "preheader": data.get("preheader", ""),
+            "html_body": data["html_body"],
+            "text_body": data.get("text_body", ""),
+            "layout": Layout.objects.get(pk=layout_id) if layout_id else None,
+            "from_email": data.get("from_email", ""),
+            "reply_to": data.get("reply_to", ""),
+        }
+
+    @_T_READ
+    @_T_SAVE
+    @_T_DROP
     @action(detail=True, methods=["get", "put", "delete"], url_path="draft")
     def draft(self, request, pk=None):
-        template = self.get_object()
-        if request.method == "PUT":
-            serializer = TemplateDraftSerializer(
-                data=_json_object(request), context={"template": template}
-            )
-            serializer.is_valid(raise_exception=True)
-            data = serializer.validated_data
-            layout_id = data.get("layout_id")
-            draft = draft_save(
-                template,
-                {
-                    "subject": data["subject"],
-                    "preheader": data.get("preheader", ""),
-                    "html_body": data["html_body"],
-                    "text_body": data.get("text_body", ""),
-                    "layout": Layout.objects.get(pk=layout_id) if layout_id else None,
-                    "from_email": data.get("from_email", ""),
-                    "reply_to": data.get("reply_to", ""),
-                },
-                user=request.user,
-            )
-            return Response(TemplateDraftSerializer(draft).data)
-        draft = draft_of(template)
-        if draft is None:
-            raise NotFound("This template has no draft.")
-        if request.method == "DELETE":
-            draft_discard(template)
-            return Response(status=204)
-        return Response(TemplateDraftSerializer(draft).data)
+        return self._draft(request, pk)
 
-    @extend_schema(
-        summary="Publish a template's draft",
-        description="Copies the draft onto the template (a new `version`: the next emails "
-        "use it) and drops the draft. Needs the `emails.publish_template` permission; with "
-        "`EMAILS_PUBLISH_REQUIRES_APPROVAL`, an approval of the draft's revision (409 "
-        "without).",
-        request=None,
-        responses=TemplateSerializer,
-    )
+    @_T_PUBLISH
     @action(detail=True, methods=["post"], url_path="draft/publish")
     def publish(self, request, pk=None):
-        template = self.get_object()
-        if draft_of(template) is None:
-            raise NotFound("This template has no draft.")
-        try:
-            template = draft_publish(template, user=request.user)
-        except PublishRefused as refused:
-            raise Conflict(str(refused)) from None
-        except DjangoValidationError as invalid:
-            raise Unprocessable(
-                (API_FIELD_NAMES.get(field, field), message, None)
-                for field, messages in invalid.message_dict.items()
-                for message in messages
-            ) from None
-        return Response(TemplateSerializer(template).data)
+        return self._publish(request, pk)
 
     def get_queryset(self):
         queryset = super().get_queryset()
@@ -290,15 +329,37 @@ class TemplateViewSet(ManagementAPI, viewsets.ModelViewSet):
         summary="Delete a layout", description="Refused (409) while templates use it."
     ),
 )
-class LayoutViewSet(ManagementAPI, viewsets.ModelViewSet):
+class LayoutViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
     """Shared wrappers around templates; ``{{ content }}`` is where a template goes."""
 
     queryset = Layout.objects.all()
     serializer_class = LayoutSerializer
     permission_classes = [ModelPermissions]
     error_statuses = {
-        action: {409: UNIQUE_LAYOUT, 422: None} for action in ("create", "update", "partial_update")
+        **{
+            action: {409: UNIQUE_LAYOUT, 422: None}
+            for action in ("create", "update", "partial_update")
+        },
+        "draft": {422: None},
+        "publish": {422: None},
     }
+    draft_serializer = LayoutDraftSerializer
+    noun = "layout"
+
+    def draft_values(self, data: dict) -> dict:
+        return {"html": data["html"], "text": data["text"]}
+
+    @_L_READ
+    @_L_SAVE
+    @_L_DROP
+    @action(detail=True, methods=["get", "put", "delete"], url_path="draft")
+    def draft(self, request, pk=None):
+        return self._draft(request, pk)
+
+    @_L_PUBLISH
+    @action(detail=True, methods=["post"], url_path="draft/publish")
+    def publish(self, request, pk=None):
+        return self._publish(request, pk)
 
 
 RENDER_REQUEST = PolymorphicProxySerializer(

@@ -22,7 +22,7 @@ from emails.content.transfer import text_to_html
 from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
 from emails.logto import UsageType
-from emails.models import Layout, Template, TemplateDraft, validate_sender
+from emails.models import Layout, LayoutDraft, Template, TemplateDraft, validate_sender
 
 # At least one character that is not a space, and no NUL anywhere.
 NON_BLANK = r"^\s*[^\s\x00][^\x00]*$"
@@ -372,6 +372,29 @@ class LayoutSerializer(serializers.ModelSerializer):
         html = attrs.get("html", getattr(saved, "html", ""))
         text = attrs.get("text", getattr(saved, "text", "{{ content }}"))
         problems = validate_layout(html=html, text=text)
+        if problems:
+            raise unprocessable(problems)
+        return attrs
+
+
+class LayoutDraftSerializer(serializers.ModelSerializer):
+    """A layout's working draft; every email keeps the published layout until it is
+    published. ``PUT`` replaces it."""
+
+    complete_in_responses = True
+
+    html = StrictCharField(help_text="Must use `{{ content }}` (422 without it).")
+    text = StrictCharField(allow_blank=True, required=False, help_text="Default: `{{ content }}`.")
+    revision = serializers.IntegerField(read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    class Meta:
+        model = LayoutDraft
+        fields = ["html", "text", "revision", "updatedAt"]
+
+    def validate(self, attrs):
+        attrs.setdefault("text", "{{ content }}")
+        problems = validate_layout(html=attrs["html"], text=attrs["text"])
         if problems:
             raise unprocessable(problems)
         return attrs

@@ -17,7 +17,7 @@
       editors[pair[0]] = editor;
     });
     if (!form) return;
-    const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview");
+    const edited = window.mailroomAskBeforeLeaving(form, "#mailroom-preview, #mailroom-draft");
     Object.keys(editors).forEach(function (name) { editors[name].on("change", edited); });
 
     const panel = document.getElementById("mailroom-preview");
