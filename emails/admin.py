@@ -205,6 +205,11 @@ class TemplateAdmin(DraftedAdmin):
         drafts = TemplateDraft.objects.filter(template=OuterRef("pk"))
         return super().get_queryset(request).annotate(draft_exists=Exists(drafts))
 
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.may_publish = self.has_publish_permission(request)  # a class of its own per call
+        return form
+
     def save_new(self, request, obj, form):
         obj.published_at = None  # a new template serves nothing until published
         VersionedAdmin.save_model(self, request, obj, form, False)
@@ -301,6 +306,15 @@ class TemplateAdmin(DraftedAdmin):
         permissions=["publish"],
     )
     def restore_default(self, request, queryset):
+        if settings.EMAILS_PUBLISH_REQUIRES_APPROVAL:
+            self.message_user(
+                request,
+                "Publishing needs an approval (EMAILS_PUBLISH_REQUIRES_APPROVAL): restoring the "
+                "shipped default would skip it. Revert to the shipped version in the template's "
+                "history instead: that makes it the draft, for review.",
+                level=messages.ERROR,
+            )
+            return
         restored = sum(restore_default(template) for template in queryset)
         self.message_user(request, f"Restored {restored} template(s) to the shipped default.")
         if restored < queryset.count():

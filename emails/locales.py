@@ -58,8 +58,13 @@ def requested_locales(payload: Mapping) -> list[str]:
     wanted: list[object] = [payload.get("locale")]
     ui_locales = payload.get("uiLocales")
     if isinstance(ui_locales, str):
-        wanted.extend(ui_locales.split())
+        # The end user writes this list (OIDC ui_locales): its first tags only, so that one
+        # request cannot ask for thousands of language matches.
+        wanted.extend(ui_locales.split()[:MAX_UI_LOCALES])
     return _unique(_normalized(wanted))
+
+
+MAX_UI_LOCALES = 10
 
 
 @dataclass(frozen=True)

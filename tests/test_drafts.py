@@ -99,10 +99,11 @@ def test_an_editor_without_the_publish_permission_can_save_drafts_only(send):
     page = editor.get(f"/admin/emails/template/{template.pk}/change/").content.decode()
     assert "Publish the saved draft" not in page
     assert editor.post(f"/admin/emails/template/{template.pk}/draft/publish/").status_code == 403
-    # A revert, or restoring the shipped default, would publish: refused too.
+    # A revert makes that version the draft; restoring the shipped default would publish: the
+    # action is not offered.
     history_id = template.history.first().history_id
     revert = f"/admin/emails/template/{template.pk}/history/{history_id}/revert/"
-    assert editor.post(revert).status_code == 403
+    assert editor.post(revert).status_code == 302
     listing = editor.get("/admin/emails/template/").content.decode()
     assert "restore_default" not in listing
     assert sign_in_subject(send) == "Your sign-in code"
@@ -144,10 +145,20 @@ def test_the_draft_beside_the_published_version(admin_client):
     assert '<span class="diff_add">A new subject</span>' in page
 
 
-def approve(token: str, template: Template, name: str = "Dana", approve: bool = True):
+def approve(token: str, template: Template, name: str = "Dana", approve: bool = True, seen=None):
+    """A reviewer's approval through the link, of the revision their page showed (``seen``;
+    default: the current one)."""
+    if seen is None:
+        seen = TemplateDraft.objects.get(template=template).revision
     return Client().post(
         f"/preview/{token}/",
-        {"template": template.pk, "name": name, "body": "", "approve": "on" if approve else ""},
+        {
+            "template": template.pk,
+            "name": name,
+            "body": "",
+            "approve": "on" if approve else "",
+            "draft_revision": seen,
+        },
     )
 
 
@@ -222,23 +233,58 @@ def test_the_api_saves_reads_publishes_and_discards_drafts(send):
         "API draft"
     )
     assert sign_in_subject(send).startswith("API draft ")
-    assert publisher.post(f"{url}publish/").status_code == 404
+    assert publisher.post(f"{url}publish/").status_code == 409
     # Discarding.
     api.put(url, body | {"preheader": "p"}, format="json")
     assert api.delete(url).status_code == 204
     assert api.get(url).status_code == 404
 
 
-def test_patch_through_the_api_still_publishes_at_once(send):
+def test_patch_through_the_api_still_publishes_at_once_so_it_takes_the_publish_permission(send):
     template = sign_in()
-    api = client_for("view_template", "change_template")
-    answer = api.patch(
-        f"/api/v1/templates/{template.pk}/",
-        {"details": {"subject": "Automated {{ code }}", "content": template.html_body}},
-        format="json",
-    )
+    change = {"details": {"subject": "Automated {{ code }}", "content": template.html_body}}
+    url = f"/api/v1/templates/{template.pk}/"
+    editor = client_for("view_template", "change_template", "add_template")
+    assert editor.patch(url, change, format="json").status_code == 403
+    assert editor.post("/api/v1/templates/", {}, format="json").status_code == 403
+    assert sign_in_subject(send) == "Your sign-in code"
+    publisher = client_for("view_template", "change_template", "publish_template")
+    answer = publisher.patch(url, change, format="json")
     assert answer.status_code == 200, answer.content
     assert sign_in_subject(send).startswith("Automated ")
+
+
+def test_an_approval_is_of_the_revision_the_reviewer_saw_and_never_of_a_later_draft(
+    admin_client, settings
+):
+    settings.EMAILS_PUBLISH_REQUIRES_APPROVAL = True
+    template = sign_in()
+    publish = f"/admin/emails/template/{template.pk}/draft/publish/"
+    token = preview_link_token(preview_link_create(usage_type="SignIn"))
+    edit(admin_client, template, publish=False, subject="First {{ code }}")
+    # The reviewer's page showed revision 1; the editor saved revision 2 meanwhile.
+    edit(admin_client, template, publish=False, subject="Second {{ code }}")
+    late = approve(token, template, seen=1)
+    assert "The draft changed since this page was opened" in late.content.decode()
+    assert not PreviewComment.objects.filter(approves=True).exists()
+    # Approved and published; then a new draft (and a discarded one) starts after every
+    # revision reviewers saw, so the old approval does not count for it.
+    assert approve(token, template).status_code == 302
+    assert admin_client.post(publish).status_code == 302
+    edit(admin_client, template, publish=False, subject="Third {{ code }}")
+    assert TemplateDraft.objects.get(template=template).revision == 3
+    assert "no approval yet" in admin_client.post(publish, follow=True).content.decode()
+    admin_client.post(f"/admin/emails/template/{template.pk}/draft/discard/")
+    edit(admin_client, template, publish=False, subject="Fourth {{ code }}")
+    assert "no approval yet" in admin_client.post(publish, follow=True).content.decode()
+    # The publisher publishes the revision their page showed, not one saved since.
+    approve(token, template)
+    revision = TemplateDraft.objects.get(template=template).revision
+    stale = admin_client.post(publish, {"draft_revision": revision - 1}, follow=True)
+    assert "The draft changed since you looked at it" in stale.content.decode()
+    assert admin_client.post(publish, {"draft_revision": revision}).status_code == 302
+    template.refresh_from_db()
+    assert template.subject == "Fourth {{ code }}"
 
 
 def test_imports_can_land_as_drafts(tmp_path, send):
@@ -276,7 +322,7 @@ def test_the_admin_import_lands_as_drafts_for_an_editor_who_cannot_publish(tmp_p
             {"file": SimpleUploadedFile("t.json", content), **fields},
         ).content.decode()
 
-    assert "You may import templates only as drafts." in upload()
+    assert "You may import templates only as drafts here." in upload()
     assert sign_in().subject == "Your sign-in code"
     upload(as_draft="on")
     assert sign_in().subject == "Your sign-in code"
@@ -410,3 +456,101 @@ def test_the_api_drafts_layouts_too():
     assert api.post(f"{url}publish/").status_code == 403
     publisher = client_for("view_layout", "publish_layout")
     assert publisher.post(f"{url}publish/").json()["html"] == "<div>{{ content }}</div>"
+
+
+def test_an_editor_cannot_change_what_is_live_through_the_template_s_own_fields(send):
+    template = sign_in()
+    editor = staff("view_template", "change_template")
+    data = {
+        "usage_type": "SignIn",
+        "locale": "en",
+        "layout": template.layout_id or "",
+        "subject": template.subject,
+        "preheader": template.preheader,
+        "html_body": template.html_body,
+        "text_body": template.text_body,
+        "from_email": "",
+        "reply_to": "",
+        "enabled": "",  # switching a live email off (or another one on) is a publish
+    }
+    page = editor.post(f"/admin/emails/template/{template.pk}/change/", data)
+    assert page.status_code == 200
+    assert "needs the publish permission" in page.content.decode()
+    moved = editor.post(
+        f"/admin/emails/template/{template.pk}/change/",
+        {**data, "enabled": "on", "locale": "de-AT"},
+    )
+    assert "needs the publish permission" in moved.content.decode()
+    template.refresh_from_db()
+    assert (template.enabled, template.locale) == (True, "en")
+
+
+def test_a_new_usage_type_must_suit_the_published_content(admin_client):
+    template = sign_in()
+    # The draft would suit an invitation, the published sign-in content (no {{ link }}) not.
+    data = {
+        "usage_type": "OrganizationInvitation",
+        "locale": "en",
+        "layout": "",
+        "subject": "Join us",
+        "preheader": "",
+        "html_body": "<a href='{{ link }}'>Join</a>",
+        "text_body": "",
+        "from_email": "",
+        "reply_to": "",
+        "enabled": "on",
+    }
+    Template.objects.filter(usage_type="OrganizationInvitation", locale="en").delete()
+    page = admin_client.post(f"/admin/emails/template/{template.pk}/change/", data)
+    assert "The published content does not suit the new usage type" in page.content.decode()
+    assert sign_in().usage_type == "SignIn"
+
+
+def test_a_revert_by_whoever_may_not_publish_it_at_once_is_a_draft(admin_client, settings):
+    template = sign_in()
+    original = template.history.first()
+    edit(admin_client, template, subject="Published later {{ code }}")
+    revert = f"/admin/emails/template/{template.pk}/history/{original.history_id}/revert/"
+    editor = staff("view_template", "change_template")
+    assert editor.post(revert).status_code == 302
+    template.refresh_from_db()
+    assert template.subject == "Published later {{ code }}"
+    assert template.draft.subject == "Your sign-in code"
+    # With approval required, even a publisher's revert is a draft for review.
+    TemplateDraft.objects.all().delete()
+    settings.EMAILS_PUBLISH_REQUIRES_APPROVAL = True
+    admin_client.post(revert)
+    template.refresh_from_db()
+    assert template.subject == "Published later {{ code }}"
+    assert template.draft.subject == "Your sign-in code"
+
+
+def test_with_approval_required_nothing_publishes_around_it(admin_client, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.EMAILS_PUBLISH_REQUIRES_APPROVAL = True
+    template = sign_in()
+    Template.objects.filter(pk=template.pk).update(subject="Edited {{ code }}")
+    answer = admin_client.post(
+        "/admin/emails/template/",
+        {"action": "restore_default", "_selected_action": [template.pk]},
+        follow=True,
+    )
+    assert "restoring the shipped default would skip it" in answer.content.decode()
+    assert sign_in().subject == "Edited {{ code }}"
+    content = (
+        b'[{"languageTag": "en", "templateType": "SignIn", "details": {"subject": '
+        b'"Around {{ code }}", "content": "<p>{{ code }}</p>", "contentType": "text/html"}}]'
+    )
+    page = admin_client.post(
+        "/admin/emails/template/import/", {"file": SimpleUploadedFile("t.json", content)}
+    )
+    assert "You may import templates only as drafts here." in page.content.decode()
+    assert sign_in().subject == "Edited {{ code }}"
+
+
+def test_only_the_first_ten_ui_locales_are_matched():
+    from emails.locales import requested_locales
+
+    tags = " ".join(f"x{chr(97 + n // 26)}{chr(97 + n % 26)}" for n in range(500))
+    assert len(requested_locales({"uiLocales": tags})) == 10

@@ -28,6 +28,8 @@ def api():
         "view_layout",
         "add_layout",
         "change_layout",
+        "publish_template",
+        "publish_layout",
     )
 
 

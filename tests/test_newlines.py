@@ -86,7 +86,7 @@ def test_the_forms_read_crlf_as_no_change():
 
 def test_the_management_api_stores_lf():
     template = shipped_sign_in()
-    api = client_for("view_template", "change_template")
+    api = client_for("view_template", "change_template", "publish_template")
     body = crlf("<p>Your code: {{ code }}</p>\n<p>Bye</p>")
     response = api.patch(
         f"/api/v1/templates/{template.pk}/", {"details": {"content": body}}, format="json"

@@ -118,16 +118,26 @@ class CommentForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 4}),
     )
     approve = forms.BooleanField(required=False, label="I approve this draft for publishing")
+    # The revision the page showed: an approval is of what the reviewer saw.
+    draft_revision = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
-    def __init__(self, *args, can_approve: bool = False, **kwargs):
+    def __init__(self, *args, revision: int | None = None, **kwargs):
+        kwargs["initial"] = {**kwargs.get("initial", {}), "draft_revision": revision}
         super().__init__(*args, **kwargs)
-        if not can_approve:
+        self.revision = revision
+        if revision is None:
             del self.fields["approve"]
 
     def clean(self):
         cleaned = super().clean()
         if not cleaned.get("body", "").strip() and not cleaned.get("approve"):
             self.add_error("body", "Write a comment (or approve the draft).")
+        if cleaned.get("approve") and cleaned.get("draft_revision") != self.revision:
+            self.add_error(
+                "approve",
+                f"The draft changed since this page was opened (it is now revision "
+                f"{self.revision}): look at it again, then approve.",
+            )
         return cleaned
 
 
@@ -147,7 +157,7 @@ def preview_page(request, token):
     wanted = request.GET.get("template") or request.POST.get("template")
     selected = next((t for t in templates if str(t.pk) == wanted), templates[0])
     revision = getattr(selected, "draft_revision", None)
-    form = CommentForm(request.POST or None, can_approve=revision is not None)
+    form = CommentForm(request.POST or None, revision=revision)
     if request.method == "POST":
         hour_ago = timezone.now() - timedelta(hours=1)
         if link.comments.count() >= PreviewComment.MAX_PER_LINK:

@@ -4,9 +4,11 @@ content checked as a whole (emails.content.clean), each problem on its field."""
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from emails.content.brand import LOGO_MAX_BYTES, LogoRefused, brand_forget, logo_store
 from emails.content.clean import layout_content_check, template_content_check
+from emails.locales import normalize_locale
 from emails.models import Brand, Layout, Template, normalize_newlines
 
 # The code editor (vendored CodeMirror 5), on the forms only: the lists do not load it.
@@ -67,6 +69,9 @@ class TemplateForm(forms.ModelForm):
             ("subject", "preheader", "html_body", "text_body"), NewlineField
         )
 
+    # Set by the admin (TemplateAdmin.get_form): may this user change what emails use at once?
+    may_publish = True
+
     def clean(self):
         data = super().clean()
         template_content_check(
@@ -76,7 +81,42 @@ class TemplateForm(forms.ModelForm):
             html_body=data.get("html_body") or "",
             text_body=data.get("text_body") or "",
         )
+        self._check_live_changes(data)
         return data
+
+    def _check_live_changes(self, data: dict) -> None:
+        """The usage type, language and enabled switch apply when saved, to the published
+        email: that takes the publish permission, and the published content must suit the
+        new usage type (the form's content is only the draft)."""
+        row = Template.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
+        if row is None:
+            return
+        try:
+            locale = normalize_locale(data.get("locale") or "")
+        except ValueError:
+            return  # the field's own error says so
+        new = (data.get("usage_type"), locale, data.get("enabled"))
+        if new == (row.usage_type, row.locale, row.enabled):
+            return
+        if not self.may_publish:
+            raise ValidationError(
+                "The usage type, language and enabled switch change the published email at "
+                "once: that needs the publish permission. Save content changes as a draft."
+            )
+        if data.get("usage_type") != row.usage_type and row.published_at:
+            try:
+                template_content_check(
+                    usage_type=data.get("usage_type") or "",
+                    subject=row.subject,
+                    preheader=row.preheader,
+                    html_body=row.html_body,
+                    text_body=row.text_body,
+                )
+            except ValidationError as invalid:
+                raise ValidationError(
+                    "The published content does not suit the new usage type: "
+                    + "; ".join(invalid.messages)
+                ) from None
 
 
 class LayoutForm(forms.ModelForm):

@@ -27,8 +27,11 @@ def publish(request, model_admin, object_id):
     obj = get_object_or_404(model_admin.model, pk=object_id)
     if not model_admin.has_publish_permission(request):
         raise PermissionDenied
+    seen = request.POST.get("draft_revision", "")
+    revision = int(seen) if seen.isascii() and seen.isdecimal() and len(seen) < 10 else None
     try:
-        draft_publish(obj, user=request.user)
+        # The revision the page showed: a draft saved since by someone else is not published.
+        draft_publish(obj, user=request.user, revision=revision)
     except PublishRefused as refused:
         messages.error(request, str(refused))
     except ValidationError as invalid:
@@ -96,6 +99,7 @@ def translate_all(request, model_admin):
         source_locale = normalize_locale(request.POST.get("source_locale", ""))
     except ValueError:
         source_locale = None
+        messages.error(request, "Choose the language to translate from, e.g. en.")
     if locale is not None and source_locale is not None:
         made = [
             template

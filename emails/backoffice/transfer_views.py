@@ -7,6 +7,7 @@ import hashlib
 import uuid
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import HttpResponse
@@ -66,7 +67,11 @@ def import_view(request, model_admin):
     report, pending, problem = None, None, ""
     applying = request.method == "POST" and "apply" in request.POST
     form = ImportForm(None if applying else request.POST or None, request.FILES or None)
-    may_publish = request.user.has_perm("emails.publish_template")
+    # An import that is not as drafts publishes: it takes the publish permission, and is
+    # refused while publishing needs an approval.
+    may_publish = request.user.has_perm("emails.publish_template") and not (
+        settings.EMAILS_PUBLISH_REQUIRES_APPROVAL
+    )
     as_draft = True
     if applying:
         as_draft = request.POST.get("as_draft") == "1"
@@ -74,7 +79,7 @@ def import_view(request, model_admin):
     elif request.method == "POST" and form.is_valid():
         as_draft = form.cleaned_data["as_draft"]
         if not as_draft and not may_publish and not form.cleaned_data["dry_run"]:
-            form.add_error("as_draft", "You may import templates only as drafts.")
+            form.add_error("as_draft", "You may import templates only as drafts here.")
     if request.method == "POST" and not applying and form.is_valid():
         upload = form.cleaned_data["file"]
         # Every way an upload can be wrong ends as an ImportFormatError (emails/transfer.py).
@@ -134,7 +139,7 @@ def _apply_pending(request, *, as_draft: bool, may_publish: bool):
         pk=key, user=request.user, created_at__gte=timezone.now() - PendingImport.LIFETIME
     ).first()
     if pending is not None and not as_draft and not may_publish:
-        return None, "You may import templates only as drafts."
+        return None, "You may import templates only as drafts here."
     # Deleted first, and applied only by the request that deleted it: two clicks import once.
     if pending is None or not PendingImport.objects.filter(pk=pending.pk).delete()[0]:
         return None, "That dry run is no longer waiting: choose the file again."

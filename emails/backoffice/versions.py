@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import difflib
 
+from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from emails.content.clean import layout_content_check, template_content_check
-from emails.content.drafts import draft_of
-from emails.models import Template
+from emails.content.drafts import draft_of, draft_save, draft_values
+from emails.models import Layout, Template
 
 HISTORY_FIELDS = {
     "template": (
@@ -131,33 +133,64 @@ def _wrappable(table: str) -> str:
 
 @require_POST
 def history_revert(request, model_admin, object_id, history_id):
-    """Make a past version the current one (itself a new version, so it can be undone)."""
+    """Make a past version the current one (itself a new version, so it can be undone): at
+    once for who may publish it (no approval required), else as the draft, to publish."""
     obj = get_object_or_404(model_admin.model, pk=object_id)
     if not model_admin.has_change_permission(request, obj):
         raise PermissionDenied
-    if not model_admin.has_publish_permission(request):
-        # A revert changes what emails use at once: it is a publish.
-        raise PermissionDenied
     record = _history_record(model_admin, object_id, history_id)
+    try:
+        return _revert(request, model_admin, obj, record)
+    except ValidationError as invalid:
+        # A version saved under older rules may not pass today's checks: say so, change nothing.
+        messages.error(
+            request, f"{_version_label(record)} cannot be used: {'; '.join(invalid.messages)}"
+        )
+        return redirect(f"admin:emails_{model_admin.model._meta.model_name}_history", obj.pk)
+
+
+def _revert(request, model_admin, obj, record):
+    is_template = isinstance(obj, Template)
+    at_once = model_admin.has_publish_permission(request) and not (
+        is_template and settings.EMAILS_PUBLISH_REQUIRES_APPROVAL
+    )
+    if not at_once:
+        values = {name: getattr(record, name) for name in draft_values(obj) if name != "layout"}
+        if is_template:
+            values["layout"] = Layout.objects.filter(pk=record.layout_id).first()
+        _check_content(obj, values)
+        draft = draft_save(obj, values, user=request.user)
+        messages.success(
+            request,
+            f"The draft of {obj} is now {_version_label(record)} (draft revision "
+            f"{draft.revision}): publish it to make it the email.",
+        )
+        return redirect(f"admin:emails_{model_admin.model._meta.model_name}_change", obj.pk)
     for name in HISTORY_FIELDS[model_admin.model._meta.model_name]:
         setattr(obj, name, getattr(record, name))
     obj._change_reason = f"reverted to {_version_label(record)}"
     obj.full_clean()
-    if isinstance(obj, Template):
-        template_content_check(
-            usage_type=obj.usage_type,
-            subject=obj.subject,
-            preheader=obj.preheader,
-            html_body=obj.html_body,
-            text_body=obj.text_body,
-        )
-    else:
-        layout_content_check(html=obj.html, text=obj.text)
+    _check_content(obj, {name: getattr(obj, name) for name in draft_values(obj)})
+    if is_template:
+        obj.published_at = timezone.now()  # a revert publishes
     obj.save()
     messages.success(request, f"{obj} is back to {_version_label(record)}.")
     return redirect(
         reverse(f"admin:emails_{model_admin.model._meta.model_name}_history", args=[obj.pk])
     )
+
+
+def _check_content(obj, values: dict) -> None:
+    if isinstance(obj, Template):
+        template_content_check(
+            usage_type=obj.usage_type,
+            subject=values["subject"],
+            preheader=values["preheader"],
+            html_body=values["html_body"],
+            text_body=values["text_body"],
+        )
+    else:
+        layout_content_check(html=values["html"], text=values["text"])
 
 
 def _version_label(record) -> str:

@@ -20,6 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.utils import timezone
+
 from emails.content.rendering.context import RTL_LANGUAGES
 from emails.logto import UsageType
 
@@ -172,5 +174,6 @@ def restore_default(template) -> bool:
         return False
     for name in (*CONTENT_FIELDS, "default_checksum"):
         setattr(template, name, fields[name])
+    template.published_at = timezone.now()  # restoring publishes the shipped content
     template.save()
     return True

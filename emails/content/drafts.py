@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Model
+from django.db.models import Max, Model
 from django.utils import timezone
 
 from emails.content.clean import layout_content_check, template_content_check
@@ -82,9 +82,12 @@ def draft_save(obj, values: dict, *, user=None):
     again is not."""
     queryset, model, link = _drafts(obj)
     with transaction.atomic():
+        # The owner's row is the lock: two first saves at once make one draft, not a clash.
+        type(obj).objects.select_for_update().filter(pk=obj.pk).first()
         draft = queryset.select_for_update().first()
         if draft is None:
             draft = model(**{link: obj}, **values, updated_by=user)
+            draft.revision = _next_revision(obj)
             draft.full_clean(exclude=[link])
             draft.save()
             return draft
@@ -100,6 +103,15 @@ def draft_save(obj, values: dict, *, user=None):
         return draft
 
 
+def _next_revision(obj) -> int:
+    """A new draft's revision: after every revision this template's reviewers ever saw, so an
+    approval of an earlier draft (published or discarded since) never counts for this one."""
+    if not isinstance(obj, Template):
+        return 1
+    seen = PreviewComment.objects.filter(template=obj).aggregate(Max("draft_revision"))
+    return (seen["draft_revision__max"] or 0) + 1
+
+
 def draft_approved(draft: TemplateDraft) -> PreviewComment | None:
     """The newest approval of the draft's current revision, if any."""
     return (
@@ -111,15 +123,20 @@ def draft_approved(draft: TemplateDraft) -> PreviewComment | None:
     )
 
 
-def draft_publish(obj, *, user=None):
+def draft_publish(obj, *, user=None, revision: int | None = None):
     """Copy the draft onto the template or layout (a new version) and drop the draft. Raises
-    PublishRefused (no draft, no approval when one is required) or ValidationError (the
-    draft's content cannot be sent)."""
+    PublishRefused (no draft; not ``revision``, the one the publisher looked at; no approval
+    when one is required) or ValidationError (the draft's content cannot be sent)."""
     with transaction.atomic():
         obj = type(obj).objects.select_for_update().get(pk=obj.pk)
         draft = _drafts(obj)[0].select_for_update().first()
         if draft is None:
             raise PublishRefused("There is no draft to publish.")
+        if revision is not None and draft.revision != revision:
+            raise PublishRefused(
+                f"The draft changed since you looked at it (now revision {draft.revision}): "
+                "look at it again before publishing."
+            )
         if isinstance(obj, Template):
             if settings.EMAILS_PUBLISH_REQUIRES_APPROVAL and draft_approved(draft) is None:
                 raise PublishRefused(

@@ -159,6 +159,15 @@ UNIQUE_TEMPLATE = "A template for this `templateType` and `languageTag` exists a
 UNIQUE_LAYOUT = "A layout with this `name` exists already."
 
 
+class PublishesAtOnce(permissions.BasePermission):
+    """Writing a template (a layout) itself changes what emails use at once: besides the model
+    permission, it takes ``emails.publish_template`` (``emails.publish_layout``). Drafts are
+    the way for those who may only edit."""
+
+    def has_permission(self, request, view):
+        return request.user.has_perm(f"emails.publish_{view.noun}")
+
+
 class DraftEndpoints:
     """``<id>/draft/`` (GET, PUT, DELETE) and ``<id>/draft/publish/`` (POST) on a viewset of
     templates or layouts (emails.content.drafts)."""
@@ -166,10 +175,15 @@ class DraftEndpoints:
     draft_serializer: type[serializers.ModelSerializer]
     noun: str
 
+    publishing_actions: tuple[str, ...] = ("update", "partial_update")
+
     def get_permissions(self):
         if self.action in ("draft", "publish"):
             return [DraftPermissions()]
-        return super().get_permissions()
+        chosen = super().get_permissions()
+        if self.action in self.publishing_actions:
+            chosen = [*chosen, PublishesAtOnce()]
+        return chosen
 
     def draft_values(self, data: dict) -> dict:
         raise NotImplementedError
@@ -194,7 +208,7 @@ class DraftEndpoints:
     def _publish(self, request, pk=None):
         obj = self.get_object()
         if draft_of(obj) is None:
-            raise NotFound(f"This {self.noun} has no draft.")
+            raise Conflict(f"This {self.noun} has no draft to publish.")
         try:
             obj = draft_publish(obj, user=request.user)
         except PublishRefused as refused:
@@ -274,7 +288,7 @@ class TemplateViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
         },
         "draft": {422: None},
         "publish": {
-            409: "Publishing needs an approval of this draft revision "
+            409: "There is no draft, or publishing needs an approval of this draft revision "
             "(`EMAILS_PUBLISH_REQUIRES_APPROVAL`).",
             422: None,
         },
@@ -282,6 +296,8 @@ class TemplateViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
 
     draft_serializer = TemplateDraftSerializer
     noun = "template"
+    # A new template serves at once too (a layout serves nothing until a template uses it).
+    publishing_actions = ("create", "update", "partial_update")
 
     def draft_values(self, data: dict) -> dict:
         layout_id = data.get("layout_id")
@@ -341,7 +357,7 @@ class LayoutViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
             for action in ("create", "update", "partial_update")
         },
         "draft": {422: None},
-        "publish": {422: None},
+        "publish": {409: "There is no draft to publish.", 422: None},
     }
     draft_serializer = LayoutDraftSerializer
     noun = "layout"

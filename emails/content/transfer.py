@@ -33,6 +33,7 @@ from pathlib import Path, PureWindowsPath
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 from django.utils.html import escape
 
 from emails.content.drafts import draft_save, draft_values, with_draft
@@ -710,13 +711,17 @@ def _import_template(
             report.outcomes.append(Outcome("template", key, "invalid", detail))
             return
     after = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
+    if as_draft:
+        # A draft holds content: the enabled switch stays the template's, as it is.
+        before.pop("enabled", None)
+        after.pop("enabled", None)
     if action == "change" and before == after and before_layout == layout_name:
         if draft is not None and not dry_run:
             draft_save(template, draft)
         detail = "" if draft is None else "its draft imported"
         report.outcomes.append(Outcome("template", key, "unchanged", detail))
         return
-    changed = [name for name in TEMPLATE_FIELDS if before[name] != after[name]]
+    changed = [name for name in after if before[name] != after[name]]
     if before_layout != layout_name:
         changed.append("layout")
     if not dry_run and as_draft:
@@ -727,8 +732,11 @@ def _import_template(
             template.save()
         draft_save(Template.objects.get(pk=template.pk), values)
     elif not dry_run:
+        # A plain import publishes, except what was exported before its first publish.
         if template.pk is None and not item.published:
-            template.published_at = None  # exported before its first publish: still so
+            template.published_at = None
+        elif item.published:
+            template.published_at = timezone.now()
         # simple-history reads the reason of the version it records from this attribute.
         template._change_reason = "imported"  # type: ignore[attr-defined]
         template.save()
