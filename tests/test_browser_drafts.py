@@ -118,7 +118,7 @@ def test_a_new_language_from_the_coverage_page_in_a_few_clicks(admin_page, live_
     wait_until(
         page,
         "document.querySelector('.mailroom-source-frame').contentDocument.body"
-        ".textContent.includes('Welcome')",
+        ".textContent.includes('Confirm your email address')",
     )
     assert Template.objects.get(usage_type="Register", locale="fr-CA").published_at is None
 
