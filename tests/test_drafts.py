@@ -9,7 +9,7 @@ from emails.backoffice.preview_links import preview_link_create, preview_link_to
 from emails.models import Message, PreviewComment, Template, TemplateDraft
 from tests.helpers import staff
 from tests.test_management_api import client_for
-from tests.test_versions import edit
+from tests.test_versions import edit, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -83,18 +83,7 @@ def test_discard_drops_the_draft_and_keeps_the_published_email(admin_client):
 def test_an_editor_without_the_publish_permission_can_save_drafts_only(send):
     template = sign_in()
     editor = staff("view_template", "change_template")
-    data = {
-        "usage_type": "SignIn",
-        "locale": "en",
-        "layout": template.layout_id or "",
-        "subject": "Sneaky {{ code }}",
-        "preheader": template.preheader,
-        "html_body": template.html_body,
-        "text_body": template.text_body,
-        "from_email": "",
-        "reply_to": "",
-        "enabled": "on",
-    }
+    data = form_data(template, subject="Sneaky {{ code }}")
     assert editor.post(f"/admin/emails/template/{template.pk}/change/", data).status_code == 302
     page = editor.get(f"/admin/emails/template/{template.pk}/change/").content.decode()
     assert "Publish the saved draft" not in page
@@ -461,18 +450,8 @@ def test_the_api_drafts_layouts_too():
 def test_an_editor_cannot_change_what_is_live_through_the_template_s_own_fields(send):
     template = sign_in()
     editor = staff("view_template", "change_template")
-    data = {
-        "usage_type": "SignIn",
-        "locale": "en",
-        "layout": template.layout_id or "",
-        "subject": template.subject,
-        "preheader": template.preheader,
-        "html_body": template.html_body,
-        "text_body": template.text_body,
-        "from_email": "",
-        "reply_to": "",
-        "enabled": "",  # switching a live email off (or another one on) is a publish
-    }
+    # Switching a live email off (or another one on) is a publish.
+    data = form_data(template, enabled="")
     page = editor.post(f"/admin/emails/template/{template.pk}/change/", data)
     assert page.status_code == 200
     assert "needs the publish permission" in page.content.decode()

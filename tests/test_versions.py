@@ -7,23 +7,30 @@ from tests.helpers import load_payload
 pytestmark = pytest.mark.django_db
 
 
+def form_data(template, **changes) -> dict:
+    """The template's change form as posted, with ``changes``."""
+    return {
+        **{
+            "usage_type": template.usage_type,
+            "locale": template.locale,
+            "layout": template.layout_id or "",
+            "subject": template.subject,
+            "preheader": template.preheader,
+            "html_body": template.html_body,
+            "text_body": template.text_body,
+            "from_email": template.from_email,
+            "reply_to": template.reply_to,
+            "enabled": "on" if template.enabled else "",
+        },
+        **changes,
+    }
+
+
 def edit(admin_client, template, *, publish=True, **changes):
     """Save ``changes`` in the admin (a draft), then, unless ``publish=False``, publish it:
     the versions are the published ones."""
-    data = {
-        "usage_type": template.usage_type,
-        "locale": template.locale,
-        "layout": template.layout_id or "",
-        "subject": template.subject,
-        "preheader": template.preheader,
-        "html_body": template.html_body,
-        "text_body": template.text_body,
-        "from_email": template.from_email,
-        "reply_to": template.reply_to,
-        "enabled": "on" if template.enabled else "",
-    }
     response = admin_client.post(
-        f"/admin/emails/template/{template.pk}/change/", {**data, **changes}
+        f"/admin/emails/template/{template.pk}/change/", form_data(template, **changes)
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     if publish:

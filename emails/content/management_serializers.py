@@ -184,13 +184,12 @@ def check_layout_exists(layout_id: int | None, *, field: str = "layout") -> None
         raise Unprocessable([(field, f"no layout with id {layout_id}", None)])
 
 
-class TemplateSerializer(serializers.ModelSerializer):
-    """An email template: one per usage type (`templateType`) and language (`languageTag`)."""
+class _ContentSerializer(serializers.ModelSerializer):
+    """What a template and its draft both hold: subject and body, plain text, preheader and
+    layout, in the names of Logto's email-templates API."""
 
     complete_in_responses = True
 
-    languageTag = language_tag_field(source="locale")
-    templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)
     details = DetailsSerializer(source="*")
     text = StrictCharField(
         source="text_body",
@@ -210,6 +209,13 @@ class TemplateSerializer(serializers.ModelSerializer):
         required=False,
         help_text="A layout's id (422 if there is none); null: the HTML body is the whole email.",
     )
+
+
+class TemplateSerializer(_ContentSerializer):
+    """An email template: one per usage type (`templateType`) and language (`languageTag`)."""
+
+    languageTag = language_tag_field(source="locale")
+    templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)
     enabled = StrictBooleanField(required=False)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
@@ -272,27 +278,11 @@ class TemplateSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class TemplateDraftSerializer(serializers.ModelSerializer):
+class TemplateDraftSerializer(_ContentSerializer):
     """A template's working draft: its content, not yet used by any email. ``PUT`` replaces
     it (every content field; absent optional ones become blank), each change of content is a
     new ``revision``; publishing copies it onto the template."""
 
-    complete_in_responses = True
-
-    details = DetailsSerializer(source="*")
-    text = StrictCharField(
-        source="text_body",
-        allow_blank=True,
-        required=False,
-        help_text="The plain-text part, a Django template; blank: derived from the HTML.",
-    )
-    preheader = StrictCharField(allow_blank=True, required=False, max_length=300)
-    layout = IdField(
-        source="layout_id",
-        allow_null=True,
-        required=False,
-        help_text="A layout's id (422 if there is none); null: the HTML body is the whole email.",
-    )
     revision = serializers.IntegerField(read_only=True)
     approved = serializers.SerializerMethodField(
         help_text="A reviewer approved this revision on a preview link."
