@@ -10,7 +10,7 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from emails.backoffice import coverage, dashboard, editor, publishing, transfer_views, versions
-from emails.backoffice.forms import BrandForm, LayoutForm, TemplateForm
+from emails.backoffice.forms import BrandForm, LayoutForm, TemplateForm, int_or_none
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.brand import BRAND_FIELDS
 from emails.content.defaults import restore_default
@@ -127,11 +127,6 @@ class DraftedAdmin(VersionedAdmin):
         draft = draft_of(obj) if obj is not None else None
         return {
             "draft": draft,
-            "draft_publish_url": reverse(
-                f"admin:emails_{self.model._meta.model_name}_publish", args=[obj.pk]
-            )
-            if obj is not None
-            else "",
             "may_publish": self.has_publish_permission(request),
             "is_template": self.model is Template,
         }
@@ -266,10 +261,10 @@ class TemplateAdmin(DraftedAdmin):
         usage_type = template.usage_type if template else request.GET.get("usage_type", "")
         drafts = self.draft_context(request, template)
         draft = drafts["draft"]
-        source = request.GET.get("source", "")
+        source = int_or_none(request.GET.get("source"))
         translation_source = (
-            Template.objects.filter(pk=int(source)).exclude(pk=template.pk).first()
-            if template and source.isascii() and source.isdecimal() and len(source) < 19
+            Template.objects.filter(pk=source).exclude(pk=template.pk).first()
+            if template and source is not None
             else None
         )
         extra_context = {

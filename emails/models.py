@@ -58,9 +58,14 @@ class Layout(models.Model):
         help_text="Wraps the plain-text part; {{ content }} is the template's text.",
     )
     default_checksum = models.CharField(max_length=64, blank=True, editable=False)
+    draft_revisions = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Draft revisions ever made: a new one is numbered after all of them.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords(excluded_fields=["updated_at"])
+    history = HistoricalRecords(excluded_fields=["updated_at", "draft_revisions"])
 
     class Meta:
         ordering = ["name"]
@@ -144,6 +149,11 @@ class Template(models.Model):
         help_text="Checksum of the shipped default this was loaded from: tells an edit apart.",
     )
     version = models.PositiveIntegerField(default=1, editable=False)
+    draft_revisions = models.PositiveIntegerField(
+        default=0,
+        editable=False,
+        help_text="Draft revisions ever made: a new one is numbered after all of them.",
+    )
     published_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -153,7 +163,7 @@ class Template(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords(excluded_fields=["updated_at"])
+    history = HistoricalRecords(excluded_fields=["updated_at", "draft_revisions"])
 
     class Meta:
         ordering = ["usage_type", "locale"]

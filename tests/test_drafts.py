@@ -533,3 +533,95 @@ def test_only_the_first_ten_ui_locales_are_matched():
 
     tags = " ".join(f"x{chr(97 + n // 26)}{chr(97 + n % 26)}" for n in range(500))
     assert len(requested_locales({"uiLocales": tags})) == 10
+
+
+def test_a_revision_number_is_never_reused_after_a_discard_or_a_publish(admin_client):
+    from emails.content.drafts import draft_discard, draft_save, draft_values
+    from emails.models import Layout
+
+    template = sign_in()
+    first = draft_save(template, {**draft_values(template), "subject": "A {{ code }}"})
+    draft_discard(template)
+    second = draft_save(template, {**draft_values(template), "subject": "B {{ code }}"})
+    assert (first.revision, second.revision) == (1, 2)
+    # A publisher whose page showed A (revision 1) does not publish B.
+    publish = f"/admin/emails/template/{template.pk}/draft/publish/"
+    stale = admin_client.post(publish, {"draft_revision": 1}, follow=True).content.decode()
+    assert "The draft changed since you looked at it" in stale
+    assert sign_in().subject == "Your sign-in code"
+    layout = Layout.objects.get(name="Default")
+    one = draft_save(layout, {"html": "<div>{{ content }}</div>", "text": ""})
+    draft_discard(layout)
+    two = draft_save(layout, {"html": "<p>{{ content }}</p>", "text": ""})
+    assert (one.revision, two.revision) == (1, 2)
+
+
+def test_an_import_as_drafts_does_not_change_a_live_layout(tmp_path, send):
+    import io
+    import json
+
+    from emails.models import Layout, LayoutDraft
+
+    call_command("export_templates", str(tmp_path), stdout=io.StringIO())
+    default = next(
+        entry
+        for entry in json.loads((tmp_path / "mailroom.json").read_text())["layouts"]
+        if entry["name"] == "Default"
+    )
+    page = tmp_path / default["html"]
+    page.write_text(page.read_text().replace("<body", "<!-- imported --><body", 1))
+    call_command("import_templates", str(tmp_path), "--as-draft", stdout=io.StringIO())
+    layout = Layout.objects.get(name="Default")
+    assert "imported" not in layout.html
+    assert "imported" in LayoutDraft.objects.get(layout=layout).html
+    sign_in_subject(send)
+    assert "imported" not in mail.outbox[-1].alternatives[0][0]
+
+
+def test_a_draft_with_a_bad_sender_is_reported_not_a_crash(tmp_path):
+    import io
+    import json
+
+    from django.core.management.base import CommandError
+
+    from emails.content.drafts import draft_save, draft_values
+
+    template = sign_in()
+    draft_save(template, {**draft_values(template), "subject": "D {{ code }}"})
+    call_command("export_templates", str(tmp_path), stdout=io.StringIO())
+    meta = json.loads((tmp_path / "mailroom.json").read_text())
+    for entry in meta["templates"]:
+        if "draft" in entry:
+            entry["draft"]["reply_to"] = "not an address"
+    (tmp_path / "mailroom.json").write_text(json.dumps(meta))
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="could not be imported"):
+        call_command("import_templates", str(tmp_path), stdout=out)
+    assert "its draft: reply_to 'not an address' is not an email address" in out.getvalue()
+
+
+def test_with_approval_required_the_api_writes_drafts_not_templates(settings):
+    settings.EMAILS_PUBLISH_REQUIRES_APPROVAL = True
+    template = sign_in()
+    publisher = client_for("view_template", "change_template", "publish_template")
+    change = {"details": {"subject": "Unreviewed {{ code }}", "content": template.html_body}}
+    refused = publisher.patch(f"/api/v1/templates/{template.pk}/", change, format="json")
+    assert refused.status_code == 409 and "draft" in refused.json()["message"]
+    assert sign_in().subject == "Your sign-in code"
+
+
+def test_discard_refuses_a_draft_saved_since_the_page_was_shown(admin_client):
+    template = sign_in()
+    edit(admin_client, template, publish=False, subject="Mine {{ code }}")
+    edit(admin_client, template, publish=False, subject="Theirs {{ code }}")
+    revision = TemplateDraft.objects.get(template=template).revision
+    discard = f"/admin/emails/template/{template.pk}/draft/discard/"
+    answer = admin_client.post(discard, {"draft_revision": revision - 1}, follow=True)
+    assert "nothing was discarded" in answer.content.decode()
+    assert TemplateDraft.objects.get(template=template).subject == "Theirs {{ code }}"
+
+
+def test_a_history_compare_with_a_bad_id_is_not_a_500(admin_client):
+    template = sign_in()
+    page = admin_client.get(f"/admin/emails/template/{template.pk}/history/compare/?a=abc&b=²")
+    assert page.status_code == 200

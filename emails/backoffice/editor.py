@@ -26,6 +26,7 @@ from django.utils.text import Truncator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
+from emails.backoffice.forms import int_or_none
 from emails.backoffice.preview_links import preview_link_create, preview_link_token
 from emails.backoffice.test_sends import (
     RefusedTestSend,
@@ -34,7 +35,7 @@ from emails.backoffice.test_sends import (
 )
 from emails.content.brand import BRAND_FIELDS, brand_current, brand_from
 from emails.content.composer import CONTENT_KEYS, compose_content, template_content
-from emails.content.drafts import draft_of
+from emails.content.drafts import draft_of, with_draft
 from emails.content.rendering.render import RenderedEmail
 from emails.content.samples import sample_logo_url, samples_for
 from emails.content.validation import TEMPLATE_PARTS, validate_template
@@ -112,11 +113,6 @@ def _require_change_permission(request) -> None:
         raise PermissionDenied
 
 
-def _id(value: str) -> int | None:
-    """A form's id field as an int, or None (``"²".isdigit()`` is true, but no int)."""
-    return int(value) if value.isascii() and value.isdecimal() and len(value) < 19 else None
-
-
 def _content(request) -> dict:
     layout_id = request.POST.get("layout", "")
     return {
@@ -124,7 +120,7 @@ def _content(request) -> dict:
         "html": request.POST.get("html_body", ""),
         "text": request.POST.get("text_body", ""),
         "preheader": request.POST.get("preheader", ""),
-        "layout_id": _id(layout_id),
+        "layout_id": int_or_none(layout_id),
     }
 
 
@@ -235,12 +231,13 @@ def preview_html(request):
 @require_GET
 @xframe_options_sameorigin
 def saved_html(request, object_id):
-    """A template's published email with its first sample: the source beside a translation."""
+    """A template's email as its editor shows it (the draft, if it has one) with its first
+    sample: the source beside a translation, which was copied from that."""
     if not request.user.has_perm("emails.view_template") and not request.user.has_perm(
         "emails.change_template"
     ):
         raise PermissionDenied
-    template = get_object_or_404(Template, pk=object_id)
+    template = with_draft(get_object_or_404(Template, pk=object_id))
     samples = samples_for(
         template.usage_type, locale=template.locale, logo_url=sample_logo_url(request)
     )
@@ -267,7 +264,7 @@ def _surround_render(request, *, permission: str, layout=None, brand=None):
     payload, problem = _payload(request)
     if payload is None:
         return None, None, problem
-    chosen = _id(request.POST.get("template", ""))
+    chosen = int_or_none(request.POST.get("template", ""))
     templates = Template.objects.order_by("pk")
     template = (templates.filter(pk=chosen).first() if chosen is not None else None) or (
         templates.filter(

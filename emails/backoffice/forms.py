@@ -42,6 +42,14 @@ class NewlineField(forms.CharField):
         return normalize_newlines(value) if isinstance(value, str) else value
 
 
+def int_or_none(value: str | None) -> int | None:
+    """An id or number from a form or query string, or None (``"²".isdigit()`` is true, but
+    no int; ``?a=abc`` is no id, not a 500)."""
+    if not value or not (value.isascii() and value.isdecimal() and len(value) < 19):
+        return None
+    return int(value)
+
+
 class TemplateForm(forms.ModelForm):
     class Media:
         css = EDITOR_CSS
@@ -70,7 +78,8 @@ class TemplateForm(forms.ModelForm):
         )
 
     # Set by the admin (TemplateAdmin.get_form): may this user change what emails use at once?
-    may_publish = True
+    # No unless it says so.
+    may_publish = False
 
     def clean(self):
         data = super().clean()
@@ -89,8 +98,8 @@ class TemplateForm(forms.ModelForm):
         email: that takes the publish permission, and the published content must suit the
         new usage type (the form's content is only the draft)."""
         row = Template.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
-        if row is None:
-            return
+        if row is None or row.published_at is None:
+            return  # nothing of it is live yet
         try:
             locale = normalize_locale(data.get("locale") or "")
         except ValueError:

@@ -9,9 +9,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from emails.backoffice.forms import int_or_none
 from emails.content.drafts import (
     PublishRefused,
     draft_discard,
+    draft_of,
     draft_publish,
     translation_start,
 )
@@ -27,8 +29,7 @@ def publish(request, model_admin, object_id):
     obj = get_object_or_404(model_admin.model, pk=object_id)
     if not model_admin.has_publish_permission(request):
         raise PermissionDenied
-    seen = request.POST.get("draft_revision", "")
-    revision = int(seen) if seen.isascii() and seen.isdecimal() and len(seen) < 10 else None
+    revision = _seen_revision(request)
     try:
         # The revision the page showed: a draft saved since by someone else is not published.
         draft_publish(obj, user=request.user, revision=revision)
@@ -47,11 +48,24 @@ def discard(request, model_admin, object_id):
     obj = get_object_or_404(model_admin.model, pk=object_id)
     if not model_admin.has_change_permission(request, obj):
         raise PermissionDenied
-    if draft_discard(obj):
+    draft = draft_of(obj)
+    revision = _seen_revision(request)
+    if draft is not None and revision is not None and draft.revision != revision:
+        messages.error(
+            request,
+            f"The draft changed since you looked at it (now revision {draft.revision}): "
+            "nothing was discarded.",
+        )
+    elif draft_discard(obj):
         messages.success(request, f"Discarded the draft of {obj}; the published email stays.")
     else:
         messages.info(request, f"{obj} had no draft.")
     return redirect(_change_url(model_admin, obj))
+
+
+def _seen_revision(request) -> int | None:
+    """The draft revision the page showed (its forms post it), or None."""
+    return int_or_none(request.POST.get("draft_revision"))
 
 
 def _change_url(model_admin, obj) -> str:
@@ -103,7 +117,9 @@ def translate_all(request, model_admin):
     if locale is not None and source_locale is not None:
         made = [
             template
-            for source in Template.objects.filter(locale=source_locale)
+            for source in Template.objects.filter(
+                locale=source_locale, enabled=True, published_at__isnull=False
+            )
             for template, new in [translation_start(source, locale, user=request.user)]
             if new
         ]

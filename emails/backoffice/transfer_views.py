@@ -39,7 +39,7 @@ class ImportForm(forms.Form):
         initial=True,
         label="As drafts (to review and publish; emails keep what is published)",
         help_text="Importing without it publishes at once, and needs the publish permission. "
-        "Layouts are imported as they are.",
+        "A changed layout becomes its draft too; a new one is created as it is.",
     )
 
     def clean_file(self):
@@ -69,8 +69,9 @@ def import_view(request, model_admin):
     form = ImportForm(None if applying else request.POST or None, request.FILES or None)
     # An import that is not as drafts publishes: it takes the publish permission, and is
     # refused while publishing needs an approval.
-    may_publish = request.user.has_perm("emails.publish_template") and not (
-        settings.EMAILS_PUBLISH_REQUIRES_APPROVAL
+    may_publish = (
+        request.user.has_perms(("emails.publish_template", "emails.publish_layout"))
+        and not settings.EMAILS_PUBLISH_REQUIRES_APPROVAL
     )
     as_draft = True
     if applying:

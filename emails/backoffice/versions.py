@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
+from emails.backoffice.forms import int_or_none
 from emails.content.clean import layout_content_check, template_content_check
 from emails.content.drafts import draft_of, draft_save, draft_values
 from emails.models import Layout, Template
@@ -45,8 +46,8 @@ def history_compare(request, model_admin, object_id):
     if not model_admin.has_view_or_change_permission(request, obj):
         raise PermissionDenied
     records = obj.history.all()
-    older = records.filter(history_id=request.GET.get("a")).first() or records.last()
-    newer = records.filter(history_id=request.GET.get("b")).first() or records.first()
+    older = records.filter(history_id=int_or_none(request.GET.get("a"))).first() or records.last()
+    newer = records.filter(history_id=int_or_none(request.GET.get("b"))).first() or records.first()
     if older.history_date > newer.history_date:
         older, newer = newer, older
     diffs = field_diffs(

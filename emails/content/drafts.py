@@ -83,11 +83,11 @@ def draft_save(obj, values: dict, *, user=None):
     queryset, model, link = _drafts(obj)
     with transaction.atomic():
         # The owner's row is the lock: two first saves at once make one draft, not a clash.
-        type(obj).objects.select_for_update().filter(pk=obj.pk).first()
+        owner = type(obj).objects.select_for_update().get(pk=obj.pk)
         draft = queryset.select_for_update().first()
         if draft is None:
             draft = model(**{link: obj}, **values, updated_by=user)
-            draft.revision = _next_revision(obj)
+            draft.revision = _next_revision(owner)
             draft.full_clean(exclude=[link])
             draft.save()
             return draft
@@ -97,19 +97,25 @@ def draft_save(obj, values: dict, *, user=None):
         draft.full_clean(exclude=[link])
         draft.save()  # normalises line endings before comparing
         if draft_values(draft) != before:
-            draft.revision += 1
+            draft.revision = _next_revision(owner)
             draft.updated_by = user
             draft.save(update_fields=["revision", "updated_by", "updated_at"])
         return draft
 
 
-def _next_revision(obj) -> int:
-    """A new draft's revision: after every revision this template's reviewers ever saw, so an
-    approval of an earlier draft (published or discarded since) never counts for this one."""
-    if not isinstance(obj, Template):
-        return 1
-    seen = PreviewComment.objects.filter(template=obj).aggregate(Max("draft_revision"))
-    return (seen["draft_revision__max"] or 0) + 1
+def _next_revision(owner) -> int:
+    """The next draft revision of a (locked) template or layout: after every one it ever had,
+    whether published, discarded or only commented on, so a revision number means one
+    content and an approval or a page of an earlier draft never counts for a later one."""
+    seen = 0
+    if isinstance(owner, Template):
+        commented = PreviewComment.objects.filter(template=owner).aggregate(Max("draft_revision"))
+        seen = commented["draft_revision__max"] or 0
+    revision = max(owner.draft_revisions, seen) + 1
+    # Not save(): this is bookkeeping, not a version of the template.
+    type(owner).objects.filter(pk=owner.pk).update(draft_revisions=revision)
+    owner.draft_revisions = revision
+    return revision
 
 
 def draft_approved(draft: TemplateDraft) -> PreviewComment | None:

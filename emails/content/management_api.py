@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -155,7 +156,10 @@ def _example(name: str, value: dict) -> OpenApiExample:
     return OpenApiExample(name, value=value, request_only=True)
 
 
-UNIQUE_TEMPLATE = "A template for this `templateType` and `languageTag` exists already."
+UNIQUE_TEMPLATE = (
+    "A template for this `templateType` and `languageTag` exists already; or publishing needs "
+    "an approval (`EMAILS_PUBLISH_REQUIRES_APPROVAL`): write the draft instead."
+)
 UNIQUE_LAYOUT = "A layout with this `name` exists already."
 
 
@@ -187,6 +191,18 @@ class DraftEndpoints:
 
     def draft_values(self, data: dict) -> dict:
         raise NotImplementedError
+
+    def check_permissions(self, request):
+        super().check_permissions(request)
+        if (
+            self.action in self.publishing_actions
+            and self.noun == "template"
+            and settings.EMAILS_PUBLISH_REQUIRES_APPROVAL
+        ):
+            raise Conflict(
+                "Publishing needs a reviewer's approval (EMAILS_PUBLISH_REQUIRES_APPROVAL): "
+                "save the content as the template's draft (PUT …/draft/) instead."
+            )
 
     def _draft(self, request, pk=None):
         obj = self.get_object()

@@ -611,18 +611,21 @@ def import_templates(
 ) -> ImportReport:
     """Create or update layouts, then templates; invalid ones are reported, not written.
     ``as_draft``: each template's content becomes its draft (a new template is created
-    unpublished), for review before it goes live; layouts are imported as they are."""
+    unpublished), for review before it goes live; so does a changed layout's (a new layout is
+    created as it is: no template uses it yet)."""
     report = ImportReport(dry_run=dry_run)
     with transaction.atomic():
         known_layouts = {layout.name: layout for layout in Layout.objects.all()}
         for fields in layouts:
-            _import_layout(fields, known_layouts, report, dry_run)
+            _import_layout(fields, known_layouts, report, dry_run, as_draft)
         for item in items:
             _import_template(item, known_layouts, report, dry_run, as_draft)
     return report
 
 
-def _import_layout(fields: dict, known: dict, report: ImportReport, dry_run: bool) -> None:
+def _import_layout(
+    fields: dict, known: dict, report: ImportReport, dry_run: bool, as_draft: bool = False
+) -> None:
     key = _short(fields["name"], 80)
     problems = _storage_problems(Layout, fields)
     if not fields["name"].strip():
@@ -635,16 +638,27 @@ def _import_layout(fields: dict, known: dict, report: ImportReport, dry_run: boo
     layout = known.get(fields["name"])
     if layout is None:
         action, layout = "create", Layout(name=fields["name"])
-    elif (layout.html, layout.text) == (fields["html"], fields["text"]):
+    elif _layout_content(layout, as_draft) == (fields["html"], fields["text"]):
         report.outcomes.append(Outcome("layout", key, "unchanged"))
         return
     else:
         action = "change"
+    if as_draft and action == "change":
+        if not dry_run:
+            draft_save(layout, {"html": fields["html"], "text": fields["text"]})
+        report.outcomes.append(Outcome("layout", key, action, "as a draft"))
+        return
     layout.html, layout.text = fields["html"], fields["text"]
     if not dry_run:
         layout.save()
     known[fields["name"]] = layout
     report.outcomes.append(Outcome("layout", key, action))
+
+
+def _layout_content(layout: Layout, as_draft: bool) -> tuple[str, str]:
+    """What an import compares with: the draft's content when it lands as a draft."""
+    shown = with_draft(Layout.objects.get(pk=layout.pk)) if as_draft else layout
+    return shown.html, shown.text
 
 
 def _import_template(
@@ -753,7 +767,9 @@ def _import_template(
 def _draft_from(values: dict, layouts: dict) -> dict | str:
     """An export's draft as draft_save() takes it, or what is wrong with it."""
     fields = {name: value for name, value in values.items() if name != "layout"}
-    refused = _storage_problems(Template, fields)
+    refused = _storage_problems(Template, fields) + _sender_problems(
+        Template(from_email=fields.get("from_email", ""), reply_to=fields.get("reply_to", ""))
+    )
     if refused:
         return "; ".join(refused)
     layout_name = values.get("layout")

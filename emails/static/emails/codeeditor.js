@@ -74,15 +74,17 @@
     };
     form.addEventListener("input", onField);
     form.addEventListener("change", onField);
-    form.addEventListener("submit", function (event) {
-      // Publish and Discard act on the saved draft: edits on screen would be lost.
-      const leaves = event.submitter && event.submitter.hasAttribute("data-leaves-edits");
-      if (leaves && unsaved &&
-          !window.confirm("Your unsaved edits will be lost: they are not in the saved draft. Continue?")) {
-        event.preventDefault();
-        return;
-      }
-      unsaved = false;
+    form.addEventListener("submit", function () { unsaved = false; });
+    // Publish, Discard and Translate act on the saved draft: edits on screen would be lost.
+    document.querySelectorAll("form[data-leaves-edits]").forEach(function (other) {
+      other.addEventListener("submit", function (event) {
+        if (unsaved &&
+            !window.confirm("Your unsaved edits will be lost: they are not in the saved draft. Continue?")) {
+          event.preventDefault();
+          return;
+        }
+        unsaved = false;
+      });
     });
     window.addEventListener("beforeunload", function (event) {
       if (!unsaved) return;
