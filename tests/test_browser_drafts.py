@@ -11,7 +11,7 @@ import os
 import pytest
 
 from emails.content.defaults import sync_defaults
-from emails.models import Layout, Message, PreviewComment, Template
+from emails.models import Layout, Message, PreviewComment, Template, TemplateDraft
 from tests.test_browser_preview import axe_violations, editor, wait_until
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -72,6 +72,8 @@ def test_a_draft_is_reviewed_and_approved_from_a_link_then_published(
 
 
 def test_publish_with_unsaved_edits_asks_first(admin_page, live_server):
+    from playwright.sync_api import expect
+
     page = admin_page
     sync_defaults(Template, Layout)
     template = Template.objects.get(usage_type="SignIn", locale="en")
@@ -91,6 +93,12 @@ def test_publish_with_unsaved_edits_asks_first(admin_page, live_server):
     assert asked and "unsaved edits will be lost" in asked[0]
     assert page.input_value("#id_subject") == "Typed, not saved {{ code }}"
     assert Template.objects.get(pk=template.pk).subject == "Your sign-in code"
+    # Enter in a field saves the form (a new draft revision); it never publishes or discards.
+    page.locator("#id_subject").press("Enter")
+    page.wait_for_url(f"{live_server.url}/admin/emails/template/")  # admin's Save: to the list
+    expect(page.locator(".messagelist")).to_contain_text("Saved as draft revision 2")
+    assert Template.objects.get(pk=template.pk).subject == "Your sign-in code"
+    assert TemplateDraft.objects.get(template=template).subject == "Typed, not saved {{ code }}"
 
 
 def test_a_new_language_from_the_coverage_page_in_a_few_clicks(admin_page, live_server, send):
