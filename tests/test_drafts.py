@@ -385,6 +385,7 @@ def test_export_and_import_round_trip_drafts_and_unpublished_templates(tmp_path,
     english = sign_in()
     draft_save(english, {**draft_values(english), "subject": "Draft {{ code }}", "layout": plain})
     dutch, _ = translation_start(english, "nl")
+    draft_save(plain, {"html": "<section>{{ content }}</section>", "text": "{{ content }}"})
     call_command("export_templates", str(tmp_path), stdout=io.StringIO())
     meta = json.loads((tmp_path / "mailroom.json").read_text())
     entry = next(e for e in meta["templates"] if (e["usage_type"], e["locale"]) == ("SignIn", "en"))
@@ -404,6 +405,9 @@ def test_export_and_import_round_trip_drafts_and_unpublished_templates(tmp_path,
     # (The translation was copied from what the English editor shows: its draft.)
     dutch = Template.objects.get(usage_type="SignIn", locale="nl")
     assert dutch.published_at is None and dutch.draft.subject == "Draft {{ code }}"
+    plain = Layout.objects.get(name="Plain")
+    assert plain.html == "<div>{{ content }}</div>"
+    assert plain.draft.html == "<section>{{ content }}</section>"
     # Nothing of the drafts is live.
     assert sign_in_subject(send) == "Your sign-in code"
 

@@ -331,6 +331,7 @@ class _LayoutEntry:
     name: str
     html: str  # paths inside the export
     text: str
+    draft: tuple[str, str] | None = None  # its draft's html and text paths
 
 
 @dataclass
@@ -352,6 +353,7 @@ def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
     drafts = [entry.draft for entry in template_entries if entry.draft is not None]
     for path in [
         *(path for entry in layout_entries for path in (entry.html, entry.text)),
+        *(path for entry in layout_entries if entry.draft for path in entry.draft),
         *(
             path
             for entry in [*template_entries, *drafts]
@@ -365,7 +367,14 @@ def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
                 "an export must be relative, without '..'"
             )
     layouts = [
-        {"name": entry.name, "html": files.read(entry.html), "text": files.read(entry.text)}
+        {
+            "name": entry.name,
+            "html": files.read(entry.html),
+            "text": files.read(entry.text),
+            "draft": {"html": files.read(entry.draft[0]), "text": files.read(entry.draft[1])}
+            if entry.draft
+            else None,
+        }
         for entry in layout_entries
     ]
 
@@ -427,7 +436,13 @@ def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry
         where = f"layouts[{index}]"
         entry = _object(entry, where)
         required = partial(_string, entry, where=where, required=True)
-        layouts.append(_LayoutEntry(required("name"), required("html"), required("text")))
+        layout = _LayoutEntry(required("name"), required("html"), required("text"))
+        if entry.get("draft") is not None:
+            draft_where = f"{where}.draft"
+            draft = _object(entry["draft"], draft_where)
+            in_draft = partial(_string, draft, where=draft_where, required=True)
+            layout.draft = (in_draft("html"), in_draft("text"))
+        layouts.append(layout)
     templates = []
     for index, entry in enumerate(_entries(meta["templates"], "templates", "templates")):
         where = f"templates[{index}]"
@@ -627,11 +642,24 @@ def _import_layout(
     fields: dict, known: dict, report: ImportReport, dry_run: bool, as_draft: bool = False
 ) -> None:
     key = _short(fields["name"], 80)
+    draft = fields.get("draft")  # a Mailroom export's draft of the layout: {html, text}
+    if as_draft and draft is not None:
+        # Landing as a draft: the export's draft, where it has one, is what is under review.
+        fields, draft = {**fields, **draft}, None
+    fields = {name: value for name, value in fields.items() if name != "draft"}
     problems = _storage_problems(Layout, fields)
     if not fields["name"].strip():
         problems.append("a layout needs a name")
     if not problems:
         problems = list(map(str, validate_layout(html=fields["html"], text=fields["text"])))
+    if not problems and draft is not None:
+        problems = [
+            f"its draft: {problem}"
+            for problem in [
+                *_storage_problems(Layout, draft),
+                *map(str, validate_layout(html=draft["html"], text=draft["text"])),
+            ]
+        ]
     if problems:
         report.outcomes.append(Outcome("layout", key, "invalid", "; ".join(problems)))
         return
@@ -639,8 +667,7 @@ def _import_layout(
     if layout is None:
         action, layout = "create", Layout(name=fields["name"])
     elif _layout_content(layout, as_draft) == (fields["html"], fields["text"]):
-        report.outcomes.append(Outcome("layout", key, "unchanged"))
-        return
+        action = "unchanged"
     else:
         action = "change"
     if as_draft and action == "change":
@@ -648,11 +675,14 @@ def _import_layout(
             draft_save(layout, {"html": fields["html"], "text": fields["text"]})
         report.outcomes.append(Outcome("layout", key, action, "as a draft"))
         return
-    layout.html, layout.text = fields["html"], fields["text"]
-    if not dry_run:
-        layout.save()
+    if action != "unchanged":
+        layout.html, layout.text = fields["html"], fields["text"]
+        if not dry_run:
+            layout.save()
+    if draft is not None and not dry_run:
+        draft_save(layout, {"html": draft["html"], "text": draft["text"]})
     known[fields["name"]] = layout
-    report.outcomes.append(Outcome("layout", key, action))
+    report.outcomes.append(Outcome("layout", key, action, "with its draft" if draft else ""))
 
 
 def _layout_content(layout: Layout, as_draft: bool) -> tuple[str, str]:
@@ -831,7 +861,7 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
         if templates is None
         else templates
     )
-    layouts = Layout.objects.all() if layouts is None else layouts
+    layouts = Layout.objects.select_related("draft").all() if layouts is None else layouts
     files: dict[str, str] = {}
     layout_entries: list[dict] = []
     template_entries: list[dict] = []
@@ -843,7 +873,13 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
     for layout in layouts:
         stem = f"layouts/{_slug(layout.name)}"
         files[f"{stem}.html"], files[f"{stem}.txt"] = layout.html, layout.text
-        layout_entries.append({"name": layout.name, "html": f"{stem}.html", "text": f"{stem}.txt"})
+        layout_entry: dict = {"name": layout.name, "html": f"{stem}.html", "text": f"{stem}.txt"}
+        layout_draft = getattr(layout, "draft", None)
+        if layout_draft is not None:
+            files[f"{stem}.draft.html"] = layout_draft.html
+            files[f"{stem}.draft.txt"] = layout_draft.text
+            layout_entry["draft"] = {"html": f"{stem}.draft.html", "text": f"{stem}.draft.txt"}
+        layout_entries.append(layout_entry)
     for template in templates:
         stem = f"templates/{template.usage_type}/{template.locale}"
         entry = {
