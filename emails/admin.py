@@ -127,6 +127,7 @@ class DraftedAdmin(VersionedAdmin):
         draft = draft_of(obj) if obj is not None else None
         return {
             "draft": draft,
+            "draft_diffs": versions.draft_diffs(obj, draft)[2] if draft is not None else [],
             "may_publish": self.has_publish_permission(request),
             "is_template": self.model is Template,
         }

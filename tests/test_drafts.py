@@ -40,6 +40,10 @@ def test_a_saved_edit_is_a_draft_until_it_is_published(admin_client, send):
     assert "Editing draft revision 1: not live" in page
     assert 'value="Draft subject {{ code }}"' in page
     assert "Publish the saved draft" in page and "Discard the draft" in page
+    # Beside the published version, on the page itself.
+    beside = page.split('class="mailroom-draft-diff"')[1].split("</details>")[0]
+    assert '<span class="diff_sub">Your sign-in code</span>' in beside
+    assert '<span class="diff_add">Draft subject {{ code }}</span>' in beside
     # Publishing makes it the email, as a new version that says so.
     response = admin_client.post(f"/admin/emails/template/{template.pk}/draft/publish/")
     assert response.status_code == 302

@@ -25,7 +25,12 @@ CODEMIRROR_JS = [
 CODE_EDITOR = "emails/codeeditor.js"  # the keyboard's way out, and "leave unsaved edits?"
 EMAIL_FRAME = "emails/emailframe.js"  # the preview: real width, zoom, light/dark, no flash
 EDITOR_CSS = {
-    "all": [CODEMIRROR + "lib/codemirror.css", "emails/emailframe.css", "emails/editor.css"]
+    "all": [
+        CODEMIRROR + "lib/codemirror.css",
+        "emails/emailframe.css",
+        "emails/editor.css",
+        "emails/diff.css",
+    ]
 }
 
 

@@ -101,13 +101,7 @@ def draft_compare(request, model_admin, object_id):
     if draft is None:
         messages.info(request, f"{obj} has no draft.")
         return redirect(f"admin:emails_{name}_change", obj.pk)
-    published = "published" if getattr(obj, "published_at", True) else "never published"
-    newer = f"draft revision {draft.revision}"
-    fields = [
-        field
-        for field in (_DRAFT_DIFF_FIELDS if isinstance(obj, Template) else HISTORY_FIELDS[name])
-        if hasattr(draft, field)
-    ]
+    published, newer, diffs = draft_diffs(obj, draft)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Draft of {obj} beside the published version",
@@ -115,11 +109,24 @@ def draft_compare(request, model_admin, object_id):
         "original": obj,
         "older_label": published,
         "newer_label": newer,
-        "diffs": field_diffs(
-            obj, draft, [f for f in fields if hasattr(draft, f)], published, newer
-        ),
+        "diffs": diffs,
     }
     return TemplateResponse(request, "admin/emails/history_compare.html", context)
+
+
+def draft_diffs(obj, draft) -> tuple[str, str, list]:
+    """The published template (or layout, from the database) beside ``draft``: the two
+    labels and the diff of each field that differs."""
+    published_row = type(obj).objects.get(pk=obj.pk)  # ``obj`` may be showing the draft
+    published = "published" if getattr(published_row, "published_at", True) else "never published"
+    newer = f"draft revision {draft.revision}"
+    name = type(obj)._meta.model_name
+    fields = [
+        field
+        for field in (_DRAFT_DIFF_FIELDS if isinstance(obj, Template) else HISTORY_FIELDS[name])
+        if hasattr(draft, field)
+    ]
+    return published, newer, field_diffs(published_row, draft, fields, published, newer)
 
 
 _DRAFT_DIFF_FIELDS = tuple(name for name in HISTORY_FIELDS["template"] if name != "enabled")
