@@ -26,8 +26,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Asked:
-    """A locale messages asked for (``payload.locale``) lately that has no template of its
-    own for some type, and what served those messages."""
+    """A locale messages asked for lately (their first tag: ``payload.locale``, else the first
+    ``uiLocales`` tag) that has no template in any usage type, and what served them."""
 
     locale: str
     messages: int
