@@ -12,6 +12,7 @@ import pytest
 
 from emails.content.defaults import sync_defaults
 from emails.models import Layout, Message, PreviewComment, Template, TemplateDraft
+from tests.helpers import SCREENSHOTS
 from tests.test_browser_preview import axe_violations, editor, wait_until
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -39,6 +40,8 @@ def test_a_draft_is_reviewed_and_approved_from_a_link_then_published(
     expect(page.locator("#mailroom-draft-title")).to_have_text("Editing draft revision 1: not live")
     expect(page.locator(".messagelist")).to_contain_text("Saved as draft revision 1")
     expect(page.locator(".mailroom-approval-needed")).to_be_visible()
+    page.locator("details.mailroom-draft-diff summary").click()
+    page.locator("#mailroom-draft").screenshot(path=str(SCREENSHOTS / "draft-state.png"))
     assert Template.objects.get(pk=template.pk).subject == "Your sign-in code"
     assert page.input_value("#id_subject") == "Your code, reviewed {{ code }}"
 
@@ -55,6 +58,8 @@ def test_a_draft_is_reviewed_and_approved_from_a_link_then_published(
     expect(shared.locator(".notice").first).to_contain_text("This is a draft (revision 1)")
     shared.fill("#id_name", "Dana from design")
     shared.check("#id_approve")
+    shared.locator("#id_approve").scroll_into_view_if_needed()
+    shared.screenshot(path=str(SCREENSHOTS / "designer-approve.png"))
     shared.click("button[type=submit]")
     expect(shared.locator(".thanks")).to_be_visible()
     expect(shared.locator(".comment .who").first).to_contain_text("approved")
@@ -129,6 +134,14 @@ def test_a_new_language_from_the_coverage_page_in_a_few_clicks(admin_page, live_
         ".textContent.includes('Confirm your email address')",
     )
     assert Template.objects.get(usage_type="Register", locale="fr-CA").published_at is None
+    # Side by side: the source on the left, the draft's fields, then its live preview.
+    source_box = page.locator(".mailroom-source").bounding_box()
+    fields_box = page.locator(".mailroom-fields").bounding_box()
+    preview_box = page.locator("#mailroom-preview").bounding_box()
+    assert source_box["x"] + source_box["width"] <= fields_box["x"]
+    assert fields_box["x"] + fields_box["width"] <= preview_box["x"]
+    wait_until(page, "document.getElementById('mailroom-subject').textContent.length > 0")
+    page.screenshot(path=str(SCREENSHOTS / "translate-side-by-side.png"))
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
