@@ -83,19 +83,29 @@ class Layout(models.Model):
 LAYOUT_DRAFT_FIELDS = ("html", "text")
 
 
-class LayoutDraft(models.Model):
+class Draft(models.Model):
+    """What every draft keeps besides its content: its revision and who saved it when."""
+
+    revision = models.PositiveIntegerField(
+        default=1, help_text="Counts the draft's saves: an approval is of one revision."
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class LayoutDraft(Draft):
     """The one working draft of a layout: what the admin saves. Every email keeps the
     layout's published HTML until someone with ``emails.publish_layout`` publishes this."""
 
     layout = models.OneToOneField(Layout, on_delete=models.CASCADE, related_name="draft")
     html = models.TextField("HTML")
     text = models.TextField("plain text", blank=True)
-    revision = models.PositiveIntegerField(default=1)
-    updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
         return f"Draft of {self.layout} (revision {self.revision})"
@@ -433,7 +443,7 @@ class PreviewLink(models.Model):
 DRAFT_FIELDS = (*TEMPLATE_TEXT_FIELDS, "layout", "from_email", "reply_to")
 
 
-class TemplateDraft(models.Model):
+class TemplateDraft(Draft):
     """The one working draft of a template: what the admin saves. Emails use the template's
     published content until someone with ``emails.publish_template`` publishes this."""
 
@@ -447,14 +457,6 @@ class TemplateDraft(models.Model):
     text_body = models.TextField("plain-text body", blank=True)
     from_email = models.CharField("from", max_length=320, blank=True, validators=[validate_sender])
     reply_to = models.EmailField(blank=True)
-    revision = models.PositiveIntegerField(
-        default=1, help_text="Counts the draft's saves: an approval is of one revision."
-    )
-    updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
         return f"Draft of {self.template} (revision {self.revision})"

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Model
+from django.db.models import Model
 from django.utils import timezone
 
 from emails.content.clean import layout_content_check, template_content_check
@@ -107,11 +107,7 @@ def _next_revision(owner) -> int:
     """The next draft revision of a (locked) template or layout: after every one it ever had,
     whether published, discarded or only commented on, so a revision number means one
     content and an approval or a page of an earlier draft never counts for a later one."""
-    seen = 0
-    if isinstance(owner, Template):
-        commented = PreviewComment.objects.filter(template=owner).aggregate(Max("draft_revision"))
-        seen = commented["draft_revision__max"] or 0
-    revision = max(owner.draft_revisions, seen) + 1
+    revision = owner.draft_revisions + 1
     # Not save(): this is bookkeeping, not a version of the template.
     type(owner).objects.filter(pk=owner.pk).update(draft_revisions=revision)
     owner.draft_revisions = revision

@@ -30,7 +30,13 @@ class Migration(migrations.Migration):
                 ),
                 ("html", models.TextField(verbose_name="HTML")),
                 ("text", models.TextField(blank=True, verbose_name="plain text")),
-                ("revision", models.PositiveIntegerField(default=1)),
+                (
+                    "revision",
+                    models.PositiveIntegerField(
+                        default=1,
+                        help_text="Counts the draft's saves: an approval is of one revision.",
+                    ),
+                ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 ("updated_at", models.DateTimeField(auto_now=True)),
                 (
