@@ -276,7 +276,11 @@ class TemplateAdmin(DraftedAdmin):
             "approval_required": settings.EMAILS_PUBLISH_REQUIRES_APPROVAL,
             "published_at": template.published_at if template else None,
             "samples": _all_samples(request),
-            "siblings": Template.objects.filter(usage_type=usage_type).only("pk", "locale")
+            "siblings": Template.objects.filter(
+                usage_type=usage_type,
+                application_id=template.application_id if template else "",
+                organization_id=template.organization_id if template else "",
+            ).only("pk", "locale")
             if usage_type
             else [],
             "usage_type": usage_type,

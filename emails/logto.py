@@ -1,6 +1,9 @@
 """Logto's side of the contract (../shared/logto/CONTRACT.md): the usage types it sends, in
 its own spelling, and which payload keys are secrets. Pure: imports nothing of emails."""
 
+import re
+from collections.abc import Mapping
+
 from django.db import models
 
 
@@ -20,3 +23,31 @@ class UsageType(models.TextChoices):
 
 # Payload keys that are secrets: never logged or shown, wiped once a message is final.
 SECRET_PAYLOAD_KEYS = ("code", "link")
+
+# Logto's ids (nanoids today); anything else in the payload names no scope.
+_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def payload_scope(payload: Mapping) -> tuple[str, str]:
+    """(application id, organization id) of a payload: Logto's ``application.id`` and
+    ``organization.id``, each "" when absent or not an id (Logto drops these objects
+    silently when a lookup fails)."""
+    return _id_of(payload.get("application")), _id_of(payload.get("organization"))
+
+
+def payload_scope_names(payload: Mapping) -> dict[str, tuple[str, str]]:
+    """{"application": (id, name), "organization": (id, name)} for the objects the payload
+    names by a valid id: what the admin's scope picker offers."""
+    named = {}
+    for kind in ("application", "organization"):
+        owner = payload.get(kind)
+        logto_id = _id_of(owner)
+        if logto_id:
+            name = owner.get("displayName") or owner.get("name")
+            named[kind] = (logto_id, name[:200] if isinstance(name, str) else "")
+    return named
+
+
+def _id_of(owner) -> str:
+    value = owner.get("id") if isinstance(owner, Mapping) else None
+    return value if isinstance(value, str) and _ID.fullmatch(value) else ""

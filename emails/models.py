@@ -42,7 +42,63 @@ def normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
-class Layout(models.Model):
+# Logto's ids: nanoids today (21 characters of [a-z0-9]); allow what an id could grow into.
+LOGTO_ID = RegexValidator(
+    r"^[A-Za-z0-9._-]{1,128}$", "a Logto id: letters, digits, '.', '_' or '-' (at most 128)"
+)
+
+
+def validate_from_domain(value: str) -> None:
+    """A from address's domain must be one EMAILS_ALLOWED_FROM_DOMAINS lists, when it is set
+    (a domain the provider has not verified makes every email bounce or land in spam)."""
+    from email.utils import parseaddr
+
+    allowed = settings.EMAILS_ALLOWED_FROM_DOMAINS
+    if not allowed:
+        return
+    domain = parseaddr(value)[1].rpartition("@")[2].lower()
+    if domain not in allowed:
+        raise ValidationError(
+            f"{domain or 'that'} is not a sending domain here; allowed: {', '.join(allowed)}"
+        )
+
+
+class Scoped(models.Model):
+    """Who a row is for: one Logto application and/or one organization (their ids as Logto
+    sends them in ``payload.application.id`` and ``payload.organization.id``); blank: any."""
+
+    application_id = models.CharField(
+        "application",
+        max_length=128,
+        blank=True,
+        default="",
+        validators=[LOGTO_ID],
+        help_text="A Logto application id; blank: every application.",
+    )
+    organization_id = models.CharField(
+        "organization",
+        max_length=128,
+        blank=True,
+        default="",
+        validators=[LOGTO_ID],
+        help_text="A Logto organization id; blank: every organization (and none).",
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def scope_label(self) -> str:
+        return scope_label(self.application_id, self.organization_id)
+
+
+def scope_label(application_id: str, organization_id: str) -> str:
+    parts = [f"application {application_id}"] if application_id else []
+    parts += [f"organization {organization_id}"] if organization_id else []
+    return " + ".join(parts) or "any"
+
+
+class Layout(Scoped):
     """A shared HTML wrapper (header with the logo, footer with company information) around
     the templates that use it: ``{{ content }}`` is where a template's body goes. Publishing
     an edit of a layout (its draft, LayoutDraft) changes every email that uses it."""
@@ -118,7 +174,7 @@ class LayoutDraft(Draft):
 TEMPLATE_TEXT_FIELDS = ("subject", "preheader", "html_body", "text_body")
 
 
-class Template(models.Model):
+class Template(Scoped):
     usage_type = models.CharField(max_length=32, choices=UsageType.choices)
     locale = models.CharField(
         max_length=MAX_TAG_LENGTH,
@@ -148,8 +204,8 @@ class Template(models.Model):
         "from",
         max_length=320,
         blank=True,
-        validators=[validate_sender],
-        help_text="Blank: DEFAULT_FROM_EMAIL.",
+        validators=[validate_sender, validate_from_domain],
+        help_text="Blank: the scope's sender profile, else DEFAULT_FROM_EMAIL.",
     )
     reply_to = models.EmailField(blank=True)
     default_checksum = models.CharField(
@@ -176,16 +232,18 @@ class Template(models.Model):
     history = HistoricalRecords(excluded_fields=["updated_at", "draft_revisions"])
 
     class Meta:
-        ordering = ["usage_type", "locale"]
+        ordering = ["usage_type", "locale", "application_id", "organization_id"]
         permissions = [("publish_template", "Can publish a template's draft")]
         constraints = [
             models.UniqueConstraint(
-                fields=["usage_type", "locale"], name="emails_template_type_locale_uniq"
+                fields=["usage_type", "locale", "application_id", "organization_id"],
+                name="emails_template_type_locale_scope_uniq",
             ),
         ]
 
     def __str__(self):
-        return f"{self.usage_type} · {self.locale}"
+        scope = self.scope_label
+        return f"{self.usage_type} · {self.locale}" + ("" if scope == "any" else f" · {scope}")
 
     def save(self, *args, **kwargs):
         # Lookups compare normalised tags, so the stored tag must be normalised too.
@@ -262,6 +320,12 @@ class Message(models.Model):
         null=True,
         blank=True,
         help_text="CLDR language distance between that tag and the served locale (0: same).",
+    )
+    template_scope = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="The scope of the template that served it: application, organization, "
+        "application+organization, or blank (any).",
     )
     used_fallback = models.BooleanField(
         default=False,
@@ -455,7 +519,9 @@ class TemplateDraft(Draft):
     )
     html_body = models.TextField("HTML body")
     text_body = models.TextField("plain-text body", blank=True)
-    from_email = models.CharField("from", max_length=320, blank=True, validators=[validate_sender])
+    from_email = models.CharField(
+        "from", max_length=320, blank=True, validators=[validate_sender, validate_from_domain]
+    )
     reply_to = models.EmailField(blank=True)
 
     def __str__(self):
@@ -522,10 +588,9 @@ def validate_support_link(value: str) -> None:
 ACCENT_COLOR = RegexValidator(r"^#[0-9a-fA-F]{6}$", "a colour as #rrggbb, e.g. #5d34f2")
 
 
-class Brand(models.Model):
-    """The brand every layout shows, edited in the admin (one row). A blank field falls back
-    to its setting (EMAILS_BRAND_NAME, EMAILS_BRAND_LOGO_URL, EMAILS_COMPANY_INFO); Logto's
-    application and organization branding in a payload still come first for name and logo."""
+class BrandFields(models.Model):
+    """What a brand says: the global brand settings (Brand) and one application's or
+    organization's (ScopeBrand)."""
 
     product_name = models.CharField(max_length=100, blank=True)
     logo = models.FileField(
@@ -554,11 +619,95 @@ class Brand(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        abstract = True
+
+
+class Brand(BrandFields):
+    """The brand every layout shows, edited in the admin (one row). A blank field falls back
+    to its setting (EMAILS_BRAND_NAME, EMAILS_BRAND_LOGO_URL, EMAILS_COMPANY_INFO); Logto's
+    application and organization branding in a payload still come first for name and logo,
+    and an application's or organization's own brand (ScopeBrand) before that."""
+
+    class Meta:
         verbose_name = "brand settings"
         verbose_name_plural = "brand settings"
 
     def __str__(self):
         return "Brand settings"
+
+
+SCOPE_GIVEN = ~Q(application_id="", organization_id="")
+
+
+class ScopeBrand(Scoped, BrandFields):
+    """One application's or organization's brand: each field it sets comes before Logto's
+    branding in the payload and the global brand settings; a blank one falls through."""
+
+    class Meta:
+        ordering = ["application_id", "organization_id"]
+        verbose_name = "brand of an application or organization"
+        verbose_name_plural = "brands of applications and organizations"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application_id", "organization_id"], name="emails_scopebrand_scope_uniq"
+            ),
+            models.CheckConstraint(condition=SCOPE_GIVEN, name="emails_scopebrand_scoped"),
+        ]
+
+    def __str__(self):
+        return f"Brand of {self.scope_label}"
+
+
+class SenderProfile(Scoped):
+    """The sender of one application's or organization's emails, so that its templates need
+    not repeat it: a template's own from and reply-to still come first."""
+
+    from_name = models.CharField(max_length=100, blank=True)
+    from_address = models.EmailField(
+        blank=True, validators=[validate_from_domain], help_text="Blank: DEFAULT_FROM_EMAIL's."
+    )
+    reply_to = models.EmailField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["application_id", "organization_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application_id", "organization_id"], name="emails_sender_scope_uniq"
+            ),
+            models.CheckConstraint(condition=SCOPE_GIVEN, name="emails_sender_scoped"),
+        ]
+
+    def __str__(self):
+        return f"Sender of {self.scope_label}"
+
+    def clean(self):
+        if any(char in self.from_name for char in "\r\n"):
+            raise ValidationError({"from_name": "must be on one line"})
+
+
+class SeenScope(models.Model):
+    """An application or organization Logto has sent emails for, with the name it sent: what
+    the admin offers when an operator scopes a template. Written by the workers, at most
+    once per hour per id and process (emails/content/scopes.py)."""
+
+    class Kind(models.TextChoices):
+        APPLICATION = "application", "Application"
+        ORGANIZATION = "organization", "Organization"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    logto_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=200, blank=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["kind", "name", "logto_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "logto_id"], name="emails_seenscope_uniq"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.name or self.logto_id}"
 
 
 class PendingImport(models.Model):

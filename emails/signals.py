@@ -6,10 +6,11 @@ from django.db.backends.signals import connection_created
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from emails.content.scopes import scope_brands, sender_profiles
 from emails.content.selectors import enabled_templates, sending_templates
 from emails.delivery.deliver import provider_connection
 from emails.delivery.tracking import tracking_event_record
-from emails.models import Layout, Template
+from emails.models import Layout, ScopeBrand, SenderProfile, Template
 
 
 @receiver([post_save, post_delete], sender=Template, dispatch_uid="emails.templates_changed")
@@ -17,6 +18,16 @@ from emails.models import Layout, Template
 def on_template_change(sender, **kwargs):
     enabled_templates.clear()
     sending_templates.clear()
+
+
+@receiver([post_save, post_delete], sender=SenderProfile, dispatch_uid="emails.senders_changed")
+def on_sender_change(sender, **kwargs):
+    sender_profiles.clear()
+
+
+@receiver([post_save, post_delete], sender=ScopeBrand, dispatch_uid="emails.brands_changed")
+def on_scope_brand_change(sender, **kwargs):
+    scope_brands.clear()
 
 
 @receiver(tracking, dispatch_uid="emails.tracking_event")

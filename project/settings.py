@@ -155,6 +155,13 @@ if EMAILS_FAILOVER_ON_TIMEOUT not in ("codes", "true", "false"):
         f"EMAILS_FAILOVER_ON_TIMEOUT={EMAILS_FAILOVER_ON_TIMEOUT!r} must be codes, true or false"
     )
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Mailroom <no-reply@localhost>")
+# The domains a template or sender profile may send from ("acme.example,beta.example");
+# empty: any. The provider must have verified them, or emails bounce or land in spam.
+EMAILS_ALLOWED_FROM_DOMAINS = [
+    domain.strip().lower().lstrip("@")
+    for domain in env.list("EMAILS_ALLOWED_FROM_DOMAINS", default=[])
+    if domain.strip()
+]
 EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")

@@ -68,16 +68,16 @@ def readme_examples() -> list[list[str]]:
     return rows
 
 
-def templates_from(cell: str) -> dict[tuple[str, str], bool]:
+def templates_from(cell: str) -> dict[tuple[str, str, str, str], bool]:
     """'shipped + he', 'en, zh', 'de, fr; Generic: en' as (usage type, locale) pairs."""
     typed, _, generic = cell.partition("; Generic:")
     if typed.startswith("shipped"):
         locales = [*LOCALES, *(extra.strip() for extra in typed.split("+")[1:])]
     else:
         locales = [locale.strip() for locale in typed.split(",")]
-    available = {(UsageType.SIGN_IN.value, locale): True for locale in locales}
+    available = {(UsageType.SIGN_IN.value, locale, "", ""): True for locale in locales}
     for locale in generic.split(",") if generic else []:
-        available[(UsageType.GENERIC.value, locale.strip())] = True
+        available[(UsageType.GENERIC.value, locale.strip(), "", "")] = True
     return available
 
 
@@ -115,7 +115,7 @@ def test_each_readme_example_is_how_a_template_is_chosen(row, settings):
 
 
 def test_a_higher_cut_off_allows_related_languages(settings):
-    available = {("SignIn", locale): True for locale in LOCALES}
+    available = {("SignIn", locale, "", ""): True for locale in LOCALES}
     settings.EMAILS_LOCALE_MAX_DISTANCE = 25
     picked = template_chain_pick(usage_type="SignIn", wanted=["ca"], available=available)
     assert picked is not None and (picked[1].locale, picked[1].distance) == ("es", 20)

@@ -11,6 +11,7 @@ from django.conf import settings
 from emails.content.brand import brand_current
 from emails.content.rendering.context import email_context
 from emails.content.rendering.render import LayoutSource, RenderedEmail, render_parts
+from emails.content.scopes import scope_brand
 from emails.models import Layout
 
 
@@ -24,15 +25,18 @@ def compose(
     preheader: str = "",
     layout: Layout | None = None,
     brand: Mapping | None = None,
+    own_brand: Mapping | None = None,
 ) -> RenderedEmail:
     """Render one email through rendering's one path (render_parts): the same bytes for
     delivery and every preview. A part that fails is in ``errors``; sending refuses such an
     email, a preview shows them. ``brand``: the saved brand settings unless given (the brand
-    page previews unsaved ones)."""
+    page previews unsaved ones); ``own_brand``: the payload's application's or
+    organization's saved brand (content/scopes.scope_brand) unless given."""
     context = email_context(
         payload,
         locale=locale,
         brand=brand if brand is not None else brand_current(),
+        own_brand=own_brand if own_brand is not None else scope_brand(payload),
         expires_in_minutes=max(1, round(settings.EMAILS_CODE_TTL / 60)),
     )
     source = LayoutSource(html=layout.html, text=layout.text) if layout is not None else None
@@ -68,6 +72,7 @@ def compose_content(
     locale: str,
     layout: Layout | None = None,
     brand: Mapping | None = None,
+    own_brand: Mapping | None = None,
 ) -> RenderedEmail:
     """compose() for a content dict (template_content's shape). Pass ``layout`` when it is
     already loaded; otherwise ``layout_id`` is looked up."""
@@ -82,4 +87,5 @@ def compose_content(
         payload=payload,
         locale=locale,
         brand=brand,
+        own_brand=own_brand,
     )

@@ -37,9 +37,15 @@ class Asked:
 def coverage_matrix(*, days: int = 7) -> dict:
     """{"locales": [...], "rows": [(usage type, label, [Cell per locale])], "days": days,
     "asked": [Asked]}"""
-    templates = list(Template.objects.only("pk", "usage_type", "locale", "enabled", "published_at"))
+    templates = list(
+        Template.objects.filter(application_id="", organization_id="").only(
+            "pk", "usage_type", "locale", "enabled", "published_at"
+        )
+    )
     by_pair = {(t.usage_type, t.locale): t for t in templates}
-    enabled = {pair: True for pair, t in by_pair.items() if t.enabled and t.published_at}
+    enabled = {
+        (*pair, "", ""): True for pair, t in by_pair.items() if t.enabled and t.published_at
+    }
     since = timezone.now() - timedelta(days=days)
     fallbacks = {
         (row["usage_type"], row["requested_locale"]): row["count"]

@@ -135,7 +135,11 @@ def sync_defaults(template_model, layout_model, *, force: bool = False) -> SyncR
         report.created += 1
     else:
         _update(layout, layout_fields, ("html", "text"), force, report)
-    existing = {(t.usage_type, t.locale): t for t in template_model.objects.all()}
+    # The shipped defaults are the unscoped templates; an application's own are its operator's.
+    templates = template_model.objects.all()
+    if any(field.name == "application_id" for field in template_model._meta.fields):
+        templates = templates.filter(application_id="", organization_id="")  # not in 0002's
+    existing = {(t.usage_type, t.locale): t for t in templates}
     for fields in default_templates():
         template = existing.get((fields["usage_type"], fields["locale"]))
         if template is None:

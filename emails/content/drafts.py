@@ -171,16 +171,22 @@ def draft_discard(obj) -> bool:
 
 
 def translation_start(source: Template, locale: str, *, user=None) -> tuple[Template, bool]:
-    """A template of ``source``'s usage type in ``locale``, made as a draft copied from
-    ``source`` (unpublished: it serves nothing until someone publishes it), or the one that
-    exists already, untouched. Returns it and whether it was made."""
-    existing = Template.objects.filter(usage_type=source.usage_type, locale=locale).first()
+    """A template of ``source``'s usage type and scope in ``locale``, made as a draft copied
+    from ``source`` (unpublished: it serves nothing until someone publishes it), or the one
+    that exists already, untouched. Returns it and whether it was made."""
+    same = Template.objects.filter(
+        usage_type=source.usage_type,
+        locale=locale,
+        application_id=source.application_id,
+        organization_id=source.organization_id,
+    )
+    existing = same.first()
     if existing is not None:
         return existing, False
     try:
         return _translation_make(source, locale, user=user), True
     except IntegrityError:  # made meanwhile by another request
-        return Template.objects.get(usage_type=source.usage_type, locale=locale), False
+        return same.get(), False
 
 
 def _translation_make(source: Template, locale: str, *, user=None) -> Template:
@@ -188,6 +194,8 @@ def _translation_make(source: Template, locale: str, *, user=None) -> Template:
         template = Template(
             usage_type=source.usage_type,
             locale=locale,
+            application_id=source.application_id,
+            organization_id=source.organization_id,
             enabled=True,
             published_at=None,
             **draft_values(source),

@@ -22,6 +22,24 @@ class TemplateRef:
     pk: int
     usage_type: str
     locale: str
+    application_id: str = ""
+    organization_id: str = ""
+
+    @property
+    def scope(self) -> str:
+        """Which scope it serves: "application", "organization", both ("+"), "" (any)."""
+        return "+".join(
+            name
+            for name, value in (
+                ("application", self.application_id),
+                ("organization", self.organization_id),
+            )
+            if value
+        )
+
+
+# A template's place in the chain: (usage type, locale, application id, organization id).
+TemplateKey = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True)
@@ -32,28 +50,28 @@ class TemplateChoice:
 
 
 class _EnabledTemplates:
-    """(usage type, locale) -> TemplateRef of every enabled template, kept per process for
+    """TemplateKey -> TemplateRef of every enabled template, kept per process for
     EMAILS_TEMPLATE_CACHE_SECONDS so Logto's request costs no template query. An edit made in
     this process applies at once (signals clear it); one made elsewhere within that time."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._loaded_at = float("-inf")
-        self._refs: dict[tuple[str, str], TemplateRef] = {}
+        self._refs: dict[TemplateKey, TemplateRef] = {}
 
-    def get(self) -> dict[tuple[str, str], TemplateRef]:
+    def get(self) -> dict[TemplateKey, TemplateRef]:
         if time.monotonic() - self._loaded_at >= settings.EMAILS_TEMPLATE_CACHE_SECONDS:
             refs = {
-                (usage_type, locale): TemplateRef(pk, usage_type, locale)
-                for pk, usage_type, locale in Template.objects.filter(
+                (usage_type, locale, app, org): TemplateRef(pk, usage_type, locale, app, org)
+                for pk, usage_type, locale, app, org in Template.objects.filter(
                     enabled=True, published_at__isnull=False
-                ).values_list("pk", "usage_type", "locale")
+                ).values_list("pk", "usage_type", "locale", "application_id", "organization_id")
             }
             with self._lock:
                 self._refs, self._loaded_at = refs, time.monotonic()
         return self._refs
 
-    def cached(self) -> dict[tuple[str, str], TemplateRef]:
+    def cached(self) -> dict[TemplateKey, TemplateRef]:
         """What get() last loaded, never a query (for labels, not for choosing)."""
         return self._refs
 
@@ -108,12 +126,32 @@ def in_logto_order(templates) -> list[Template]:
     )
 
 
+def scopes_for(application_id: str = "", organization_id: str = "") -> list[tuple[str, str]]:
+    """The scopes whose templates may serve a message of this application and organization,
+    most specific first: both, the organization's, the application's, any."""
+    scopes = [
+        (application_id, organization_id),
+        ("", organization_id),
+        (application_id, ""),
+        ("", ""),
+    ]
+    return list(dict.fromkeys(scopes))  # without the repeats a blank id makes
+
+
 def template_chain_pick(
-    *, usage_type: str, wanted: list[str], available: Mapping[tuple[str, str], T]
+    *,
+    usage_type: str,
+    wanted: list[str],
+    available: Mapping[TemplateKey, T],
+    application_id: str = "",
+    organization_id: str = "",
 ) -> tuple[str, LocaleMatch, T] | None:
-    """The template chain, the one rule of which template serves a message: the usage type's
-    templates, in the locale that best serves ``wanted`` (``emails.locales.locale_match``:
-    each wanted tag's closest locale, then the default's), then the same for Generic.
+    """The template chain, the one rule of which template serves a message. Language first,
+    then scope: the usage type's templates that may serve this application and organization
+    (any of ``scopes_for``), in the locale that best serves ``wanted``
+    (``emails.locales.locale_match``: each wanted tag's closest locale, then the default's);
+    in that locale the most specific scope's; then the same for Generic. So a French user
+    of an organization that only overrides English gets the French unscoped email.
     Unknown types (a newer Logto, the old ``Test``) go straight to Generic. Returns the
     first (usage type, match, value) that ``available`` holds, or None. The sender's choice
     and the coverage page use it.
@@ -123,41 +161,61 @@ def template_chain_pick(
     usage_types = [usage_type] if usage_type in UsageType.values else []
     if UsageType.GENERIC not in usage_types:
         usage_types.append(UsageType.GENERIC)
+    scopes = scopes_for(application_id, organization_id)
+    index = _index_of(available)
     for candidate_type in usage_types:
+        by_scope = [(scope, index.get((candidate_type, *scope), _NONE)) for scope in scopes]
+        locales = (
+            by_scope[0][1]
+            if len(by_scope) == 1
+            else frozenset().union(*(found for _scope, found in by_scope))
+        )
         match = locale_match(
             wanted,
-            _locales_of(available, candidate_type),
+            locales,
             default=settings.EMAILS_DEFAULT_LOCALE,
             max_distance=settings.EMAILS_LOCALE_MAX_DISTANCE,
         )
         if match is not None:
-            return candidate_type, match, available[(candidate_type, match.locale)]
+            scope = next(scope for scope, found in by_scope if match.locale in found)
+            return candidate_type, match, available[(candidate_type, match.locale, *scope)]
     return None
 
 
-def _locales_of(available: Mapping[tuple[str, str], object], usage_type: str) -> frozenset[str]:
-    """The locales ``available`` holds for one usage type. The index is kept while the same
-    mapping comes back (the per-process list is one dict until it is reloaded)."""
+_NONE: frozenset[str] = frozenset()
+
+
+def _index_of(available: Mapping[TemplateKey, object]) -> dict[tuple[str, str, str], frozenset]:
+    """(usage type, application id, organization id) -> the locales ``available`` holds.
+    The index is kept while the same mapping comes back (the per-process list is one dict
+    until it is reloaded)."""
     global _last_index
-    source, by_type = _last_index
+    source, index = _last_index
     if source is not available:
-        grouped: dict[str, set[str]] = {}
-        for candidate_type, locale in available:
-            grouped.setdefault(candidate_type, set()).add(locale)
-        by_type = {key: frozenset(locales) for key, locales in grouped.items()}
-        _last_index = (available, by_type)  # one assignment: threads see old or new
-    return by_type.get(usage_type, frozenset())
+        grouped: dict[tuple[str, str, str], set[str]] = {}
+        for candidate_type, locale, app, org in available:
+            grouped.setdefault((candidate_type, app, org), set()).add(locale)
+        index = {key: frozenset(locales) for key, locales in grouped.items()}
+        _last_index = (available, index)  # one assignment: threads see old or new
+    return index
 
 
-_last_index: tuple[object, dict[str, frozenset[str]]] = (None, {})
+_last_index: tuple[object, dict[tuple[str, str, str], frozenset]] = (None, {})
 
 
-def template_select(*, usage_type: str, wanted: list[str]) -> TemplateChoice | None:
+def template_select(
+    *, usage_type: str, wanted: list[str], application_id: str = "", organization_id: str = ""
+) -> TemplateChoice | None:
     """The enabled template that serves the message (template_chain_pick), how its locale
     matched, and whether that was a fallback (another type, or not ``payload.locale``'s own
-    language); None when nothing can serve it."""
+    language); None when nothing can serve it. A scope is never a fallback: an application
+    without a template of its own gets the unscoped one, as it should."""
     picked = template_chain_pick(
-        usage_type=usage_type, wanted=wanted, available=enabled_templates.get()
+        usage_type=usage_type,
+        wanted=wanted,
+        available=enabled_templates.get(),
+        application_id=application_id,
+        organization_id=organization_id,
     )
     if picked is None:
         return None

@@ -41,6 +41,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from emails.content.composer import compose_content, template_content
+from emails.content.scopes import scopes_seen, sender_for
 from emails.content.selectors import sending_templates
 from emails.delivery.circuits import (
     Candidate,
@@ -164,8 +165,9 @@ def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
         # A template error or one over its budget: no retry makes it render.
         return _finish(message, MessageStatus.FAILED, error=f"template error: {rendered.errors[0]}")
 
-    from_email = (template.from_email if template else "") or settings.DEFAULT_FROM_EMAIL
-    reply_to = template.reply_to if template else ""
+    from_email, reply_to = sender_for(template, message.payload)
+    if not message.is_test:
+        scopes_seen(message.payload)
 
     def email_for(provider: str) -> EmailMultiAlternatives:
         email = EmailMultiAlternatives(

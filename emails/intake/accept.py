@@ -25,6 +25,7 @@ from emails.delivery.dispatch import message_publish
 from emails.delivery.relay import relay_enabled
 from emails.intake.outbox_insert import OverLimit, outbox_insert
 from emails.locales import requested_locales
+from emails.logto import payload_scope
 from emails.metrics import count_fallback, count_message
 from emails.models import Message, MessageStatus, Template
 
@@ -52,10 +53,16 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
     nothing is claimed as stored that is not. Publishing to the broker never fails this call.
     """
     wanted = requested_locales(payload)
+    application_id, organization_id = payload_scope(payload)
     now = timezone.now()
     key = dedup_key(to=to, usage_type=usage_type, payload=payload)
     for _attempt in range(2):
-        choice = template_select(usage_type=usage_type, wanted=wanted)
+        choice = template_select(
+            usage_type=usage_type,
+            wanted=wanted,
+            application_id=application_id,
+            organization_id=organization_id,
+        )
         if choice is None:
             raise NoTemplateError(usage_type)
         message = Message(
@@ -66,6 +73,7 @@ def message_accept(*, to: str, usage_type: str, payload: dict, ip: str = "") -> 
             template_id=choice.template.pk,
             template_usage_type=choice.template.usage_type,
             template_locale=choice.template.locale,
+            template_scope=choice.template.scope,
             requested_locale=wanted[0] if wanted else settings.EMAILS_DEFAULT_LOCALE,
             locale_matched=choice.match.requested,
             locale_distance=choice.match.distance,
@@ -110,7 +118,7 @@ def _count_accepted(message: Message) -> None:
             message.usage_type,
             message.requested_locale,
             message.template_locale,
-            locales={locale for _type, locale in enabled_templates.cached()},
+            locales={key[1] for key in enabled_templates.cached()},
         )
 
 

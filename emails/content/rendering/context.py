@@ -23,30 +23,40 @@ RTL_LANGUAGES = {"ar", "fa", "he", "ur", "ps", "sd", "ug", "yi", "dv", "ckb"}
 
 
 def email_context(
-    payload: Mapping, *, locale: str, brand: Mapping, expires_in_minutes: int
+    payload: Mapping,
+    *,
+    locale: str,
+    brand: Mapping,
+    expires_in_minutes: int,
+    own_brand: Mapping | None = None,
 ) -> dict:
     """The template context: the Logto payload (frozen) plus a few derived, plain values:
 
     - ``brand``: name, logo_url, company_info, and accent_color, footer_text, support_url
-      (the admin's brand settings). Name and logo from the payload when it has them
+      (the admin's brand settings). ``own_brand`` first: what the message's application or
+      organization set for itself. Then name and logo from the payload when it has them
       (``organization.branding.logoUrl``, ``application.branding.logoUrl``,
-      ``application.displayName`` or ``name``), else from ``brand`` (the configured defaults).
+      ``application.displayName`` or ``name``), then ``brand`` (the configured defaults).
     - ``lang`` and ``direction`` (``rtl`` for Arabic, Persian, ...) for the template's locale.
     - ``expires_in_minutes``: the code's lifetime, for expiry wording.
     """
     context = dict(freeze(payload))
     application = _mapping(payload.get("application"))
     organization = _mapping(payload.get("organization"))
+    own = own_brand or {}
     context["brand"] = freeze(
         {
-            "name": _first_text(application.get("displayName"), application.get("name"))
+            "name": _first_text(
+                own.get("name"), application.get("displayName"), application.get("name")
+            )
             or brand.get("name", ""),
             "logo_url": _first_text(
-                _branding(organization).get("logoUrl"), _branding(application).get("logoUrl")
+                own.get("logo_url"),
+                _branding(organization).get("logoUrl"),
+                _branding(application).get("logoUrl"),
             )
             or brand.get("logo_url", ""),
-            "company_info": brand.get("company_info", ""),
-            **{key: brand.get(key, "") for key in BRAND_EXTRAS},
+            **{key: own.get(key) or brand.get(key, "") for key in ("company_info", *BRAND_EXTRAS)},
         }
     )
     language = locale.split("-")[0].lower()

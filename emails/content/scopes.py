@@ -1,0 +1,119 @@
+"""What an application or organization has of its own besides templates: its sender profile
+and its brand (read per process, like the template lists), and the applications and
+organizations Logto has sent emails for (what the admin's scope picker offers)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from email.utils import formataddr, parseaddr
+
+from django.conf import settings
+from django.db import IntegrityError
+from django.utils import timezone
+
+from emails.content.brand import BRAND_FIELDS, logo_url
+from emails.content.selectors import scopes_for
+from emails.logto import payload_scope, payload_scope_names
+from emails.models import ScopeBrand, SeenScope, SenderProfile
+
+
+class _ScopeRows:
+    """(application id, organization id) -> row of one model, every row kept per process
+    for EMAILS_TEMPLATE_CACHE_SECONDS (there are as many as an operator made: a handful to a
+    few thousand). A save in this process applies at once (signals clear it)."""
+
+    def __init__(self, model):
+        self._model = model
+        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")
+        self._rows: dict[tuple[str, str], object] = {}
+
+    def get(self) -> dict[tuple[str, str], object]:
+        if time.monotonic() - self._loaded_at >= settings.EMAILS_TEMPLATE_CACHE_SECONDS:
+            rows = {
+                (row.application_id, row.organization_id): row for row in self._model.objects.all()
+            }
+            with self._lock:
+                self._rows, self._loaded_at = rows, time.monotonic()
+        return self._rows
+
+    def clear(self) -> None:
+        with self._lock:
+            self._loaded_at = float("-inf")
+
+
+sender_profiles = _ScopeRows(SenderProfile)
+scope_brands = _ScopeRows(ScopeBrand)
+
+
+def _in_scope(rows: Mapping, payload: Mapping) -> list:
+    """The rows that apply to a message of this payload, most specific first."""
+    return [row for scope in scopes_for(*payload_scope(payload)) if (row := rows.get(scope))]
+
+
+def sender_for(template, payload: Mapping) -> tuple[str, str]:
+    """(from, reply-to) of an email: the template's own, else its scope's sender profile
+    (the organization's before the application's), else DEFAULT_FROM_EMAIL and none.
+    A test send (no template) takes the profile of its sample payload's scope."""
+    from_email = template.from_email if template is not None else ""
+    reply_to = template.reply_to if template is not None else ""
+    if not (from_email and reply_to):
+        for profile in _in_scope(sender_profiles.get(), payload):
+            if not from_email and profile.from_address:
+                default_name = parseaddr(settings.DEFAULT_FROM_EMAIL)[0]
+                from_email = formataddr((profile.from_name or default_name, profile.from_address))
+            reply_to = reply_to or profile.reply_to
+    return from_email or settings.DEFAULT_FROM_EMAIL, reply_to
+
+
+# A brand field's name in the template's ``brand`` (emails.content.brand.brand_from).
+_BRAND_KEYS = {"product_name": "name", "legal_address": "company_info"}
+
+
+def scope_brand(payload: Mapping) -> dict:
+    """The ``brand`` values this payload's application or organization set for itself (its
+    ScopeBrand; the organization's before the application's), only those set: they come
+    before Logto's branding in the payload and the global brand settings."""
+    brand: dict = {}
+    for row in _in_scope(scope_brands.get(), payload):
+        for field in BRAND_FIELDS:
+            if getattr(row, field):
+                brand.setdefault(_BRAND_KEYS.get(field, field), getattr(row, field))
+        if row.logo and (url := logo_url(row.logo.name)):
+            brand.setdefault("logo_url", url)
+    return brand
+
+
+_seen: dict[tuple[str, str, str], float] = {}
+SEEN_EVERY = 3600.0
+SEEN_KEPT = 10_000
+
+
+def scopes_seen(payload: Mapping) -> None:
+    """Note the application and organization a delivered email was for, with the names Logto
+    sent, for the admin's scope picker: at most once per SEEN_EVERY per id and name and
+    process, so a busy application costs no write per email."""
+    now = time.monotonic()
+    for kind, (logto_id, name) in payload_scope_names(payload).items():
+        key = (kind, logto_id, name)
+        if now - _seen.get(key, float("-inf")) < SEEN_EVERY:
+            continue
+        if len(_seen) >= SEEN_KEPT:
+            _seen.clear()
+        _seen[key] = now
+        values = {"last_seen_at": timezone.now(), **({"name": name} if name else {})}
+        try:
+            SeenScope.objects.update_or_create(kind=kind, logto_id=logto_id, defaults=values)
+        except IntegrityError:  # another worker inserted it first: it is seen
+            pass
+
+
+def seen_scopes() -> dict[str, list[SeenScope]]:
+    """{"application": [...], "organization": [...]}, most recently seen first (at most 500
+    each): the picker's choices."""
+    return {
+        kind: list(SeenScope.objects.filter(kind=kind).order_by("-last_seen_at")[:500])
+        for kind in SeenScope.Kind.values
+    }
