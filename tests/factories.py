@@ -5,18 +5,18 @@ from emails.models import Message, Template
 
 
 class TemplateFactory(factory.django.DjangoModelFactory):
-    """The template for (usage_type, locale) becomes exactly this one, replacing a starter
-    template of the same pair if the database has it."""
+    """The template for (usage_type, locale, application_id, organization_id) becomes exactly
+    this one, replacing a starter template of the same pair if the database has it."""
 
     class Meta:
         model = Template
 
     @classmethod
     def _create(cls, model_class, *args, **kwargs):
-        usage_type, locale = kwargs.pop("usage_type"), kwargs.pop("locale")
-        template, _ = model_class.objects.update_or_create(
-            usage_type=usage_type, locale=locale, defaults=kwargs
-        )
+        key = {name: kwargs.pop(name) for name in ("usage_type", "locale")}
+        for name in ("application_id", "organization_id"):
+            key[name] = kwargs.pop(name, "")
+        template, _ = model_class.objects.update_or_create(**key, defaults=kwargs)
         return template
 
     usage_type = UsageType.SIGN_IN

@@ -8,7 +8,7 @@ CI=true it fails instead.
 import pytest
 from django.db import connection
 
-from emails.models import Message, MessageStatus
+from emails.models import Message, MessageStatus, SenderProfile
 from tests.factories import TemplateFactory
 from tests.helpers import AUTHORIZATION, load_payload, require_postgres, require_service
 from tests.processes import (
@@ -85,3 +85,53 @@ def test_the_running_service_refuses_a_wrong_authorization(stack):
     assert (status, answer) == (401, {"message": "Authorization header is not valid."})
     assert not Message.objects.exists()
     assert postmark.requests == []
+
+
+def test_two_applications_and_an_organization_get_their_own_email_and_sender(stack):
+    port, postmark = stack
+    # Given the shop's own sign-in email, the admin console's own sender, and an
+    # organization with its own sign-in email and sender (the unscoped one serves the rest)
+    body = load_payload("sign-in-fr.json")
+    shop = body["payload"]["application"]["id"]
+    TemplateFactory(usage_type="SignIn", locale="fr", subject="Connexion · tout le monde")
+    TemplateFactory(
+        usage_type="SignIn", locale="fr", application_id=shop, subject="Connexion · boutique"
+    )
+    TemplateFactory(
+        usage_type="SignIn", locale="fr", organization_id="org-acme", subject="Connexion · Acme"
+    )
+    SenderProfile.objects.create(
+        application_id=shop, from_name="La Boutique", from_address="shop@shop.example"
+    )
+    SenderProfile.objects.create(application_id="app-console", from_address="console@acme.example")
+    SenderProfile.objects.create(
+        organization_id="org-acme", from_name="Acme", from_address="acme@acme.example"
+    )
+
+    # When Logto posts a sign-in for each
+    for to, application, organization in [
+        ("shop@example.com", shop, None),
+        ("console@example.com", "app-console", None),
+        ("member@example.com", shop, {"id": "org-acme", "name": "Acme", "branding": {}}),
+    ]:
+        payload = {key: value for key, value in body["payload"].items() if key != "organization"}
+        payload["application"] = {"id": application, "name": application}
+        if organization:
+            payload["organization"] = organization
+        status, _ = post(port, {**body, "to": to, "payload": payload})
+        assert status == 200
+
+    # Then each reaches the provider with its own email and sender
+    wait_for(lambda: len(postmark.requests) >= 3, timeout=60, what="three emails to be sent")
+    sent = {r.json()["To"]: (r.json()["Subject"], r.json()["From"]) for r in postmark.requests}
+    assert sent == {
+        "shop@example.com": ("Connexion · boutique", "La Boutique <shop@shop.example>"),
+        "console@example.com": ("Connexion · tout le monde", "Acme <console@acme.example>"),
+        "member@example.com": ("Connexion · Acme", "Acme <acme@acme.example>"),
+    }
+    scopes = dict(Message.objects.values_list("to", "template_scope"))
+    assert scopes == {
+        "shop@example.com": "application",
+        "console@example.com": "",
+        "member@example.com": "organization",
+    }

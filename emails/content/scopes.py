@@ -96,9 +96,11 @@ def scopes_seen(payload: Mapping) -> None:
     sent, for the admin's scope picker: at most once per SEEN_EVERY per id and name and
     process, so a busy application costs no write per email."""
     now = time.monotonic()
+    # With the per-process lists off (EMAILS_TEMPLATE_CACHE_SECONDS=0), no memo either.
+    every = SEEN_EVERY if settings.EMAILS_TEMPLATE_CACHE_SECONDS > 0 else 0.0
     for kind, (logto_id, name) in payload_scope_names(payload).items():
         key = (kind, logto_id, name)
-        if now - _seen.get(key, float("-inf")) < SEEN_EVERY:
+        if now - _seen.get(key, float("-inf")) < every:
             continue
         if len(_seen) >= SEEN_KEPT:
             _seen.clear()

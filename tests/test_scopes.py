@@ -1,0 +1,256 @@
+"""Templates, senders and brands per Logto application and organization (issue 15): which
+template serves a message (language first, then scope), whose sender and brand it carries,
+and what the workers note of the applications and organizations they saw."""
+
+import pytest
+from django.core import mail
+from django.core.exceptions import ValidationError
+
+from emails.content.selectors import template_chain_pick
+from emails.models import (
+    Message,
+    ScopeBrand,
+    SeenScope,
+    SenderProfile,
+    Template,
+    validate_from_domain,
+)
+from tests.factories import TemplateFactory
+
+APP, ORG = "app-shop", "org-acme"
+
+# Which template serves a SignIn message, by what exists. Each template is
+# "<locale>" (unscoped), "<locale>@org", "<locale>@app" or "<locale>@app+org"; the message
+# is of application APP and (org: yes) organization ORG, asking for a locale.
+SELECTION = [
+    # available templates,              org,  asks,   served
+    ("en, fr, en@org", True, "en", "en@org"),
+    # Language first: the organization overrides only English, so French users get French.
+    ("en, fr, en@org", True, "fr", "fr"),
+    ("en, fr, en@org", False, "en", "en"),  # not of that organization: the unscoped one
+    ("en, en@app, en@org", True, "en", "en@org"),  # the organization before the application
+    ("en, en@app, en@org", False, "en", "en@app"),
+    ("en, en@app, en@org, en@app+org", True, "en", "en@app+org"),  # both: most specific
+    ("en, en@app+org", False, "en", "en"),  # both, but not that organization
+    # The organization's fr-CA is a closer language than the unscoped fr: it serves.
+    ("en, fr, fr-CA@org", True, "fr-CA", "fr-CA@org"),
+    ("en, fr, fr-CA@org", False, "fr-CA", "fr"),
+    # Nothing in the language: the default locale's most specific template.
+    ("en, en@org, de", True, "ja", "en@org"),
+    ("en@org", False, "en", "Generic en"),  # only another scope has SignIn: Generic serves
+    ("en@org", True, "de", "en@org"),  # the default locale, in the organization's scope
+]
+
+
+def _available(cell: str) -> dict:
+    available = {("Generic", "en", "", ""): "Generic en"}
+    for item in cell.split(","):
+        locale, _, scope = item.strip().partition("@")
+        app = APP if scope in ("app", "app+org") else ""
+        org = ORG if scope in ("org", "app+org") else ""
+        available[("SignIn", locale, app, org)] = item.strip()
+    return available
+
+
+@pytest.mark.parametrize(("templates", "in_org", "asks", "served"), SELECTION)
+def test_the_chain_picks_language_first_then_the_most_specific_scope(
+    templates, in_org, asks, served, settings
+):
+    settings.EMAILS_DEFAULT_LOCALE = "en"
+    picked = template_chain_pick(
+        usage_type="SignIn",
+        wanted=[asks],
+        available=_available(templates),
+        application_id=APP,
+        organization_id=ORG if in_org else "",
+    )
+    assert picked is not None and picked[2] == served
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("templates", "in_org", "asks", "served"), SELECTION)
+def test_an_accepted_message_is_served_and_records_its_scope(
+    templates, in_org, asks, served, send, settings
+):
+    settings.EMAILS_DEFAULT_LOCALE = "en"
+    Template.objects.all().delete()
+    TemplateFactory(usage_type="Generic", locale="en", subject="Generic en")
+    for label, (usage_type, locale, app, org) in {
+        v: k for k, v in _available(templates).items()
+    }.items():
+        if usage_type == "SignIn":
+            TemplateFactory(
+                usage_type=usage_type,
+                locale=locale,
+                application_id=app,
+                organization_id=org,
+                subject=label,
+            )
+    payload = {"code": "123456", "locale": asks, "application": {"id": APP, "name": "Shop"}}
+    if in_org:
+        payload["organization"] = {"id": ORG, "name": "Acme", "branding": {}}
+
+    response = send({"to": "jane@example.com", "type": "SignIn", "payload": payload})
+
+    assert response.status_code == 200, response.content
+    [email] = mail.outbox
+    assert email.subject == served
+    message = Message.objects.get()
+    scope = served.partition("@")[2]
+    assert (
+        message.template_scope
+        == {
+            "": "",
+            "app": "application",
+            "org": "organization",
+            "app+org": "application+organization",
+        }[scope]
+    )
+
+
+@pytest.mark.django_db
+def test_a_payload_with_no_usable_ids_gets_the_unscoped_template(send):
+    TemplateFactory(locale="en", subject="unscoped")
+    TemplateFactory(locale="en", organization_id=ORG, subject="org")
+    for number, bad in enumerate(({"id": 42}, {"id": "x" * 129}, "org-acme", {"id": "a b"})):
+        mail.outbox.clear()
+        payload = {"code": "123456", "locale": "en", "organization": bad}
+        to = f"user{number}@example.com"
+        assert send({"to": to, "type": "SignIn", "payload": payload}).status_code == 200
+        assert [e.subject for e in mail.outbox] == ["unscoped"]
+
+
+@pytest.mark.django_db
+def test_a_scoped_template_that_is_disabled_or_unpublished_does_not_serve(send):
+    TemplateFactory(locale="en", subject="unscoped")
+    scoped = TemplateFactory(locale="en", organization_id=ORG, subject="org", enabled=False)
+    payload = {"code": "123456", "locale": "en", "organization": {"id": ORG}}
+    send({"to": "a@example.com", "type": "SignIn", "payload": payload})
+    scoped.enabled, scoped.published_at = True, None
+    scoped.save()
+    send({"to": "b@example.com", "type": "SignIn", "payload": {**payload, "code": "654321"}})
+    assert [e.subject for e in mail.outbox] == ["unscoped", "unscoped"]
+
+
+@pytest.mark.django_db
+def test_one_template_per_type_locale_and_scope():
+    TemplateFactory(locale="en", organization_id=ORG)
+    TemplateFactory(locale="en", application_id=APP)
+    TemplateFactory(locale="en", application_id=APP, organization_id=ORG)
+    duplicate = Template(
+        usage_type="SignIn", locale="en", organization_id=ORG, subject="s", html_body="b"
+    )
+    with pytest.raises(ValidationError, match="already exists"):
+        duplicate.validate_constraints()
+
+
+# Senders: the template's own, else the scope's profile (organization first), else the
+# default.
+
+
+def _deliver(send, payload, to="jane@example.com"):
+    mail.outbox.clear()
+    response = send({"to": to, "type": "SignIn", "payload": {"code": "123456", **payload}})
+    assert response.status_code == 200, response.content
+    [email] = mail.outbox
+    return email
+
+
+@pytest.mark.django_db
+def test_a_scope_sender_profile_is_used_unless_the_template_names_its_own(send, settings):
+    settings.DEFAULT_FROM_EMAIL = "Mailroom <no-reply@mailroom.example>"
+    template = TemplateFactory(locale="en", from_email="", reply_to="")
+    SenderProfile.objects.create(
+        application_id=APP, from_name="Shop", from_address="hello@shop.example"
+    )
+    SenderProfile.objects.create(
+        organization_id=ORG, from_address="team@acme.example", reply_to="help@acme.example"
+    )
+    app = {"application": {"id": APP}}
+    org = {"organization": {"id": ORG}}
+
+    email = _deliver(send, app)
+    assert (email.from_email, email.reply_to) == ("Shop <hello@shop.example>", [])
+    # The organization's profile comes first; a blank name takes the default's.
+    email = _deliver(send, {**app, **org}, to="b@example.com")
+    assert (email.from_email, email.reply_to) == (
+        "Mailroom <team@acme.example>",
+        ["help@acme.example"],
+    )
+    email = _deliver(send, {}, to="c@example.com")
+    assert email.from_email == "Mailroom <no-reply@mailroom.example>"
+
+    template.from_email = "Own <own@own.example>"
+    template.save()
+    email = _deliver(send, {**app, **org}, to="d@example.com")
+    assert (email.from_email, email.reply_to) == ("Own <own@own.example>", ["help@acme.example"])
+
+
+@pytest.mark.django_db
+def test_from_addresses_outside_the_allowed_domains_are_refused(settings):
+    settings.EMAILS_ALLOWED_FROM_DOMAINS = ["acme.example", "shop.example"]
+    validate_from_domain("Acme <no-reply@ACME.example>")
+    profile = SenderProfile(organization_id=ORG, from_address="x@evil.example")
+    with pytest.raises(ValidationError) as refused:
+        profile.full_clean()
+    assert refused.value.message_dict["from_address"] == [
+        "evil.example is not a sending domain here; allowed: acme.example, shop.example"
+    ]
+    template = TemplateFactory.build(from_email="Evil <x@evil.example>")
+    with pytest.raises(ValidationError) as refused:
+        template.full_clean(exclude=["layout"])
+    assert "evil.example is not a sending domain here" in str(refused.value)
+    settings.EMAILS_ALLOWED_FROM_DOMAINS = []
+    SenderProfile(organization_id=ORG, from_address="x@evil.example").full_clean()
+
+
+@pytest.mark.django_db
+def test_a_profile_or_brand_needs_a_scope():
+    for model in (SenderProfile, ScopeBrand):
+        with pytest.raises(ValidationError):
+            model().validate_constraints()
+
+
+# Brands: the scope's own fields, then Logto's branding in the payload, then the global
+# brand settings.
+
+
+@pytest.mark.django_db
+def test_a_scope_brand_comes_before_the_payloads_branding_and_the_global_brand(send, settings):
+    settings.EMAILS_BRAND_NAME = "Global"
+    TemplateFactory(
+        locale="en",
+        subject="{{ brand.name }}",
+        html_body="<p>{{ brand.name }}|{{ brand.logo_url }}|{{ brand.footer_text }}</p>",
+    )
+    ScopeBrand.objects.create(organization_id=ORG, product_name="Acme", footer_text="Acme Inc.")
+    ScopeBrand.objects.create(application_id=APP, product_name="Shop", footer_text="Shop Ltd.")
+    payload = {
+        "application": {"id": APP, "name": "Logto's name", "branding": {}},
+        "organization": {"id": ORG, "branding": {"logoUrl": "https://cdn.example/acme.png"}},
+    }
+
+    email = _deliver(send, payload)
+    html = email.alternatives[0][0]
+    assert email.subject == "Acme"
+    assert "Acme|https://cdn.example/acme.png|Acme Inc." in html
+
+    email = _deliver(send, {"application": payload["application"]}, to="b@example.com")
+    assert "Shop||Shop Ltd." in email.alternatives[0][0]
+    email = _deliver(send, {"application": {"id": "app-else", "name": "Else"}}, to="c@x.example")
+    assert email.subject == "Else"  # Logto's name for an application with no brand of its own
+    email = _deliver(send, {}, to="d@example.com")
+    assert email.subject == "Global"
+
+
+@pytest.mark.django_db
+def test_workers_note_the_applications_and_organizations_they_saw(send):
+    TemplateFactory(locale="en")
+    _deliver(send, {"application": {"id": APP, "name": "Shop"}, "organization": {"id": ORG}})
+    _deliver(
+        send,
+        {"application": {"id": APP, "displayName": "The Shop"}, "organization": {"id": "o 1"}},
+        to="b@example.com",
+    )
+    seen = {(s.kind, s.logto_id): s.name for s in SeenScope.objects.all()}
+    assert seen == {("application", APP): "The Shop", ("organization", ORG): ""}
