@@ -10,7 +10,14 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from emails.backoffice import coverage, dashboard, editor, publishing, transfer_views, versions
-from emails.backoffice.forms import BrandForm, LayoutForm, TemplateForm, int_or_none
+from emails.backoffice.forms import (
+    BrandForm,
+    LayoutForm,
+    ScopeBrandForm,
+    SenderProfileForm,
+    TemplateForm,
+    int_or_none,
+)
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.brand import BRAND_FIELDS
 from emails.content.defaults import restore_default
@@ -32,9 +39,58 @@ from emails.models import (
     PreviewComment,
     PreviewLink,
     ProviderCircuit,
+    ScopeBrand,
+    SenderProfile,
     Template,
     TemplateDraft,
 )
+
+
+class ScopeFilter(admin.SimpleListFilter):
+    """Who a template or layout is for: anyone, or which kind of scope."""
+
+    title = "scope"
+    parameter_name = "scope"
+    CHOICES = {
+        "any": ("Any (unscoped)", {"application_id": "", "organization_id": ""}),
+        "application": ("An application", {"organization_id": ""}),
+        "organization": ("An organization", {"application_id": ""}),
+        "both": ("An application in an organization", {}),
+    }
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _) in self.CHOICES.items()]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value not in self.CHOICES:
+            return queryset
+        queryset = queryset.filter(**self.CHOICES[value][1])
+        if value in ("application", "both"):
+            queryset = queryset.exclude(application_id="")
+        if value in ("organization", "both"):
+            queryset = queryset.exclude(organization_id="")
+        return queryset
+
+
+@admin.register(SenderProfile)
+class SenderProfileAdmin(admin.ModelAdmin):
+    """Who an application's or organization's emails come from, unless a template says."""
+
+    form = SenderProfileForm
+    list_display = ("__str__", "application_id", "organization_id", "from_name", "from_address")
+    list_filter = (ScopeFilter,)
+    search_fields = ("application_id", "organization_id", "from_name", "from_address")
+
+
+@admin.register(ScopeBrand)
+class ScopeBrandAdmin(admin.ModelAdmin):
+    """An application's or organization's brand over the global brand settings."""
+
+    form = ScopeBrandForm
+    list_display = ("__str__", "application_id", "organization_id", "product_name")
+    list_filter = (ScopeFilter,)
+    search_fields = ("application_id", "organization_id", "product_name")
 
 
 class VersionedAdmin(SimpleHistoryAdmin):
@@ -167,6 +223,7 @@ class TemplateAdmin(DraftedAdmin):
     list_display = (
         "usage_type",
         "locale",
+        "scope",
         "subject",
         "enabled",
         "live",
@@ -175,15 +232,36 @@ class TemplateAdmin(DraftedAdmin):
         "updated_at",
     )
     list_display_links = ("usage_type", "locale")
-    list_filter = ("usage_type", "locale", "enabled")
-    search_fields = ("subject", "html_body", "text_body")
+    list_filter = (
+        ScopeFilter,
+        "usage_type",
+        "locale",
+        "enabled",
+        "application_id",
+        "organization_id",
+    )
+    search_fields = ("subject", "html_body", "text_body", "application_id", "organization_id")
     actions = ["share_preview", "restore_default", "export"]
-    own_fields = ("usage_type", "locale", "enabled")
+    own_fields = ("usage_type", "locale", "application_id", "organization_id", "enabled")
     fieldsets = (
         (None, {"fields": ("usage_type", "locale", "enabled", "layout")}),
+        (
+            "Scope",
+            {
+                "fields": ("application_id", "organization_id"),
+                "description": "Blank: every application and organization. A message of the "
+                "application or organization named here gets this template in this language "
+                "(the organization's before the application's); in other languages, the "
+                "unscoped ones.",
+            },
+        ),
         ("Content", {"fields": ("subject", "preheader", "html_body", "text_body")}),
         ("Sender", {"fields": ("from_email", "reply_to"), "classes": ("collapse",)}),
     )
+
+    @admin.display(description="scope", ordering="organization_id")
+    def scope(self, template):
+        return "" if template.scope_label == "any" else template.scope_label
 
     @admin.display(boolean=True, description="own text")
     def has_text_body(self, template):
@@ -343,9 +421,14 @@ class TemplateAdmin(DraftedAdmin):
 @admin.register(Layout)
 class LayoutAdmin(DraftedAdmin):
     form = LayoutForm
-    own_fields = ("name",)
-    list_display = ("name", "template_count", "has_draft", "updated_at")
-    search_fields = ("name", "html")
+    own_fields = ("name", "application_id", "organization_id")
+    list_display = ("name", "scope", "template_count", "has_draft", "updated_at")
+    list_filter = (ScopeFilter,)
+    search_fields = ("name", "html", "application_id", "organization_id")
+
+    @admin.display(description="scope")
+    def scope(self, layout):
+        return "" if layout.scope_label == "any" else layout.scope_label
 
     def get_urls(self):
         view = self.admin_site.admin_view

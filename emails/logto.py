@@ -48,6 +48,10 @@ def payload_scope_names(payload: Mapping) -> dict[str, tuple[str, str]]:
     return named
 
 
+def is_logto_id(value) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
 def _id_of(owner) -> str:
     value = owner.get("id") if isinstance(owner, Mapping) else None
-    return value if isinstance(value, str) and _ID.fullmatch(value) else ""
+    return value if is_logto_id(value) else ""

@@ -5,6 +5,7 @@ and what the workers note of the applications and organizations they saw."""
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from emails.content.selectors import template_chain_pick
 from emails.models import (
@@ -254,3 +255,94 @@ def test_workers_note_the_applications_and_organizations_they_saw(send):
     )
     seen = {(s.kind, s.logto_id): s.name for s in SeenScope.objects.all()}
     assert seen == {("application", APP): "The Shop", ("organization", ORG): ""}
+
+
+# The admin: scope fields with a picker, filters, the scope's sample data in the preview.
+
+PLAIN = {"html_body": "<p>{{ code }}</p>", "text_body": "{{ code }}"}
+
+
+@pytest.mark.django_db
+def test_the_scope_picker_offers_the_ids_seen_in_messages_with_their_names(admin_client):
+    SeenScope.objects.create(
+        kind="organization", logto_id=ORG, name="Acme Corp", last_seen_at=timezone.now()
+    )
+    TemplateFactory(locale="de", application_id=APP)
+    page = admin_client.get("/admin/emails/template/add/").content.decode()
+    assert 'list="mailroom-organization-ids"' in page
+    assert f'<option value="{ORG}">Acme Corp</option>' in page
+    assert f'<option value="{APP}">{APP}</option>' in page  # a scoped template's id
+
+
+@pytest.mark.django_db
+def test_the_template_list_filters_by_scope(admin_client):
+    TemplateFactory(locale="de", subject="unscoped de")
+    TemplateFactory(locale="de", organization_id=ORG, subject="Acme de")
+    TemplateFactory(locale="de", application_id=APP, subject="Shop de")
+    listing = admin_client.get("/admin/emails/template/?scope=organization&locale=de")
+    assert listing.status_code == 200
+    assert [str(t.subject) for t in listing.context["cl"].result_list] == ["Acme de"]
+    listing = admin_client.get(f"/admin/emails/template/?application_id={APP}")
+    assert [str(t.subject) for t in listing.context["cl"].result_list] == ["Shop de"]
+    listing = admin_client.get("/admin/emails/template/?scope=any&locale=de&q=unscoped")
+    assert [str(t.subject) for t in listing.context["cl"].result_list] == ["unscoped de"]
+
+
+@pytest.mark.django_db
+def test_the_live_preview_shows_the_scopes_brand_and_sender(admin_client):
+    ScopeBrand.objects.create(organization_id=ORG, product_name="Acme Corp")
+    SenderProfile.objects.create(
+        organization_id=ORG, from_name="Acme", from_address="a@acme.example"
+    )
+    data = {
+        "usage_type": "SignIn",
+        "subject": "{{ brand.name }} code {{ code }}",
+        "html_body": "<p>{{ organization.name }} {{ code }}</p>",
+        "payload": '{"code": "482913"}',
+        "organization_id": ORG,
+    }
+    answer = admin_client.post("/admin/emails/template/preview/", data).json()
+    assert answer["subject"] == "Acme Corp code 482913"
+    assert answer["sender"] == {"name": "Acme", "address": "a@acme.example"}
+    unscoped = admin_client.post("/admin/emails/template/preview/", {**data, "organization_id": ""})
+    assert unscoped.json()["subject"] != "Acme Corp code 482913"
+
+
+@pytest.mark.django_db
+def test_changing_a_published_templates_scope_needs_the_publish_permission():
+    from tests.helpers import staff
+    from tests.test_versions import form_data
+
+    template = TemplateFactory(locale="de", **PLAIN)
+    editor = staff("view_template", "change_template")
+    page = editor.post(
+        f"/admin/emails/template/{template.pk}/change/",
+        form_data(template, organization_id=ORG),
+    )
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors, "refused"
+    assert "scope and enabled switch change the published email" in str(
+        page.context["adminform"].form.errors
+    )
+    template.refresh_from_db()
+    assert template.organization_id == ""
+
+
+@pytest.mark.django_db
+def test_a_scoped_layout_wraps_only_its_scopes_templates(admin_client):
+    from emails.models import Layout
+    from tests.test_versions import form_data
+
+    layout = Layout.objects.create(name="Acme", html="{{ content }}", organization_id=ORG)
+    template = TemplateFactory(locale="de", **PLAIN)
+    page = admin_client.post(
+        f"/admin/emails/template/{template.pk}/change/", form_data(template, layout=layout.pk)
+    )
+    assert "This layout is for organization org-acme only." in str(
+        page.context["adminform"].form.errors
+    )
+    scoped = TemplateFactory(locale="de", organization_id=ORG, **PLAIN)
+    page = admin_client.post(
+        f"/admin/emails/template/{scoped.pk}/change/", form_data(scoped, layout=layout.pk)
+    )
+    assert page.status_code == 302

@@ -13,6 +13,8 @@ def form_data(template, **changes) -> dict:
         **{
             "usage_type": template.usage_type,
             "locale": template.locale,
+            "application_id": template.application_id,
+            "organization_id": template.organization_id,
             "layout": template.layout_id or "",
             "subject": template.subject,
             "preheader": template.preheader,

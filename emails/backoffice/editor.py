@@ -38,6 +38,7 @@ from emails.content.composer import CONTENT_KEYS, compose_content, template_cont
 from emails.content.drafts import draft_of, with_draft
 from emails.content.rendering.render import RenderedEmail
 from emails.content.samples import sample_logo_url, samples_for
+from emails.content.scopes import payload_in_scope, sender_for
 from emails.content.validation import TEMPLATE_PARTS, validate_template
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
@@ -144,12 +145,15 @@ def _payload(request) -> tuple[dict | None, str | None]:
         return None, f"Sample data is not valid JSON: {exc}"
     if not isinstance(payload, dict):
         return None, "Sample data must be a JSON object."
-    return payload, None
+    # The form's scope: the sample is of that application and organization.
+    scope = (request.POST.get("application_id", ""), request.POST.get("organization_id", ""))
+    return payload_in_scope(payload, *(value.strip() for value in scope)), None
 
 
-def _sender(from_email: str) -> dict:
-    """The From an inbox will show: the template's, else DEFAULT_FROM_EMAIL (as delivery)."""
-    name, address = parseaddr(from_email or settings.DEFAULT_FROM_EMAIL)
+def _sender(from_email: str, payload: dict | None) -> dict:
+    """The From an inbox will show: the template's, else its scope's sender profile, else
+    DEFAULT_FROM_EMAIL (as delivery)."""
+    name, address = parseaddr(sender_for(from_email, "", payload or {})[0])
     return {"name": name, "address": address}
 
 
@@ -204,7 +208,7 @@ def preview(request):
     answer = _answer(
         rendered,
         problem,
-        sender=_sender(request.POST.get("from_email", "")),
+        sender=_sender(request.POST.get("from_email", ""), payload),
         fields=FIELDS_OF_PARTS,
     )
     answer["warnings"] = _warnings(request, answer["errors"]) if rendered is not None else []
@@ -299,7 +303,7 @@ def _brand_render(request):
 
 
 def _surround_answer(rendered, template, problem, *, fields):
-    sender = _sender(template.from_email if template else "")
+    sender = _sender(template.from_email if template else "", None)
     return JsonResponse(
         {**_answer(rendered, problem, sender=sender, fields=fields), "warnings": []}
     )

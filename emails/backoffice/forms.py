@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.html import format_html, format_html_join
 
 from emails.content.brand import LOGO_MAX_BYTES, LogoRefused, brand_forget, logo_store
 from emails.content.clean import layout_content_check, template_content_check
+from emails.content.scopes import seen_scopes
 from emails.locales import normalize_locale
-from emails.models import Brand, Layout, Template, normalize_newlines
+from emails.models import Brand, Layout, ScopeBrand, SenderProfile, Template, normalize_newlines
 
 # The code editor (vendored CodeMirror 5), on the forms only: the lists do not load it.
 CODEMIRROR = "emails/vendor/codemirror-5.65.21/"
@@ -55,6 +57,51 @@ def int_or_none(value: str | None) -> int | None:
     return int(value)
 
 
+class ScopeIdInput(forms.TextInput):
+    """A Logto id, typed or picked from the ids already seen in messages (with the names
+    Logto sent) and those other templates are scoped to: an <input list> and its datalist."""
+
+    def __init__(self, kind: str, attrs=None):
+        super().__init__({"autocomplete": "off", "spellcheck": "false", **(attrs or {})})
+        self.kind = kind
+
+    def render(self, name, value, attrs=None, renderer=None):
+        list_id = f"mailroom-{self.kind}-ids"
+        attrs = {**(attrs or {}), "list": list_id}
+        field = super().render(name, value, attrs, renderer)
+        options = format_html_join("", '<option value="{}">{}</option>', scope_choices(self.kind))
+        return format_html('{}<datalist id="{}">{}</datalist>', field, list_id, options)
+
+
+def scope_choices(kind: str) -> list[tuple[str, str]]:
+    """(id, label) of the applications or organizations an operator may mean: those seen in
+    messages, then those something is already scoped to."""
+    field = f"{kind}_id"
+    choices = {seen.logto_id: seen.name or seen.logto_id for seen in seen_scopes()[kind]}
+    for model in (Template, Layout, SenderProfile, ScopeBrand):
+        for logto_id in model.objects.exclude(**{field: ""}).values_list(field, flat=True)[:500]:
+            choices.setdefault(logto_id, logto_id)
+    return list(choices.items())
+
+
+SCOPE_WIDGETS = {
+    "application_id": ScopeIdInput("application"),
+    "organization_id": ScopeIdInput("organization"),
+}
+
+
+def layout_scope_check(data: dict) -> None:
+    """A layout made for one application or organization wraps only that scope's templates."""
+    layout = data.get("layout")
+    if layout is None:
+        return
+    for name, noun in (("application_id", "application"), ("organization_id", "organization")):
+        if getattr(layout, name) and getattr(layout, name) != (data.get(name) or ""):
+            raise ValidationError(
+                {"layout": f"This layout is for {noun} {getattr(layout, name)} only."}
+            )
+
+
 class TemplateForm(forms.ModelForm):
     class Media:
         css = EDITOR_CSS
@@ -69,6 +116,8 @@ class TemplateForm(forms.ModelForm):
         fields = (
             "usage_type",
             "locale",
+            "application_id",
+            "organization_id",
             "enabled",
             "layout",
             "subject",
@@ -81,6 +130,7 @@ class TemplateForm(forms.ModelForm):
         field_classes = dict.fromkeys(
             ("subject", "preheader", "html_body", "text_body"), NewlineField
         )
+        widgets = SCOPE_WIDGETS
 
     # Set by the admin (TemplateAdmin.get_form): may this user change what emails use at once?
     # No unless it says so.
@@ -95,13 +145,14 @@ class TemplateForm(forms.ModelForm):
             html_body=data.get("html_body") or "",
             text_body=data.get("text_body") or "",
         )
+        layout_scope_check(data)
         self._check_live_changes(data)
         return data
 
     def _check_live_changes(self, data: dict) -> None:
-        """The usage type, language and enabled switch apply when saved, to the published
-        email: that takes the publish permission, and the published content must suit the
-        new usage type (the form's content is only the draft)."""
+        """The usage type, language, scope and enabled switch apply when saved, to the
+        published email: that takes the publish permission, and the published content must
+        suit the new usage type (the form's content is only the draft)."""
         row = Template.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
         if row is None or row.published_at is None:
             return  # nothing of it is live yet
@@ -109,13 +160,25 @@ class TemplateForm(forms.ModelForm):
             locale = normalize_locale(data.get("locale") or "")
         except ValueError:
             return  # the field's own error says so
-        new = (data.get("usage_type"), locale, data.get("enabled"))
-        if new == (row.usage_type, row.locale, row.enabled):
+        new = (
+            data.get("usage_type"),
+            locale,
+            data.get("application_id") or "",
+            data.get("organization_id") or "",
+            data.get("enabled"),
+        )
+        if new == (
+            row.usage_type,
+            row.locale,
+            row.application_id,
+            row.organization_id,
+            row.enabled,
+        ):
             return
         if not self.may_publish:
             raise ValidationError(
-                "The usage type, language and enabled switch change the published email at "
-                "once: that needs the publish permission. Save content changes as a draft."
+                "The usage type, language, scope and enabled switch change the published email "
+                "at once: that needs the publish permission. Save content changes as a draft."
             )
         if data.get("usage_type") != row.usage_type and row.published_at:
             try:
@@ -144,13 +207,25 @@ class LayoutForm(forms.ModelForm):
 
     class Meta:
         model = Layout
-        fields = ("name", "html", "text")
+        fields = ("name", "application_id", "organization_id", "html", "text")
         field_classes = dict.fromkeys(("html", "text"), NewlineField)
+        widgets = SCOPE_WIDGETS
 
     def clean(self):
         data = super().clean()
         layout_content_check(html=data.get("html") or "", text=data.get("text") or "")
+        if self.instance.pk:
+            self._check_scope_of_its_templates(data)
         return data
+
+    def _check_scope_of_its_templates(self, data: dict) -> None:
+        for name, noun in (("application_id", "application"), ("organization_id", "organization")):
+            value = data.get(name) or ""
+            others = self.instance.templates.exclude(**{name: value})
+            if value and others.exists():
+                raise ValidationError(
+                    {name: f"{others.count()} template(s) of another {noun} use this layout."}
+                )
 
 
 DEFAULT_ACCENT = "#5d34f2"  # fixtures/defaults/layout.html's
@@ -202,3 +277,27 @@ class BrandForm(forms.ModelForm):
             brand.save()
         brand_forget()
         return brand
+
+
+class ScopeBrandForm(BrandForm):
+    """One application's or organization's brand: a blank field takes the global one."""
+
+    class Meta:
+        model = ScopeBrand
+        fields = ("application_id", "organization_id", *BrandForm.Meta.fields)
+        widgets = {
+            **SCOPE_WIDGETS,
+            # Text, not a colour input (which always sends a colour): blank inherits.
+            "accent_color": forms.TextInput(attrs={"placeholder": "#rrggbb, blank: inherit"}),
+        }
+        field_classes = BrandForm.Meta.field_classes
+
+    def __init__(self, *args, **kwargs):
+        forms.ModelForm.__init__(self, *args, **kwargs)
+
+
+class SenderProfileForm(forms.ModelForm):
+    class Meta:
+        model = SenderProfile
+        fields = ("application_id", "organization_id", "from_name", "from_address", "reply_to")
+        widgets = SCOPE_WIDGETS

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from emails.content.brand import BRAND_FIELDS, logo_url
 from emails.content.selectors import scopes_for
-from emails.logto import payload_scope, payload_scope_names
+from emails.logto import is_logto_id, payload_scope, payload_scope_names
 from emails.models import ScopeBrand, SeenScope, SenderProfile
 
 
@@ -53,12 +53,10 @@ def _in_scope(rows: Mapping, payload: Mapping) -> list:
     return [row for scope in scopes_for(*payload_scope(payload)) if (row := rows.get(scope))]
 
 
-def sender_for(template, payload: Mapping) -> tuple[str, str]:
-    """(from, reply-to) of an email: the template's own, else its scope's sender profile
-    (the organization's before the application's), else DEFAULT_FROM_EMAIL and none.
-    A test send (no template) takes the profile of its sample payload's scope."""
-    from_email = template.from_email if template is not None else ""
-    reply_to = template.reply_to if template is not None else ""
+def sender_for(from_email: str, reply_to: str, payload: Mapping) -> tuple[str, str]:
+    """(from, reply-to) of an email: the template's own (``from_email``, ``reply_to``), else
+    the sender profile of the payload's scope (the organization's before the application's),
+    else DEFAULT_FROM_EMAIL and none."""
     if not (from_email and reply_to):
         for profile in _in_scope(sender_profiles.get(), payload):
             if not from_email and profile.from_address:
@@ -110,6 +108,22 @@ def scopes_seen(payload: Mapping) -> None:
             SeenScope.objects.update_or_create(kind=kind, logto_id=logto_id, defaults=values)
         except IntegrityError:  # another worker inserted it first: it is seen
             pass
+
+
+def payload_in_scope(payload: dict, application_id: str, organization_id: str) -> dict:
+    """A sample payload as a message of this application and organization would carry it:
+    their ids (and the names Logto last sent, when the sample has no object of its own), so
+    a preview shows the scope's brand and sender. Ids that are not Logto ids change nothing."""
+    payload = dict(payload)
+    for kind, logto_id in (("application", application_id), ("organization", organization_id)):
+        if not is_logto_id(logto_id):
+            continue
+        owner = payload.get(kind)
+        if not isinstance(owner, dict):
+            seen = SeenScope.objects.filter(kind=kind, logto_id=logto_id).first()
+            owner = {"name": seen.name if seen else logto_id, "branding": {}}
+        payload[kind] = {**owner, "id": logto_id}
+    return payload
 
 
 def seen_scopes() -> dict[str, list[SeenScope]]:

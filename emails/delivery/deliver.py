@@ -165,7 +165,11 @@ def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
         # A template error or one over its budget: no retry makes it render.
         return _finish(message, MessageStatus.FAILED, error=f"template error: {rendered.errors[0]}")
 
-    from_email, reply_to = sender_for(template, message.payload)
+    from_email, reply_to = sender_for(
+        template.from_email if template else "",
+        template.reply_to if template else "",
+        message.payload,
+    )
     if not message.is_test:
         scopes_seen(message.payload)
 

@@ -21,7 +21,8 @@
     const payloadBox = document.getElementById("mailroom-payload");
     const parts = window.mailroomPreviewParts;
     const htmlForm = parts.hiddenForm(panel.dataset.previewHtmlUrl, csrf,
-      ["subject", "preheader", "layout", "html_body", "text_body", "payload", "locale", "scheme"]);
+      ["subject", "preheader", "layout", "html_body", "text_body", "payload", "locale",
+        "application_id", "organization_id", "scheme"]);
     const holder = document.getElementById("mailroom-frame-holder");
     const email = window.mailroomEmailFrame(holder);
     const inbox = document.getElementById("mailroom-inbox");
@@ -75,6 +76,9 @@
         text_body: field("text_body").value, payload: payloadBox.value,
         locale: field("locale").value, usage_type: currentType(),
         from_email: field("from_email") ? field("from_email").value : "",
+        // The sample is of the scope's application and organization (their brand and sender).
+        application_id: field("application_id") ? field("application_id").value : "",
+        organization_id: field("organization_id") ? field("organization_id").value : "",
       };
     }
     function markGutters(problems) {
@@ -106,7 +110,8 @@
       }).catch(function (error) {
         parts.showProblems(document.getElementById("mailroom-errors"), [{ part: "preview", message: error.message }]);
       });
-      ["subject", "preheader", "layout", "html_body", "text_body", "payload", "locale"].forEach(function (key) {
+      ["subject", "preheader", "layout", "html_body", "text_body", "payload", "locale",
+        "application_id", "organization_id"].forEach(function (key) {
         htmlForm.elements[key].value = data[key];
       });
       htmlForm.elements.scheme.value = email.scheme();
@@ -180,7 +185,7 @@
 
     sampleSelect.addEventListener("change", loadSample);
     payloadBox.addEventListener("input", schedule);
-    ["subject", "preheader", "locale", "from_email"].forEach(function (name) {
+    ["subject", "preheader", "locale", "from_email", "application_id", "organization_id"].forEach(function (name) {
       if (field(name)) field(name).addEventListener("input", schedule);
     });
     field("layout").addEventListener("change", schedule);
