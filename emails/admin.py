@@ -410,11 +410,21 @@ class TemplateAdmin(DraftedAdmin):
 
     @admin.action(description="Share preview links for the selected templates' usage types")
     def share_preview(self, request, queryset):
-        for usage_type in sorted(set(queryset.values_list("usage_type", flat=True))):
-            link = preview_link_create(usage_type=usage_type, created_by=request.user)
+        """A link per usage type and scope of the chosen templates."""
+        chosen = queryset.values_list("usage_type", "application_id", "organization_id")
+        for usage_type, application_id, organization_id in sorted(set(chosen)):
+            link = preview_link_create(
+                usage_type=usage_type,
+                created_by=request.user,
+                application_id=application_id,
+                organization_id=organization_id,
+            )
             url = editor.preview_link_url(request, link)
+            shown = (
+                f"{usage_type} for {link.scope_label}" if link.scope_label != "any" else usage_type
+            )
             self.message_user(
-                request, format_html("Preview of {}: <a href='{}'>{}</a>", usage_type, url, url)
+                request, format_html("Preview of {}: <a href='{}'>{}</a>", shown, url, url)
             )
 
 

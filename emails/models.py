@@ -458,10 +458,12 @@ def _default_preview_expiry():
     return timezone.now() + timedelta(days=settings.EMAILS_PREVIEW_LINK_DAYS)
 
 
-class PreviewLink(models.Model):
+class PreviewLink(Scoped):
     """A login-free, read-only, expiring, revocable link for designers: every locale of one
-    usage type, or (usage type blank) the gallery of all. The URL carries a signed token of
-    id and nonce; the nonce never leaves the database otherwise."""
+    usage type, or (usage type blank) the gallery of all; with a scope, the emails that
+    application's or organization's users get (its own templates, else the unscoped ones),
+    with its brand. The URL carries a signed token of id and nonce; the nonce never leaves
+    the database otherwise."""
 
     usage_type = models.CharField(
         max_length=32,

@@ -346,3 +346,62 @@ def test_a_scoped_layout_wraps_only_its_scopes_templates(admin_client):
         f"/admin/emails/template/{scoped.pk}/change/", form_data(scoped, layout=layout.pk)
     )
     assert page.status_code == 302
+
+
+# Designer links and the gallery for a scope: what that scope's users get, with its brand.
+
+
+@pytest.mark.django_db
+def test_a_gallery_link_for_an_organization_shows_its_emails_with_its_brand(admin_client, client):
+    TemplateFactory(locale="en", subject="Everyone en", **PLAIN)
+    TemplateFactory(locale="fr", subject="Tout le monde fr", **PLAIN)
+    TemplateFactory(locale="en", organization_id=ORG, subject="{{ brand.name }} en", **PLAIN)
+    TemplateFactory(locale="en", organization_id="org-other", subject="Other en", **PLAIN)
+    ScopeBrand.objects.create(organization_id=ORG, product_name="Acme Corp")
+
+    def gallery(**scope):
+        answer = admin_client.post(
+            "/admin/emails/template/gallery/share/", scope, HTTP_ACCEPT="application/json"
+        )
+        page = client.get(answer.json()["url"].removeprefix("http://testserver") + "?view=grid")
+        return page.context["cards"], page.content.decode()
+
+    cards, page = gallery(organization_id=ORG)
+    sign_in = {
+        c["template"].locale: c["template"].subject for c in cards if c["label"] == "Sign-in"
+    }
+    assert sign_in["en"] == "{{ brand.name }} en" and sign_in["fr"] == "Tout le monde fr"
+    assert "Other en" not in sign_in.values()
+    assert f"as organization {ORG} gets them" in page
+    # The other organization's template is not in the link at all.
+    other = Template.objects.get(organization_id="org-other")
+    assert (
+        client.get(
+            cards[0]["email_url"].replace(str(cards[0]["template"].pk), str(other.pk))
+        ).status_code
+        == 404
+    )
+
+    cards, _ = gallery()
+    sign_in = {
+        c["template"].locale: c["template"].subject for c in cards if c["label"] == "Sign-in"
+    }
+    assert sign_in["en"] == "Everyone en"
+
+
+@pytest.mark.django_db
+def test_a_link_shared_from_a_scoped_template_shows_it_with_its_scopes_brand(admin_client, client):
+    template = TemplateFactory(
+        locale="en",
+        organization_id=ORG,
+        subject="s",
+        html_body="<p>{{ brand.name }} · {{ organization.id }} {{ code }}</p>",
+        text_body="{{ code }}",
+    )
+    ScopeBrand.objects.create(organization_id=ORG, product_name="Acme Corp")
+    answer = admin_client.post(
+        f"/admin/emails/template/{template.pk}/share/", HTTP_ACCEPT="application/json"
+    )
+    url = answer.json()["url"].removeprefix("http://testserver")
+    email = client.get(f"{url}email/{template.pk}/").content.decode()
+    assert f"Acme Corp · {ORG}" in email

@@ -33,7 +33,8 @@ from emails.content.brand import CONTENT_TYPES, LOGO_NAME
 from emails.content.composer import compose_content, template_content
 from emails.content.drafts import with_draft
 from emails.content.samples import sample_logo_url, samples_for
-from emails.content.selectors import in_logto_order
+from emails.content.scopes import payload_in_scope
+from emails.content.selectors import in_logto_order, scopes_for
 from emails.logto import UsageType
 from emails.models import PreviewComment, Template
 
@@ -89,17 +90,37 @@ def _templates(link) -> list[Template]:
     if link.usage_type:
         templates = templates.filter(usage_type=link.usage_type)
     shown = []
-    for template in in_logto_order(templates):
+    for template in in_logto_order(_for_scope(templates, link)):
         draft = getattr(template, "draft", None)
         template.draft_revision = draft.revision if draft else None  # type: ignore[attr-defined]
         shown.append(with_draft(template, draft) if draft else template)
     return shown
 
 
-def _render(request, template: Template, sample: str | None):
-    samples = samples_for(
-        template.usage_type, locale=template.locale, logo_url=sample_logo_url(request)
-    )
+def _for_scope(templates, link) -> list[Template]:
+    """Per usage type and locale, the template a message of the link's application and
+    organization gets: its scope's own (the most specific), else the unscoped one."""
+    scopes = scopes_for(link.application_id, link.organization_id)
+    rank = {scope: index for index, scope in enumerate(scopes)}
+    best: dict[tuple[str, str], Template] = {}
+    for template in templates:
+        scope = (template.application_id, template.organization_id)
+        if scope not in rank:
+            continue
+        key = (template.usage_type, template.locale)
+        kept = best.get(key)
+        if kept is None or rank[scope] < rank[(kept.application_id, kept.organization_id)]:
+            best[key] = template
+    return list(best.values())
+
+
+def _render(request, template: Template, sample: str | None, link):
+    samples = {
+        name: payload_in_scope(payload, link.application_id, link.organization_id)
+        for name, payload in samples_for(
+            template.usage_type, locale=template.locale, logo_url=sample_logo_url(request)
+        ).items()
+    }
     name = sample if sample in samples else next(iter(samples))
     rendered = compose_content(
         template_content(template), payload=samples[name], locale=template.locale
@@ -182,7 +203,7 @@ def preview_page(request, token):
             return redirect(f"{url}?template={selected.pk}&commented=1#comments")
     if request.GET.get("view") == "grid" and link.content is None:
         return _no_index(render(request, "emails/preview/grid.html", _grid(link, token, templates)))
-    samples, sample, rendered, error = _render(request, selected, request.GET.get("sample"))
+    samples, sample, rendered, error = _render(request, selected, request.GET.get("sample"), link)
     by_type: dict[str, list[Template]] = {}
     for template in templates:
         by_type.setdefault(template.usage_type, []).append(template)
@@ -235,7 +256,7 @@ def preview_email(request, token, template_id):
     template = next((t for t in _templates(link) if t.pk == template_id), None)
     if template is None:
         raise Http404
-    _, _, rendered, error = _render(request, template, request.GET.get("sample"))
+    _, _, rendered, error = _render(request, template, request.GET.get("sample"), link)
     response = email_html_response(
         request, rendered.html if rendered else f"<pre>{escape(error)}</pre>"
     )

@@ -42,7 +42,7 @@ from emails.content.scopes import payload_in_scope, sender_for
 from emails.content.validation import TEMPLATE_PARTS, validate_template
 from emails.intake.addresses import AddressRefused, mailbox
 from emails.locales import normalize_locale
-from emails.logto import UsageType
+from emails.logto import UsageType, is_logto_id
 from emails.models import FINAL_STATUSES, Layout, Message, Template
 
 
@@ -421,10 +421,27 @@ def share(request, object_id=None):
             template=template,
             locale=_locale(request, payload or {}),
             content={key: _content(request)[key] for key in CONTENT_KEYS},
+            application_id=template.application_id,
+            organization_id=template.organization_id,
         )
     else:
+        # A template's link shows its scope; the gallery, the scope the form names.
+        scope = (
+            (template.application_id, template.organization_id)
+            if template is not None
+            else tuple(
+                value if is_logto_id(value) else ""
+                for value in (
+                    request.POST.get("application_id", "").strip(),
+                    request.POST.get("organization_id", "").strip(),
+                )
+            )
+        )
         link = preview_link_create(
-            usage_type=template.usage_type if template else "", created_by=request.user
+            usage_type=template.usage_type if template else "",
+            created_by=request.user,
+            application_id=scope[0],
+            organization_id=scope[1],
         )
     url = preview_link_url(request, link)
     draft = draft_of(template) if template is not None and link.content is None else None

@@ -19,16 +19,26 @@ class PreviewLinkGone(Exception):
 
 
 def preview_link_create(
-    *, usage_type: str = "", created_by=None, template=None, locale: str = "", content=None
+    *,
+    usage_type: str = "",
+    created_by=None,
+    template=None,
+    locale: str = "",
+    content=None,
+    application_id: str = "",
+    organization_id: str = "",
 ) -> PreviewLink:
     """A link to the saved templates of ``usage_type`` (blank: all of them) or, with
-    ``content``, to those unsaved edits of one template."""
+    ``content``, to those unsaved edits of one template; as the application's and
+    organization's users get them when a scope is given."""
     return PreviewLink.objects.create(
         usage_type=usage_type,
         created_by=created_by,
         template=template,
         locale=locale,
         content=content,
+        application_id=application_id,
+        organization_id=organization_id,
     )
 
 
