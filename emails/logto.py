@@ -42,7 +42,7 @@ def payload_scope_names(payload: Mapping) -> dict[str, tuple[str, str]]:
     for kind in ("application", "organization"):
         owner = payload.get(kind)
         logto_id = _id_of(owner)
-        if logto_id:
+        if logto_id and isinstance(owner, Mapping):
             name = owner.get("displayName") or owner.get("name")
             named[kind] = (logto_id, name[:200] if isinstance(name, str) else "")
     return named
@@ -54,4 +54,4 @@ def is_logto_id(value) -> bool:
 
 def _id_of(owner) -> str:
     value = owner.get("id") if isinstance(owner, Mapping) else None
-    return value if is_logto_id(value) else ""
+    return value if isinstance(value, str) and is_logto_id(value) else ""

@@ -44,7 +44,7 @@ def normalize_newlines(text: str) -> str:
 
 # Logto's ids: nanoids today (21 characters of [a-z0-9]); allow what an id could grow into.
 LOGTO_ID = RegexValidator(
-    r"^[A-Za-z0-9._-]{1,128}$", "a Logto id: letters, digits, '.', '_' or '-' (at most 128)"
+    r"^[A-Za-z0-9._-]{1,128}\Z", "a Logto id: letters, digits, '.', '_' or '-' (at most 128)"
 )
 
 
