@@ -8,6 +8,12 @@ Imports understand three shapes:
 3. Mailroom's own export: a directory (or a zip of it) with ``mailroom.json`` and one HTML and
    one text file per template and layout, laid out to read well in a git diff.
 
+Only Mailroom's export carries scopes: a template's or layout's ``application_id`` and
+``organization_id`` in mailroom.json (absent, null or "": any; an export from before scopes
+has none). A scoped template is matched by its type, locale and scope, and its files go in a
+folder of its scope (``templates/SignIn/org-<id>/en.html``); the unscoped ones keep their
+paths. Logto's own formats have no scope: they import into the unscoped templates.
+
 Every imported template passes the same validation as the admin; a dry run reports what would
 be created, changed or left alone without writing.
 
@@ -26,7 +32,7 @@ import json
 import re
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path, PureWindowsPath
 
@@ -39,8 +45,8 @@ from django.utils.html import escape
 from emails.content.drafts import draft_save, draft_values, with_draft
 from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
-from emails.logto import UsageType
-from emails.models import Layout, Template, validate_sender
+from emails.logto import UsageType, is_logto_id
+from emails.models import LOGTO_ID, Layout, Template, scope_label, validate_sender
 
 EXPORT_VERSION = 1
 EXPORT_META = "mailroom.json"
@@ -77,6 +83,9 @@ class Item:
     # ever published (False: it is imported unpublished, as it was).
     draft: dict | None = None
     published: bool = True
+    # Its scope (blank: any): only a Mailroom export names one.
+    application_id: str = ""
+    organization_id: str = ""
 
 
 @dataclass
@@ -332,6 +341,8 @@ class _LayoutEntry:
     html: str  # paths inside the export
     text: str
     draft: tuple[str, str] | None = None  # its draft's html and text paths
+    application_id: str = ""
+    organization_id: str = ""
 
 
 @dataclass
@@ -343,6 +354,8 @@ class _TemplateEntry:
     text: str | None
     draft: _TemplateEntry | None = None
     published: bool = True
+    application_id: str = ""
+    organization_id: str = ""
 
 
 def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
@@ -369,6 +382,8 @@ def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
     layouts = [
         {
             "name": entry.name,
+            "application_id": entry.application_id,
+            "organization_id": entry.organization_id,
             "html": files.read(entry.html),
             "text": files.read(entry.text),
             "draft": {"html": files.read(entry.draft[0]), "text": files.read(entry.draft[1])}
@@ -392,6 +407,8 @@ def _read_export(meta, files) -> tuple[list[dict], list[Item]]:
             read(entry),
             draft=read(entry.draft) if entry.draft is not None else None,
             published=entry.published,
+            application_id=entry.application_id,
+            organization_id=entry.organization_id,
         )
         for entry in template_entries
     ]
@@ -421,6 +438,15 @@ def _template_entry(entry: dict, where: str) -> _TemplateEntry:
     )
 
 
+SCOPE_FIELDS = ("application_id", "organization_id")
+
+
+def _scope(entry: dict, where: str) -> dict[str, str]:
+    """An entry's application_id and organization_id: "" when absent or null (any). Whether
+    they are Logto ids is checked per entry on import, like its other values."""
+    return {name: _string(entry, name, where, null_is_absent=True) for name in SCOPE_FIELDS}
+
+
 def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry]]:
     version = meta.get("mailroom_export", EXPORT_VERSION)
     if type(version) is not int or version != EXPORT_VERSION:
@@ -436,7 +462,14 @@ def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry
         where = f"layouts[{index}]"
         entry = _object(entry, where)
         required = partial(_string, entry, where=where, required=True)
-        layout = _LayoutEntry(required("name"), required("html"), required("text"))
+        scope = _scope(entry, where)
+        layout = _LayoutEntry(
+            required("name"),
+            required("html"),
+            required("text"),
+            application_id=scope["application_id"],
+            organization_id=scope["organization_id"],
+        )
         if entry.get("draft") is not None:
             draft_where = f"{where}.draft"
             draft = _object(entry["draft"], draft_where)
@@ -448,6 +481,10 @@ def _export_entries(meta: dict) -> tuple[list[_LayoutEntry], list[_TemplateEntry
         where = f"templates[{index}]"
         entry = _object(entry, where)
         template = _template_entry(entry, where)
+        # A draft is of its template's scope: only the template's entry names one.
+        scope = _scope(entry, where)
+        template.application_id = scope["application_id"]
+        template.organization_id = scope["organization_id"]
         if "published" in entry:
             if not isinstance(entry["published"], bool):
                 raise ImportFormatError(
@@ -647,7 +684,8 @@ def _import_layout(
         # Landing as a draft: the export's draft, where it has one, is what is under review.
         fields, draft = {**fields, **draft}, None
     fields = {name: value for name, value in fields.items() if name != "draft"}
-    problems = _storage_problems(Layout, fields)
+    scope = {name: fields.pop(name, "") or "" for name in SCOPE_FIELDS}
+    problems = _scope_problems(scope) + _storage_problems(Layout, fields)
     if not fields["name"].strip():
         problems.append("a layout needs a name")
     if not problems:
@@ -664,25 +702,35 @@ def _import_layout(
         report.outcomes.append(Outcome("layout", key, "invalid", "; ".join(problems)))
         return
     layout = known.get(fields["name"])
+    # A layout's name is unique whatever its scope: its scope is carried, like its content.
+    rescoped = layout is not None and scope != {name: getattr(layout, name) for name in scope}
+    content = (fields["html"], fields["text"])
     if layout is None:
-        action, layout = "create", Layout(name=fields["name"])
-    elif _layout_content(layout, as_draft) == (fields["html"], fields["text"]):
-        action = "unchanged"
+        action, layout, new_content = "create", Layout(name=fields["name"], **scope), True
     else:
-        action = "change"
+        new_content = _layout_content(layout, as_draft) != content
+        action = "change" if new_content or rescoped else "unchanged"
+    for name, value in scope.items():
+        setattr(layout, name, value)
+    scope_detail = f"scope: {layout.scope_label}" if rescoped else ""
     if as_draft and action == "change":
-        if not dry_run:
+        # The content becomes its draft; a scope is no content, and applies at once.
+        if not dry_run and rescoped:
+            layout.save()
+        if not dry_run and new_content:
             draft_save(layout, {"html": fields["html"], "text": fields["text"]})
-        report.outcomes.append(Outcome("layout", key, action, "as a draft"))
+        detail = "; ".join(filter(None, ["as a draft" if new_content else "", scope_detail]))
+        report.outcomes.append(Outcome("layout", key, action, detail))
         return
     if action != "unchanged":
-        layout.html, layout.text = fields["html"], fields["text"]
+        layout.html, layout.text = content
         if not dry_run:
             layout.save()
     if draft is not None and not dry_run:
         draft_save(layout, {"html": draft["html"], "text": draft["text"]})
     known[fields["name"]] = layout
-    report.outcomes.append(Outcome("layout", key, action, "with its draft" if draft else ""))
+    detail = "; ".join(filter(None, [scope_detail, "with its draft" if draft else ""]))
+    report.outcomes.append(Outcome("layout", key, action, detail))
 
 
 def _layout_content(layout: Layout, as_draft: bool) -> tuple[str, str]:
@@ -694,7 +742,10 @@ def _layout_content(layout: Layout, as_draft: bool) -> tuple[str, str]:
 def _import_template(
     item: Item, layouts: dict, report: ImportReport, dry_run: bool, as_draft: bool = False
 ) -> None:
+    scope = {"application_id": item.application_id, "organization_id": item.organization_id}
     key = f"{_short(item.usage_type, 40)} · {_short(item.locale, 40)}"
+    if any(scope.values()):
+        key += " · " + scope_label(*(_short(value, 40) for value in scope.values()))
     if item.usage_type not in UsageType.values:
         report.outcomes.append(Outcome("template", key, "skipped", "unknown usage type"))
         return
@@ -703,10 +754,13 @@ def _import_template(
     except ValueError as exc:
         report.outcomes.append(Outcome("template", key, "invalid", str(exc)))
         return
+    if refused := _scope_problems(scope):
+        report.outcomes.append(Outcome("template", key, "invalid", "; ".join(refused)))
+        return
     if as_draft and item.draft is not None:
         # Landing as a draft: the export's draft, where it has one, is what is under review.
         enabled = {"enabled": item.values["enabled"]} if "enabled" in item.values else {}
-        item = Item(item.usage_type, item.locale, {**item.draft, **enabled})
+        item = replace(item, values={**item.draft, **enabled}, draft=None, published=True)
     values = dict(item.values)
     layout_name = values.pop("layout", None)
     refused = _storage_problems(Template, values)
@@ -718,9 +772,11 @@ def _import_template(
             Outcome("template", key, "invalid", f"no layout {_short(layout_name, 80)!r}")
         )
         return
-    template = Template.objects.filter(usage_type=item.usage_type, locale=locale).first()
+    # Its type, locale and scope are which template it is: a scoped template never changes the
+    # unscoped one (or another scope's), and Logto's formats (no scope) only the unscoped.
+    template = Template.objects.filter(usage_type=item.usage_type, locale=locale, **scope).first()
     action = "create" if template is None else "change"
-    template = template or Template(usage_type=item.usage_type, locale=locale)
+    template = template or Template(usage_type=item.usage_type, locale=locale, **scope)
     if as_draft and template.pk is not None:
         template = with_draft(template)  # compared with, and changing, its draft
     before = {name: getattr(template, name) for name in TEMPLATE_FIELDS}
@@ -816,6 +872,15 @@ def _draft_from(values: dict, layouts: dict) -> dict | str:
     }
 
 
+def _scope_problems(scope: dict[str, str]) -> list[str]:
+    """What is wrong with a scope's ids (blank is fine: any)."""
+    return [
+        f"{name} {_short(value, 80)!r} is not {LOGTO_ID.message}"
+        for name, value in scope.items()
+        if value and not is_logto_id(value)
+    ]
+
+
 def _storage_problems(model, values: dict) -> list[str]:
     """What the database would refuse (and fail the whole import on): a value longer than its
     column, a NUL character, a lone surrogate (which JSON can spell)."""
@@ -855,7 +920,9 @@ DRAFT_EXPORT_FIELDS = ("subject", "preheader", "from_email", "reply_to")
 
 def export_files(templates=None, layouts=None) -> dict[str, str]:
     """Every file of an export, by relative path: mailroom.json plus one .html and one .txt per
-    template (templates/<UsageType>/<locale>.*) and layout (layouts/<name>.*)."""
+    template (templates/<UsageType>/<locale>.*, a scoped one's in a folder of its scope:
+    templates/<UsageType>/org-<id>/<locale>.*) and layout (layouts/<name>.*). A path another
+    entry's files already use (whatever the case) gets a ~2, ~3… suffix."""
     templates = (
         Template.objects.select_related("layout", "draft__layout").all()
         if templates is None
@@ -863,6 +930,7 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
     )
     layouts = Layout.objects.select_related("draft").all() if layouts is None else layouts
     files: dict[str, str] = {}
+    taken: set[str] = set()
     layout_entries: list[dict] = []
     template_entries: list[dict] = []
     meta = {
@@ -871,9 +939,14 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
         "templates": template_entries,
     }
     for layout in layouts:
-        stem = f"layouts/{_slug(layout.name)}"
+        stem = _free_stem(f"layouts/{_slug(layout.name)}", taken)
         files[f"{stem}.html"], files[f"{stem}.txt"] = layout.html, layout.text
-        layout_entry: dict = {"name": layout.name, "html": f"{stem}.html", "text": f"{stem}.txt"}
+        layout_entry: dict = {
+            "name": layout.name,
+            **_scope_entry(layout),
+            "html": f"{stem}.html",
+            "text": f"{stem}.txt",
+        }
         layout_draft = getattr(layout, "draft", None)
         if layout_draft is not None:
             files[f"{stem}.draft.html"] = layout_draft.html
@@ -881,10 +954,12 @@ def export_files(templates=None, layouts=None) -> dict[str, str]:
             layout_entry["draft"] = {"html": f"{stem}.draft.html", "text": f"{stem}.draft.txt"}
         layout_entries.append(layout_entry)
     for template in templates:
-        stem = f"templates/{template.usage_type}/{template.locale}"
+        folder = "/".join(["templates", template.usage_type, *_scope_folder(template)])
+        stem = _free_stem(f"{folder}/{template.locale}", taken)
         entry = {
             "usage_type": template.usage_type,
             "locale": template.locale,
+            **_scope_entry(template),
             "layout": template.layout.name if template.layout_id else None,
             **{
                 name: getattr(template, name)
@@ -932,6 +1007,37 @@ def export_zip(**kwargs) -> bytes:
         for name, content in export_files(**kwargs).items():
             archive.writestr(f"mailroom-templates/{name}", content)
     return buffer.getvalue()
+
+
+def _scope_entry(obj) -> dict[str, str]:
+    """The scope's keys of an export entry, only those set: an unscoped entry reads as it did
+    before scopes (and an export from before them imports unscoped)."""
+    return {name: getattr(obj, name) for name in SCOPE_FIELDS if getattr(obj, name)}
+
+
+def _scope_folder(template) -> list[str]:
+    """The folder of a scoped template's files (app-<id>, org-<id> or app-<id>+org-<id>;
+    none for the unscoped): the prefix keeps any id from naming '..'."""
+    parts = [
+        f"{prefix}-{re.sub(r'[^A-Za-z0-9._-]+', '-', value)}"
+        for prefix, value in (("app", template.application_id), ("org", template.organization_id))
+        if value
+    ]
+    return ["+".join(parts)] if parts else []
+
+
+_EXPORT_SUFFIXES = (".html", ".txt", ".draft.html", ".draft.txt")
+
+
+def _free_stem(stem: str, taken: set[str]) -> str:
+    """``stem``, or the first of ``stem~2``, ``stem~3``… whose files (its draft's included)
+    no earlier entry uses, compared ignoring case (as macOS and Windows folders do)."""
+    candidate, number = stem, 1
+    while any((candidate + suffix).lower() in taken for suffix in _EXPORT_SUFFIXES):
+        number += 1
+        candidate = f"{stem}~{number}"
+    taken.update((candidate + suffix).lower() for suffix in _EXPORT_SUFFIXES)
+    return candidate
 
 
 def _slug(name: str) -> str:
