@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from emails.content.brand import LOGO_MAX_BYTES, LogoRefused, brand_forget, logo_store
 from emails.content.clean import layout_content_check, template_content_check
-from emails.content.scopes import seen_scopes
+from emails.content.scopes import scope_choices
 from emails.locales import normalize_locale
 from emails.models import Brand, Layout, ScopeBrand, SenderProfile, Template, normalize_newlines
 
@@ -69,19 +69,12 @@ class ScopeIdInput(forms.TextInput):
         list_id = f"mailroom-{self.kind}-ids"
         attrs = {**(attrs or {}), "list": list_id}
         field = super().render(name, value, attrs, renderer)
-        options = format_html_join("", '<option value="{}">{}</option>', scope_choices(self.kind))
+        options = format_html_join(
+            "",
+            '<option value="{}">{}</option>',
+            ((logto_id, name or logto_id) for logto_id, name in scope_choices()[self.kind]),
+        )
         return format_html('{}<datalist id="{}">{}</datalist>', field, list_id, options)
-
-
-def scope_choices(kind: str) -> list[tuple[str, str]]:
-    """(id, label) of the applications or organizations an operator may mean: those seen in
-    messages, then those something is already scoped to."""
-    field = f"{kind}_id"
-    choices = {seen.logto_id: seen.name or seen.logto_id for seen in seen_scopes()[kind]}
-    for model in (Template, Layout, SenderProfile, ScopeBrand):
-        for logto_id in model.objects.exclude(**{field: ""}).values_list(field, flat=True)[:500]:
-            choices.setdefault(logto_id, logto_id)
-    return list(choices.items())
 
 
 SCOPE_WIDGETS = {

@@ -16,7 +16,7 @@ from django.utils import timezone
 from emails.content.brand import BRAND_FIELDS, logo_url
 from emails.content.selectors import scopes_for
 from emails.logto import is_logto_id, payload_scope, payload_scope_names
-from emails.models import ScopeBrand, SeenScope, SenderProfile
+from emails.models import Layout, ScopeBrand, SeenScope, SenderProfile, Template
 
 
 class _ScopeRows:
@@ -132,4 +132,29 @@ def seen_scopes() -> dict[str, list[SeenScope]]:
     return {
         kind: list(SeenScope.objects.filter(kind=kind).order_by("-last_seen_at")[:500])
         for kind in SeenScope.Kind.values
+    }
+
+
+def scope_choices() -> dict[str, list[tuple[str, str]]]:
+    """{"application": [(id, name)], "organization": [(id, name)]}: the ids something is
+    scoped to and those Logto sent emails for (seen_scopes), with the names Logto sent (""
+    when none), named ones first, by name then id. What the admin's scope pickers offer."""
+    choices: dict[str, dict[str, str]] = {"application": {}, "organization": {}}
+    for model in (Template, Layout, SenderProfile, ScopeBrand):
+        for app, org in (
+            model.objects.exclude(application_id="", organization_id="")
+            .values_list("application_id", "organization_id")
+            .distinct()[:1000]
+        ):
+            if app:
+                choices["application"].setdefault(app, "")
+            if org:
+                choices["organization"].setdefault(org, "")
+    for kind, seen in seen_scopes().items():
+        for row in seen:
+            if row.name or row.logto_id not in choices[kind]:
+                choices[kind][row.logto_id] = row.name
+    return {
+        kind: sorted(by_id.items(), key=lambda item: (not item[1], item[1].lower(), item[0]))
+        for kind, by_id in choices.items()
     }
