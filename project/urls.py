@@ -8,6 +8,8 @@ from emails.content.management_api import (
     LayoutViewSet,
     RenderView,
     SchemaView,
+    ScopeBrandViewSet,
+    SenderProfileViewSet,
     TemplateViewSet,
     ValidateView,
 )
@@ -16,6 +18,8 @@ from emails.intake.api import LogtoEmailView
 router = DefaultRouter()
 router.register("templates", TemplateViewSet)
 router.register("layouts", LayoutViewSet)
+router.register("sender-profiles", SenderProfileViewSet)
+router.register("brands", ScopeBrandViewSet)
 
 urlpatterns = [
     # Served with and without the trailing slash by the same view: never a redirect, which

@@ -306,6 +306,8 @@ def test_answers_carry_every_field_and_plain_text_content_reads_back_as_html(api
         "id",
         "languageTag",
         "templateType",
+        "applicationId",
+        "organizationId",
         "details",
         "text",
         "preheader",

@@ -1,4 +1,5 @@
-"""The management API: templates and layouts as code, for automation.
+"""The management API: templates and layouts as code, for automation, and the sender
+profiles and brands of Logto applications and organizations.
 
 Separate from Logto's endpoint; token authentication (``Authorization: Token <key>``) and the
 model permissions of the token's user. Field names follow Logto's email-templates API where
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import (
     OpenApiExample,
+    OpenApiParameter,
     PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
@@ -59,6 +61,9 @@ from emails.content.management_serializers import (
     RenderContentSerializer,
     RenderedSerializer,
     RenderTemplateSerializer,
+    ScopeBrandSerializer,
+    ScopeFilterSerializer,
+    SenderProfileSerializer,
     TemplateDraftSerializer,
     TemplateFilterSerializer,
     TemplateSerializer,
@@ -68,7 +73,7 @@ from emails.content.management_serializers import (
 )
 from emails.content.validation import validate_template
 from emails.locales import normalize_locale
-from emails.models import Layout, Template
+from emails.models import Layout, ScopeBrand, SenderProfile, Template
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):
@@ -100,6 +105,10 @@ class DraftPermissions(permissions.BasePermission):
 class CanViewTemplates(permissions.BasePermission):
     def has_permission(self, request, view):
         return bool(request.user and request.user.has_perm("emails.view_template"))
+
+
+# What the schema says of an id in a path (ManagementAPI.lookup_value_regex, anchored).
+ANY_ID = "^[^/]+$"
 
 
 class ManagementAPI:
@@ -157,8 +166,9 @@ def _example(name: str, value: dict) -> OpenApiExample:
 
 
 UNIQUE_TEMPLATE = (
-    "A template for this `templateType` and `languageTag` exists already; or publishing needs "
-    "an approval (`EMAILS_PUBLISH_REQUIRES_APPROVAL`): write the draft instead."
+    "A template for this `templateType`, `languageTag`, `applicationId` and `organizationId` "
+    "exists already; or publishing needs an approval (`EMAILS_PUBLISH_REQUIRES_APPROVAL`): "
+    "write the draft instead."
 )
 UNIQUE_LAYOUT = "A layout with this `name` exists already."
 
@@ -348,20 +358,45 @@ class TemplateViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
                 queryset = queryset.filter(usage_type=usage_type)
             if locale := filters.validated_data.get("languageTag"):
                 queryset = queryset.filter(locale=normalize_locale(locale))
+            queryset = filters.filter(queryset)
+        return queryset
+
+
+class ScopeFiltered:
+    """A list filtered by ``?applicationId=`` and ``?organizationId=``."""
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        if self.action == "list":
+            filters = ScopeFilterSerializer(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            queryset = filters.filter(queryset)
         return queryset
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List layouts"),
+    list=extend_schema(summary="List layouts", parameters=[ScopeFilterSerializer]),
     create=extend_schema(summary="Create a layout", examples=[_example("Bare", BARE_LAYOUT)]),
     retrieve=extend_schema(summary="Read a layout"),
     update=extend_schema(summary="Replace a layout"),
     partial_update=extend_schema(summary="Change some fields of a layout"),
     destroy=extend_schema(
-        summary="Delete a layout", description="Refused (409) while templates use it."
+        summary="Delete a layout",
+        description="Refused (409) while templates use it.",
+        # An example id, so that the examples phase of tests/test_openapi.py deletes the
+        # layout its seed makes templates use (the 409) whatever else the schema holds.
+        parameters=[
+            OpenApiParameter(
+                "id",
+                str,
+                OpenApiParameter.PATH,
+                pattern=ANY_ID,
+                examples=[OpenApiExample("Layout 1", value="1")],
+            )
+        ],
     ),
 )
-class LayoutViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
+class LayoutViewSet(ScopeFiltered, DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
     """Shared wrappers around templates; ``{{ content }}`` is where a template goes."""
 
     queryset = Layout.objects.all()
@@ -392,6 +427,78 @@ class LayoutViewSet(DraftEndpoints, ManagementAPI, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="draft/publish")
     def publish(self, request, pk=None):
         return self._publish(request, pk)
+
+
+SCOPE_WRITE_ERRORS = {
+    409: "This `applicationId` and `organizationId` have one already.",
+    422: "Neither `applicationId` nor `organizationId` is set, or a field fails a check "
+    "JSON Schema cannot state (named in `field`).",
+}
+
+
+def _scoped_schema(noun: str, plural: str, example: dict):
+    """The OpenAPI description of a viewset of one model per scope."""
+    return extend_schema_view(
+        list=extend_schema(summary=f"List {plural}", parameters=[ScopeFilterSerializer]),
+        create=extend_schema(
+            summary=f"Create a {noun}", examples=[_example(f"An organization's {noun}", example)]
+        ),
+        retrieve=extend_schema(summary=f"Read a {noun}"),
+        update=extend_schema(summary=f"Replace a {noun}"),
+        partial_update=extend_schema(summary=f"Change some fields of a {noun}"),
+        destroy=extend_schema(summary=f"Delete a {noun}"),
+    )
+
+
+class ScopedViewSet(ScopeFiltered, ManagementAPI, viewsets.ModelViewSet):
+    """One row per application, organization, or application within an organization; a
+    write applies to the next email at once."""
+
+    permission_classes = [ModelPermissions]
+    error_statuses = {
+        action: SCOPE_WRITE_ERRORS for action in ("create", "update", "partial_update")
+    }
+
+
+@_scoped_schema(
+    "sender profile",
+    "sender profiles",
+    {
+        "applicationId": None,
+        "organizationId": "acme-org",
+        "fromName": "Acme",
+        "fromAddress": "no-reply@acme.example",
+        "replyTo": "help@acme.example",
+    },
+)
+class SenderProfileViewSet(ScopedViewSet):
+    """Who an application's or organization's emails come from, for every template of its
+    scope that names no sender of its own (an organization's before an application's)."""
+
+    queryset = SenderProfile.objects.all()
+    serializer_class = SenderProfileSerializer
+
+
+@_scoped_schema(
+    "brand",
+    "brands",
+    {
+        "applicationId": None,
+        "organizationId": "acme-org",
+        "productName": "Acme",
+        "accentColor": "#5d34f2",
+        "footerText": "",
+        "supportUrl": "mailto:help@acme.example",
+        "legalAddress": "Acme Ltd, 1 Main Street, Springfield",
+    },
+)
+class ScopeBrandViewSet(ScopedViewSet):
+    """An application's or organization's brand: what it sets comes before Logto's branding
+    in the payload and the global brand settings (an organization's before an
+    application's). Its logo is uploaded in the admin."""
+
+    queryset = ScopeBrand.objects.all()
+    serializer_class = ScopeBrandSerializer
 
 
 RENDER_REQUEST = PolymorphicProxySerializer(

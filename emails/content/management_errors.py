@@ -15,7 +15,9 @@ turn it is:
 - 415: the body is not ``application/json``.
 - 422: well-formed, but not an email Mailroom can send: what JSON Schema cannot say (template
   syntax, the variables Logto sends for the usage type, a layout's ``{{ content }}``, a
-  sender, an id of a template or layout that does not exist).
+  sender, an id of a template or layout that does not exist); for a sender profile or brand,
+  no application or organization, a from address outside EMAILS_ALLOWED_FROM_DOMAINS, a
+  support link that is not one.
 """
 
 from __future__ import annotations
@@ -163,8 +165,9 @@ ERROR_DESCRIPTIONS = {
     415: "The body is not `application/json`.",
     422: "Well-formed, but not an email Mailroom can send: a template error (with its line), "
     "a variable Logto does not send for the usage type, a required `{{ code }}` or "
-    "`{{ link }}` missing, a layout without `{{ content }}`, a sender that is not an address, "
-    "or the id of a template or layout that does not exist. Every problem is in `problems`.",
+    "`{{ link }}` missing, a layout without `{{ content }}`, a sender that is not an address "
+    "(or not at a domain of EMAILS_ALLOWED_FROM_DOMAINS), or the id of a template or layout "
+    "that does not exist. Every problem is in `problems`.",
 }
 
 

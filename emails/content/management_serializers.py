@@ -8,21 +8,39 @@ string is a string (DRF's fields would take 5 for "5", "true" for true), nothing
 store one). What JSON Schema cannot say (template syntax, the variables Logto sends, a
 layout's ``{{ content }}``, a sender, ids that must exist, unique fields) is checked in
 ``validate()`` and answered 422 or 409 (emails.content.management_errors), never 400.
+Patterns must match the whole value, as JSON Schema's do (Python's ``$`` would let a final
+newline through).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from emails.content.brand import logo_url
 from emails.content.drafts import draft_approved
 from emails.content.management_errors import Conflict, ProblemSerializer, Unprocessable
 from emails.content.transfer import text_to_html
 from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
 from emails.logto import UsageType
-from emails.models import Layout, LayoutDraft, Template, TemplateDraft, validate_sender
+from emails.models import (
+    ACCENT_COLOR,
+    LOGTO_ID,
+    Layout,
+    LayoutDraft,
+    ScopeBrand,
+    SenderProfile,
+    Template,
+    TemplateDraft,
+    scope_label,
+    validate_from_domain,
+    validate_sender,
+    validate_support_link,
+)
 
 # At least one character that is not a space, and no NUL anywhere.
 NON_BLANK = r"^\s*[^\s\x00][^\x00]*$"
@@ -41,25 +59,46 @@ API_FIELD_NAMES = {
     "preheader": "preheader",
     "html": "html",
     "text": "text",
+    "application_id": "applicationId",
+    "organization_id": "organizationId",
+    "from_address": "fromAddress",
+    "support_url": "supportUrl",
 }
+
+
+def _pattern_of(validator: RegexValidator) -> str:
+    regex = validator.regex
+    return regex if isinstance(regex, str) else regex.pattern
+
+
+LOGTO_ID_PATTERN = _pattern_of(LOGTO_ID)
+
+
+class WholeMatch(RegexValidator):
+    """A RegexValidator that judges the whole value, as JSON Schema's ``pattern`` does with
+    ``^…$`` (``re.search`` lets ``$`` match before a final newline)."""
+
+    def __call__(self, value):
+        if not self.regex.fullmatch(str(value)):
+            raise DjangoValidationError(self.message, code=self.code, params={"value": value})
 
 
 class StrictCharField(serializers.CharField):
     """A string and only a string, never trimmed, without NUL; unless ``allow_blank``, with
     a character that is not a space. ``pattern`` replaces that rule."""
 
-    def __init__(self, *, pattern: str | None = None, **kwargs):
+    def __init__(self, *, pattern: str | None = None, message: str | None = None, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
         if pattern is None:
             pattern = NO_NUL if kwargs.get("allow_blank") else NON_BLANK
-        message = (
+        message = message or (
             "must not contain NUL characters"
             if pattern == NO_NUL
             else "must have a character that is not a space, and no NUL characters"
             if pattern == NON_BLANK
             else f"must match {pattern}"
         )
-        kwargs["validators"] = [*kwargs.get("validators", ()), RegexValidator(pattern, message)]
+        kwargs["validators"] = [*kwargs.get("validators", ()), WholeMatch(pattern, message)]
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
@@ -163,13 +202,70 @@ def _content_parts(attrs: dict) -> dict:
 
 
 def sender_problems(from_email: str) -> list[Problem]:
+    """A template's sender: an address (with a name or not) at an allowed domain."""
     if not from_email:
         return []
     try:
         validate_sender(from_email)
+        validate_from_domain(from_email)
     except DjangoValidationError as exc:
         return [Problem("from_email", message) for message in exc.messages]
     return []
+
+
+class LogtoIdField(StrictCharField):
+    """A Logto application's or organization's id; null (stored blank): any."""
+
+    def __init__(self, kind: str, **kwargs):
+        super().__init__(
+            pattern=LOGTO_ID_PATTERN,
+            message=str(LOGTO_ID.message),
+            max_length=128,
+            allow_null=True,
+            required=False,
+            help_text=f"A Logto {kind} id, as Logto sends it in `payload.{kind}.id`; null: "
+            f"any {kind}.",
+            **kwargs,
+        )
+
+    def run_validation(self, data=serializers.empty):
+        return "" if data is None else super().run_validation(data)
+
+    def to_representation(self, value):
+        return value or None
+
+
+class ScopeFilterSerializer(serializers.Serializer):
+    """Query parameters of a list by scope: absent is any; blank is unscoped (null)."""
+
+    applicationId = StrictCharField(
+        pattern=LOGTO_ID_PATTERN,
+        message=str(LOGTO_ID.message),
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        help_text="Only those for this application (with or without an organization); "
+        "blank: only those for any application (`applicationId` null).",
+    )
+    organizationId = StrictCharField(
+        pattern=LOGTO_ID_PATTERN,
+        message=str(LOGTO_ID.message),
+        max_length=128,
+        required=False,
+        allow_blank=True,
+        help_text="Only those for this organization (with or without an application); "
+        "blank: only those for any organization (`organizationId` null).",
+    )
+
+    def filter(self, queryset):
+        """``queryset`` narrowed to the scope these (valid) parameters ask for."""
+        for name, column in (
+            ("applicationId", "application_id"),
+            ("organizationId", "organization_id"),
+        ):
+            if name in self.validated_data:
+                queryset = queryset.filter(**{column: self.validated_data[name]})
+        return queryset
 
 
 def unprocessable(problems: list[Problem]) -> Unprocessable:
@@ -216,6 +312,8 @@ class TemplateSerializer(_ContentSerializer):
 
     languageTag = language_tag_field(source="locale")
     templateType = serializers.ChoiceField(source="usage_type", choices=UsageType.choices)
+    applicationId = LogtoIdField("application", source="application_id")
+    organizationId = LogtoIdField("organization", source="organization_id")
     enabled = StrictBooleanField(required=False)
     createdAt = serializers.DateTimeField(source="created_at", read_only=True)
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
@@ -226,6 +324,8 @@ class TemplateSerializer(_ContentSerializer):
             "id",
             "languageTag",
             "templateType",
+            "applicationId",
+            "organizationId",
             "details",
             "text",
             "preheader",
@@ -249,6 +349,8 @@ class TemplateSerializer(_ContentSerializer):
             for name, default in (
                 ("usage_type", None),
                 ("locale", None),
+                ("application_id", ""),
+                ("organization_id", ""),
                 ("subject", None),
                 ("preheader", ""),
                 ("html_body", None),
@@ -256,12 +358,17 @@ class TemplateSerializer(_ContentSerializer):
                 ("from_email", ""),
             )
         }
-        clash = Template.objects.filter(usage_type=merged["usage_type"], locale=merged["locale"])
+        scope = {name: merged[name] for name in ("application_id", "organization_id")}
+        clash = Template.objects.filter(
+            usage_type=merged["usage_type"], locale=merged["locale"], **scope
+        )
         if saved:
             clash = clash.exclude(pk=saved.pk)
         if clash.exists():
+            label = scope_label(**scope)
             raise Conflict(
-                f"A {merged['usage_type']} template in {merged['locale']} exists already "
+                f"A {merged['usage_type']} template in {merged['locale']}"
+                f"{'' if label == 'any' else f' for {label}'} exists already "
                 f"(id {clash.get().pk}).",
                 field="languageTag",
             )
@@ -312,8 +419,9 @@ class TemplateDraftSerializer(_ContentSerializer):
         return attrs
 
 
-class TemplateFilterSerializer(serializers.Serializer):
-    """Query parameters of the template list; blank is the same as absent."""
+class TemplateFilterSerializer(ScopeFilterSerializer):
+    """Query parameters of the template list: a blank type or language is the same as absent;
+    a blank scope is unscoped."""
 
     templateType = serializers.ChoiceField(
         choices=UsageType.choices,
@@ -336,6 +444,8 @@ class LayoutSerializer(serializers.ModelSerializer):
     complete_in_responses = True
 
     name = StrictCharField(max_length=100, help_text="Unique (409 when taken).")
+    applicationId = LogtoIdField("application", source="application_id")
+    organizationId = LogtoIdField("organization", source="organization_id")
     html = StrictCharField(
         help_text="A Django template that must use `{{ content }}`: where the template's HTML "
         "body goes (422 without it). Its variables are those of every email."
@@ -349,7 +459,16 @@ class LayoutSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Layout
-        fields = ["id", "name", "html", "text", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "applicationId",
+            "organizationId",
+            "html",
+            "text",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate(self, attrs):
         saved = self.instance
@@ -388,6 +507,170 @@ class LayoutDraftSerializer(serializers.ModelSerializer):
         if problems:
             raise unprocessable(problems)
         return attrs
+
+
+# --- Sender profiles and brands of applications and organizations ------------------------
+
+
+class _ScopeRowSerializer(serializers.ModelSerializer):
+    """What one application or organization (or one application within one organization)
+    has of its own: at least one of the two ids (422 without), one row per scope (409)."""
+
+    complete_in_responses = True
+    noun: str
+    # Model fields checked beyond their type, when not blank (422): name -> Django validator.
+    checked_fields: dict[str, Callable[[str], None]] = {}
+
+    applicationId = LogtoIdField("application", source="application_id")
+    organizationId = LogtoIdField("organization", source="organization_id")
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    def validate(self, attrs):
+        saved = self.instance
+        merged = {
+            name: attrs.get(name, getattr(saved, name) if saved else "")
+            for name in ("application_id", "organization_id", *self.checked_fields)
+        }
+        scope = {name: merged[name] for name in ("application_id", "organization_id")}
+        if not any(scope.values()):
+            raise Unprocessable(
+                [
+                    (
+                        None,
+                        f"A {self.noun} is for an application, an organization or one "
+                        "application within one organization: set `applicationId`, "
+                        "`organizationId` or both.",
+                        None,
+                    )
+                ]
+            )
+        clash = self.Meta.model.objects.filter(**scope)
+        if saved:
+            clash = clash.exclude(pk=saved.pk)
+        if clash.exists():
+            raise Conflict(
+                f"The {self.noun} of {scope_label(**scope)} exists already (id {clash.get().pk})."
+            )
+        problems = [
+            (API_FIELD_NAMES[name], message, None)
+            for name, check in self.checked_fields.items()
+            if merged[name]
+            for message in _messages(check, merged[name])
+        ]
+        if problems:
+            raise Unprocessable(problems)
+        return attrs
+
+
+def _messages(check, value: str) -> list[str]:
+    try:
+        check(value)
+    except DjangoValidationError as exc:
+        return list(exc.messages)
+    return []
+
+
+class SenderProfileSerializer(_ScopeRowSerializer):
+    """The sender of one application's or organization's emails, for every template of the
+    scope that names none of its own (`details.sendFrom`, `details.replyTo`)."""
+
+    noun = "sender profile"
+    checked_fields = {"from_address": validate_from_domain}
+
+    fromName = StrictCharField(
+        source="from_name",
+        pattern=r"^[^\r\n\x00]+$",
+        message="must be on one line, without NUL characters",
+        allow_blank=True,
+        required=False,
+        max_length=100,
+        help_text="The name before the address; blank: DEFAULT_FROM_EMAIL's name.",
+    )
+    fromAddress = StrictEmailField(
+        source="from_address",
+        allow_blank=True,
+        required=False,
+        max_length=254,
+        help_text="Blank: DEFAULT_FROM_EMAIL's address. When EMAILS_ALLOWED_FROM_DOMAINS is "
+        "set, its domain must be one of them (422).",
+    )
+    replyTo = StrictEmailField(source="reply_to", allow_blank=True, required=False, max_length=254)
+
+    class Meta:
+        model = SenderProfile
+        fields = [
+            "id",
+            "applicationId",
+            "organizationId",
+            "fromName",
+            "fromAddress",
+            "replyTo",
+            "updatedAt",
+        ]
+        validators: list = []  # uniqueness is a 409, in validate()
+
+
+class ScopeBrandSerializer(_ScopeRowSerializer):
+    """One application's or organization's brand: each field it sets comes before Logto's
+    branding in the payload and the global brand settings; a blank one falls through. The
+    logo is uploaded in the admin."""
+
+    noun = "brand"
+    checked_fields = {"support_url": validate_support_link}
+
+    productName = StrictCharField(
+        source="product_name", allow_blank=True, required=False, max_length=100
+    )
+    accentColor = StrictCharField(
+        source="accent_color",
+        pattern=_pattern_of(ACCENT_COLOR),
+        message=str(ACCENT_COLOR.message),
+        allow_blank=True,
+        required=False,
+        max_length=7,
+        help_text="#rrggbb: the top bar of the shipped layout's card.",
+    )
+    footerText = StrictCharField(
+        source="footer_text", allow_blank=True, required=False, max_length=1000
+    )
+    supportUrl = StrictCharField(
+        source="support_url",
+        allow_blank=True,
+        required=False,
+        max_length=300,
+        help_text="Where the footer's help link goes: `https://…` or `mailto:` and one address "
+        "(422 otherwise).",
+    )
+    legalAddress = StrictCharField(
+        source="legal_address",
+        allow_blank=True,
+        required=False,
+        max_length=500,
+        help_text="Company name and address for the footer.",
+    )
+    logoUrl = serializers.SerializerMethodField(
+        help_text="The logo uploaded in the admin, as emails link to it; null: none (or no "
+        "EMAILS_PUBLIC_URL to link to)."
+    )
+
+    class Meta:
+        model = ScopeBrand
+        fields = [
+            "id",
+            "applicationId",
+            "organizationId",
+            "productName",
+            "accentColor",
+            "footerText",
+            "supportUrl",
+            "legalAddress",
+            "logoUrl",
+            "updatedAt",
+        ]
+        validators: list = []  # uniqueness is a 409, in validate()
+
+    def get_logoUrl(self, brand) -> str | None:
+        return (logo_url(brand.logo.name) or None) if brand.logo else None
 
 
 # --- Render and validate ------------------------------------------------------------------
