@@ -23,6 +23,7 @@ from emails.content.brand import BRAND_FIELDS
 from emails.content.defaults import restore_default
 from emails.content.drafts import draft_approved, draft_of, draft_save, draft_values
 from emails.content.samples import sample_logo_url, samples_for
+from emails.content.scopes import scope_choices
 from emails.content.selectors import in_logto_order
 from emails.delivery.circuits import circuits_close, failover_enabled, open_circuits
 from emails.delivery.deliver import messages_resend
@@ -73,13 +74,42 @@ class ScopeFilter(admin.SimpleListFilter):
         return queryset
 
 
+class _ScopeIdFilter(admin.SimpleListFilter):
+    """One application's or organization's rows: the ids in use, with the names Logto sent."""
+
+    kind = ""
+
+    def lookups(self, request, model_admin):
+        field = f"{self.kind}_id"
+        names = dict(scope_choices()[self.kind])
+        used = (
+            model_admin.model.objects.exclude(**{field: ""})
+            .values_list(field, flat=True)
+            .distinct()
+            .order_by(field)[:100]
+        )
+        return [(logto_id, names.get(logto_id) or logto_id) for logto_id in used]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(**{f"{self.kind}_id": value}) if value else queryset
+
+
+class ApplicationFilter(_ScopeIdFilter):
+    title, parameter_name, kind = "application", "application_id", "application"
+
+
+class OrganizationFilter(_ScopeIdFilter):
+    title, parameter_name, kind = "organization", "organization_id", "organization"
+
+
 @admin.register(SenderProfile)
 class SenderProfileAdmin(admin.ModelAdmin):
     """Who an application's or organization's emails come from, unless a template says."""
 
     form = SenderProfileForm
     list_display = ("__str__", "application_id", "organization_id", "from_name", "from_address")
-    list_filter = (ScopeFilter,)
+    list_filter = (ScopeFilter, ApplicationFilter, OrganizationFilter)
     search_fields = ("application_id", "organization_id", "from_name", "from_address")
 
 
@@ -89,7 +119,7 @@ class ScopeBrandAdmin(admin.ModelAdmin):
 
     form = ScopeBrandForm
     list_display = ("__str__", "application_id", "organization_id", "product_name")
-    list_filter = (ScopeFilter,)
+    list_filter = (ScopeFilter, ApplicationFilter, OrganizationFilter)
     search_fields = ("application_id", "organization_id", "product_name")
 
 
@@ -234,11 +264,11 @@ class TemplateAdmin(DraftedAdmin):
     list_display_links = ("usage_type", "locale")
     list_filter = (
         ScopeFilter,
+        ApplicationFilter,
+        OrganizationFilter,
         "usage_type",
         "locale",
         "enabled",
-        "application_id",
-        "organization_id",
     )
     search_fields = ("subject", "html_body", "text_body", "application_id", "organization_id")
     actions = ["share_preview", "restore_default", "export"]
@@ -433,7 +463,7 @@ class LayoutAdmin(DraftedAdmin):
     form = LayoutForm
     own_fields = ("name", "application_id", "organization_id")
     list_display = ("name", "scope", "template_count", "has_draft", "updated_at")
-    list_filter = (ScopeFilter,)
+    list_filter = (ScopeFilter, ApplicationFilter, OrganizationFilter)
     search_fields = ("name", "html", "application_id", "organization_id")
 
     @admin.display(description="scope")

@@ -424,6 +424,9 @@ def test_our_admin_pages_meet_wcag_aa(admin_page, live_server, theme):
         ),
         "import": ("/admin/emails/template/import/", "#content"),
         "brand settings": ("/admin/emails/brand/1/change/", "#content"),
+        "sender profile": ("/admin/emails/senderprofile/add/", "#content"),
+        "brand of a scope": ("/admin/emails/scopebrand/add/", "#content"),
+        "scoped template list": ("/admin/emails/template/?scope=organization", "#content"),
     }
     found = {}
     for name, (path, include) in pages.items():
