@@ -3,7 +3,7 @@ from functools import partial
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Exists, OuterRef, Value, When
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -45,6 +45,15 @@ from emails.models import (
     Template,
     TemplateDraft,
 )
+
+
+def _comments_on(template: Template):
+    """Designers' comments on this template; by type and locale (unscoped templates only), a
+    comment on shared edits outlives the template it was on."""
+    comments = PreviewComment.objects.filter(usage_type=template.usage_type, locale=template.locale)
+    if template.application_id or template.organization_id:
+        return comments.filter(template=template)
+    return comments.filter(Q(template=template) | Q(template__isnull=True))
 
 
 class ScopeFilter(admin.SimpleListFilter):
@@ -392,12 +401,7 @@ class TemplateAdmin(DraftedAdmin):
             if usage_type
             else [],
             "usage_type": usage_type,
-            # By type and locale: a comment on shared edits outlives the template it was on.
-            "comments": PreviewComment.objects.filter(
-                usage_type=template.usage_type, locale=template.locale
-            )[:20]
-            if template
-            else [],
+            "comments": _comments_on(template)[:20] if template else [],
             "preview_url": reverse("admin:emails_template_preview"),
             "preview_html_url": reverse("admin:emails_template_preview_html"),
             "test_send_url": reverse("admin:emails_template_test_send", args=[object_id])

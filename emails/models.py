@@ -321,9 +321,13 @@ class Message(models.Model):
         blank=True,
         help_text="CLDR language distance between that tag and the served locale (0: same).",
     )
+    # A database default too: web processes still running the code from before the
+    # migration insert without the column.
     template_scope = models.CharField(
         max_length=32,
         blank=True,
+        default="",
+        db_default="",
         help_text="The scope of the template that served it: application, organization, "
         "application+organization, or blank (any).",
     )

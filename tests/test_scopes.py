@@ -40,6 +40,11 @@ SELECTION = [
     ("en, en@org, de", True, "ja", "en@org"),
     ("en@org", False, "en", "Generic en"),  # only another scope has SignIn: Generic serves
     ("en@org", True, "de", "en@org"),  # the default locale, in the organization's scope
+    ("en, en@org", "only", "en", "en@org"),  # an organization's message with no application
+    ("en, en@app", "none", "en", "en"),  # a message naming neither
+    # uiLocales: "nl de" asks Dutch, then German; the organization has German only.
+    ("en, de@org, nl", True, "nl de", "nl"),
+    ("en, de@org, fr", True, "nl de", "de@org"),
 ]
 
 
@@ -60,10 +65,10 @@ def test_the_chain_picks_language_first_then_the_most_specific_scope(
     settings.EMAILS_DEFAULT_LOCALE = "en"
     picked = template_chain_pick(
         usage_type="SignIn",
-        wanted=[asks],
+        wanted=asks.split(),
         available=_available(templates),
-        application_id=APP,
-        organization_id=ORG if in_org else "",
+        application_id=APP if in_org in (True, False) else "",
+        organization_id=ORG if in_org in (True, "only") else "",
     )
     assert picked is not None and picked[2] == served
 
@@ -87,8 +92,11 @@ def test_an_accepted_message_is_served_and_records_its_scope(
                 organization_id=org,
                 subject=label,
             )
-    payload = {"code": "123456", "locale": asks, "application": {"id": APP, "name": "Shop"}}
-    if in_org:
+    first, *more = asks.split()
+    payload = {"code": "123456", "locale": first, "uiLocales": " ".join(more)}
+    if in_org in (True, False):
+        payload["application"] = {"id": APP, "name": "Shop"}
+    if in_org in (True, "only"):
         payload["organization"] = {"id": ORG, "name": "Acme", "branding": {}}
 
     response = send({"to": "jane@example.com", "type": "SignIn", "payload": payload})
@@ -160,7 +168,7 @@ def _deliver(send, payload, to="jane@example.com"):
 @pytest.mark.django_db
 def test_a_scope_sender_profile_is_used_unless_the_template_names_its_own(send, settings):
     settings.DEFAULT_FROM_EMAIL = "Mailroom <no-reply@mailroom.example>"
-    template = TemplateFactory(locale="en", from_email="", reply_to="")
+    TemplateFactory(locale="en", from_email="", reply_to="")
     SenderProfile.objects.create(
         application_id=APP, from_name="Shop", from_address="hello@shop.example"
     )
@@ -181,10 +189,10 @@ def test_a_scope_sender_profile_is_used_unless_the_template_names_its_own(send, 
     email = _deliver(send, {}, to="c@example.com")
     assert email.from_email == "Mailroom <no-reply@mailroom.example>"
 
-    template.from_email = "Own <own@own.example>"
-    template.save()
+    # A template made for the application names its own sender: it comes first.
+    TemplateFactory(locale="en", application_id=APP, from_email="Own <own@shop.example>")
     email = _deliver(send, {**app, **org}, to="d@example.com")
-    assert (email.from_email, email.reply_to) == ("Own <own@own.example>", ["help@acme.example"])
+    assert (email.from_email, email.reply_to) == ("Own <own@shop.example>", ["help@acme.example"])
 
 
 @pytest.mark.django_db
@@ -401,3 +409,92 @@ def test_a_link_shared_from_a_scoped_template_shows_it_with_its_scopes_brand(adm
     url = answer.json()["url"].removeprefix("http://testserver")
     email = client.get(f"{url}email/{template.pk}/").content.decode()
     assert f"Acme Corp · {ORG}" in email
+
+
+# What the review found.
+
+
+@pytest.mark.django_db
+def test_a_profile_comes_before_an_unscoped_templates_own_sender_not_a_scoped_ones(send, settings):
+    settings.DEFAULT_FROM_EMAIL = "Mailroom <no-reply@mailroom.example>"
+    TemplateFactory(locale="en", from_email="Everyone <all@mailroom.example>", reply_to="")
+    TemplateFactory(locale="de", organization_id=ORG, from_email="Acme DE <de@acme.example>")
+    SenderProfile.objects.create(
+        organization_id=ORG, from_name="Boutique Zoë", from_address="team@acme.example"
+    )
+    org = {"organization": {"id": ORG}}
+    email = _deliver(send, {**org, "locale": "en"})
+    assert email.from_email == "Boutique Zoë <team@acme.example>"  # not RFC 2047 here
+    email = _deliver(send, {**org, "locale": "de"}, to="b@example.com")
+    assert email.from_email == "Acme DE <de@acme.example>"
+    email = _deliver(send, {"locale": "en"}, to="c@example.com")
+    assert email.from_email == "Everyone <all@mailroom.example>"
+
+
+@pytest.mark.django_db
+def test_noting_a_scope_never_fails_a_delivery(send, monkeypatch):
+    from django.db import OperationalError
+
+    TemplateFactory(locale="en")
+
+    def broken(*args, **kwargs):
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(SeenScope.objects, "update_or_create", broken)
+    _deliver(send, {"organization": {"id": ORG}})
+    assert Message.objects.get().status == "sent"
+
+
+@pytest.mark.django_db
+def test_names_logto_sent_are_text_in_the_picker(admin_client):
+    SeenScope.objects.create(
+        kind="application",
+        logto_id="app-x",
+        name="<img src=x onerror=alert(1)>",
+        last_seen_at=timezone.now(),
+    )
+    page = admin_client.get("/admin/emails/template/add/").content.decode()
+    assert "<img src=x" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+@pytest.mark.django_db
+def test_translating_every_template_copies_the_unscoped_ones_only(admin_client):
+    TemplateFactory(locale="en", organization_id=ORG, **PLAIN)
+    response = admin_client.post(
+        "/admin/emails/template/translate/", {"translate_locale": "nl", "source_locale": "en"}
+    )
+    assert response.status_code == 302
+    made = Template.objects.filter(locale="nl")
+    assert made.exists() and not made.exclude(organization_id="").exists()
+
+
+@pytest.mark.django_db
+def test_a_scopes_gallery_skips_its_switched_off_templates(admin_client, client):
+    TemplateFactory(locale="en", subject="Everyone en", **PLAIN)
+    TemplateFactory(locale="en", organization_id=ORG, subject="Off", enabled=False, **PLAIN)
+    answer = admin_client.post(
+        "/admin/emails/template/gallery/share/",
+        {"organization_id": ORG},
+        HTTP_ACCEPT="application/json",
+    )
+    page = client.get(answer.json()["url"].removeprefix("http://testserver") + "?view=grid")
+    subjects = {c["template"].subject for c in page.context["cards"] if c["label"] == "Sign-in"}
+    assert "Everyone en" in subjects and "Off" not in subjects
+
+
+@pytest.mark.django_db
+def test_comments_stay_with_their_scopes_template(admin_client):
+    from emails.models import PreviewComment
+
+    unscoped = TemplateFactory(locale="de", **PLAIN)
+    scoped = TemplateFactory(locale="de", organization_id=ORG, **PLAIN)
+    for template, words in ((unscoped, "on everyone's"), (scoped, "on Acme's")):
+        PreviewComment.objects.create(
+            template=template, usage_type="SignIn", locale="de", name="D", body=words
+        )
+    page = admin_client.get(f"/admin/emails/template/{scoped.pk}/change/").content.decode()
+    assert "on Acme&#x27;s" in page or "on Acme's" in page
+    assert "on everyone" not in page
+    page = admin_client.get(f"/admin/emails/template/{unscoped.pk}/change/").content.decode()
+    assert "on everyone" in page and "on Acme" not in page

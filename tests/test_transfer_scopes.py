@@ -371,3 +371,48 @@ def test_logto_formats_import_into_the_unscoped_template_only(source, args):
         assert Template.objects.get(pk=org.pk).subject == "Org {{ code }}"
     assert not Template.objects.exclude(organization_id="").exclude(pk__in=[org_en.pk, org_nl.pk])
     assert not Template.objects.exclude(application_id="").exists()
+
+
+def _invalid(folder: Path, *, as_draft: bool = False) -> dict[str, str]:
+    """Import ``folder``: {key: why} of the entries refused."""
+    layouts, items = read_source(folder)
+    report = import_templates(layouts, items, dry_run=False, as_draft=as_draft)
+    return {o.key: o.detail for o in report.outcomes if o.action == "invalid"}
+
+
+@pytest.mark.parametrize("as_draft", [False, True])
+def test_an_import_refuses_a_from_address_outside_the_allowed_domains(tmp_path, settings, as_draft):
+    settings.EMAILS_ALLOWED_FROM_DOMAINS = ["acme.example"]
+    evil = {"from_email": "Evil <x@evil.example>"}
+    folder = _write_export(
+        tmp_path / "x",
+        [_entry(locale="nl", **evil), _entry(locale="de", draft={**_entry(), **evil})],
+    )
+    invalid = _invalid(folder, as_draft=as_draft)
+    refusal = "evil.example is not a sending domain here; allowed: acme.example"
+    assert refusal in invalid["SignIn · nl"]
+    assert refusal in invalid["SignIn · de"]  # its draft (or, as drafts, what lands)
+    assert not Template.objects.filter(from_email__contains="evil").exists()
+    assert not TemplateDraft.objects.filter(from_email__contains="evil").exists()
+
+
+def test_an_import_keeps_scoped_layouts_to_their_scope(tmp_path):
+    layout = {"name": "Acme", "html": "l.html", "text": "l.txt", "organization_id": "org1"}
+    folder = _write_export(
+        tmp_path / "x",
+        [
+            _entry(locale="nl", layout="Acme"),
+            _entry(locale="fr", layout="Acme", organization_id="org1"),
+        ],
+        [layout],
+    )
+    invalid = _invalid(folder)
+    assert invalid == {"SignIn · nl": "This layout is for organization org1 only."}
+    assert Template.objects.get(locale="fr", organization_id="org1").layout.name == "Acme"
+    assert not Template.objects.filter(locale="nl", layout__name="Acme").exists()
+    # Rescoping the layout while another organization's template uses it is refused.
+    folder = _write_export(tmp_path / "y", [], [{**layout, "organization_id": "org2"}])
+    assert _invalid(folder) == {
+        "Acme": "1 template(s) or draft(s) of another organization use this layout."
+    }
+    assert Layout.objects.get(name="Acme").organization_id == "org1"

@@ -99,14 +99,15 @@ def _templates(link) -> list[Template]:
 
 def _for_scope(templates, link) -> list[Template]:
     """Per usage type and locale, the template a message of the link's application and
-    organization gets: its scope's own (the most specific), else the unscoped one."""
+    organization gets: its scope's own (the most specific that is enabled), else the
+    unscoped one."""
     scopes = scopes_for(link.application_id, link.organization_id)
     rank = {scope: index for index, scope in enumerate(scopes)}
     best: dict[tuple[str, str], Template] = {}
     for template in templates:
         scope = (template.application_id, template.organization_id)
-        if scope not in rank:
-            continue
+        if scope not in rank or (scope != ("", "") and not template.enabled):
+            continue  # another scope's, or switched off: the scope's users get another
         key = (template.usage_type, template.locale)
         kept = best.get(key)
         if kept is None or rank[scope] < rank[(kept.application_id, kept.organization_id)]:

@@ -150,11 +150,20 @@ def _payload(request) -> tuple[dict | None, str | None]:
     return payload_in_scope(payload, *(value.strip() for value in scope)), None
 
 
-def _sender(from_email: str, payload: dict | None) -> dict:
-    """The From an inbox will show: the template's, else its scope's sender profile, else
-    DEFAULT_FROM_EMAIL (as delivery)."""
-    name, address = parseaddr(sender_for(from_email, "", payload or {})[0])
+def _sender(template, payload: dict | None) -> dict:
+    """The From an inbox will show, chosen as delivery chooses it (content.scopes.sender_for:
+    the template's, its scope's sender profile, DEFAULT_FROM_EMAIL)."""
+    name, address = parseaddr(sender_for(template, payload or {})[0])
     return {"name": name, "address": address}
+
+
+def _form_sender(request) -> Template:
+    """The editor form's sender and scope, as the template it will be."""
+    return Template(
+        from_email=request.POST.get("from_email", ""),
+        application_id=request.POST.get("application_id", "").strip(),
+        organization_id=request.POST.get("organization_id", "").strip(),
+    )
 
 
 FIELDS_OF_PARTS = {**TEMPLATE_PARTS, "layout": "layout", "layout text": "layout"}
@@ -208,7 +217,7 @@ def preview(request):
     answer = _answer(
         rendered,
         problem,
-        sender=_sender(request.POST.get("from_email", ""), payload),
+        sender=_sender(_form_sender(request), payload),
         fields=FIELDS_OF_PARTS,
     )
     answer["warnings"] = _warnings(request, answer["errors"]) if rendered is not None else []
@@ -303,7 +312,7 @@ def _brand_render(request):
 
 
 def _surround_answer(rendered, template, problem, *, fields):
-    sender = _sender(template.from_email if template else "", None)
+    sender = _sender(template, None)
     return JsonResponse(
         {**_answer(rendered, problem, sender=sender, fields=fields), "warnings": []}
     )

@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from emails.content.brand import LOGO_MAX_BYTES, LogoRefused, brand_forget, logo_store
 from emails.content.clean import layout_content_check, template_content_check
-from emails.content.scopes import scope_choices
+from emails.content.scopes import layout_rescope_problem, layout_scope_problem, scope_choices
 from emails.locales import normalize_locale
 from emails.models import Brand, Layout, ScopeBrand, SenderProfile, Template, normalize_newlines
 
@@ -86,13 +86,14 @@ SCOPE_WIDGETS = {
 def layout_scope_check(data: dict) -> None:
     """A layout made for one application or organization wraps only that scope's templates."""
     layout = data.get("layout")
-    if layout is None:
-        return
-    for name, noun in (("application_id", "application"), ("organization_id", "organization")):
-        if getattr(layout, name) and getattr(layout, name) != (data.get(name) or ""):
-            raise ValidationError(
-                {"layout": f"This layout is for {noun} {getattr(layout, name)} only."}
-            )
+    if layout is not None and (
+        problem := layout_scope_problem(
+            layout,
+            application_id=data.get("application_id") or "",
+            organization_id=data.get("organization_id") or "",
+        )
+    ):
+        raise ValidationError({"layout": problem})
 
 
 class TemplateForm(forms.ModelForm):
@@ -212,13 +213,13 @@ class LayoutForm(forms.ModelForm):
         return data
 
     def _check_scope_of_its_templates(self, data: dict) -> None:
-        for name, noun in (("application_id", "application"), ("organization_id", "organization")):
-            value = data.get(name) or ""
-            others = self.instance.templates.exclude(**{name: value})
-            if value and others.exists():
-                raise ValidationError(
-                    {name: f"{others.count()} template(s) of another {noun} use this layout."}
-                )
+        problem = layout_rescope_problem(
+            self.instance,
+            application_id=data.get("application_id") or "",
+            organization_id=data.get("organization_id") or "",
+        )
+        if problem:
+            raise ValidationError(problem)
 
 
 DEFAULT_ACCENT = "#5d34f2"  # fixtures/defaults/layout.html's

@@ -117,8 +117,14 @@ def translate_all(request, model_admin):
     if locale is not None and source_locale is not None:
         made = [
             template
+            # The unscoped templates: an application's or organization's own overrides are
+            # translated from their own pages.
             for source in Template.objects.filter(
-                locale=source_locale, enabled=True, published_at__isnull=False
+                locale=source_locale,
+                enabled=True,
+                published_at__isnull=False,
+                application_id="",
+                organization_id="",
             )
             for template, new in [translation_start(source, locale, user=request.user)]
             if new

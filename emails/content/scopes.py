@@ -4,13 +4,16 @@ organizations Logto has sent emails for (what the admin's scope picker offers)."
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
-from email.utils import formataddr, parseaddr
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.utils import parseaddr
 
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
 from emails.content.brand import BRAND_FIELDS, logo_url
@@ -44,6 +47,8 @@ class _ScopeRows:
             self._loaded_at = float("-inf")
 
 
+logger = logging.getLogger(__name__)
+
 sender_profiles = _ScopeRows(SenderProfile)
 scope_brands = _ScopeRows(ScopeBrand)
 
@@ -53,17 +58,33 @@ def _in_scope(rows: Mapping, payload: Mapping) -> list:
     return [row for scope in scopes_for(*payload_scope(payload)) if (row := rows.get(scope))]
 
 
-def sender_for(from_email: str, reply_to: str, payload: Mapping) -> tuple[str, str]:
-    """(from, reply-to) of an email: the template's own (``from_email``, ``reply_to``), else
-    the sender profile of the payload's scope (the organization's before the application's),
-    else DEFAULT_FROM_EMAIL and none."""
-    if not (from_email and reply_to):
-        for profile in _in_scope(sender_profiles.get(), payload):
-            if not from_email and profile.from_address:
-                default_name = parseaddr(settings.DEFAULT_FROM_EMAIL)[0]
-                from_email = formataddr((profile.from_name or default_name, profile.from_address))
-            reply_to = reply_to or profile.reply_to
+def sender_for(template, payload: Mapping) -> tuple[str, str]:
+    """(from, reply-to) of an email, each from the first of: a scoped template's own; the
+    sender profiles of the payload's scope (the organization's before the application's);
+    an unscoped template's own; DEFAULT_FROM_EMAIL (and no reply-to). So an application's
+    profile applies to every email of it, unless a template made for it says otherwise.
+    ``template``: anything with ``from_email``, ``reply_to`` and the scope ids, or None."""
+    own = (template.from_email, template.reply_to) if template is not None else ("", "")
+    scoped = template is not None and bool(template.application_id or template.organization_id)
+    sources = [own] if scoped else []
+    default_name = parseaddr(settings.DEFAULT_FROM_EMAIL)[0]
+    for profile in _in_scope(sender_profiles.get(), payload):
+        name = profile.from_name or default_name
+        address = profile.from_address
+        sources.append((_mailbox(name, address) if address else "", profile.reply_to))
+    sources += [] if scoped else [own]
+    from_email = next((source[0] for source in sources if source[0]), "")
+    reply_to = next((source[1] for source in sources if source[1]), "")
     return from_email or settings.DEFAULT_FROM_EMAIL, reply_to
+
+
+def _mailbox(name: str, address: str) -> str:
+    """``Name <address>`` as a header shows it (quoted where it must be, not RFC 2047
+    encoded: the backend encodes it as its transport needs)."""
+    try:
+        return str(Address(name, addr_spec=address))
+    except (ValueError, IndexError, HeaderParseError):  # never a crash for a display name
+        return address
 
 
 # A brand field's name in the template's ``brand`` (emails.content.brand.brand_from).
@@ -84,6 +105,36 @@ def scope_brand(payload: Mapping) -> dict:
     return brand
 
 
+SCOPE_NOUNS = (("application_id", "application"), ("organization_id", "organization"))
+
+
+def layout_scope_problem(layout, *, application_id: str, organization_id: str) -> str:
+    """Why ``layout`` may not wrap a template of this scope ("" when it may): a layout made
+    for one application or organization wraps only that scope's templates."""
+    wanted = {"application_id": application_id, "organization_id": organization_id}
+    for name, noun in SCOPE_NOUNS:
+        own = getattr(layout, name)
+        if own and own != wanted[name]:
+            return f"This layout is for {noun} {own} only."
+    return ""
+
+
+def layout_rescope_problem(layout, *, application_id: str, organization_id: str) -> str:
+    """Why a saved ``layout`` may not take this scope ("" when it may): templates (or their
+    drafts) of another scope use it."""
+    if layout.pk is None:
+        return ""
+    wanted = {"application_id": application_id, "organization_id": organization_id}
+    for name, noun in SCOPE_NOUNS:
+        if not wanted[name]:
+            continue
+        others = layout.templates.exclude(**{name: wanted[name]}).count()
+        others += layout.drafts.exclude(**{f"template__{name}": wanted[name]}).count()
+        if others:
+            return f"{others} template(s) or draft(s) of another {noun} use this layout."
+    return ""
+
+
 _seen: dict[tuple[str, str, str], float] = {}
 SEEN_EVERY = 3600.0
 SEEN_KEPT = 10_000
@@ -100,14 +151,18 @@ def scopes_seen(payload: Mapping) -> None:
         key = (kind, logto_id, name)
         if now - _seen.get(key, float("-inf")) < every:
             continue
-        if len(_seen) >= SEEN_KEPT:
-            _seen.clear()
-        _seen[key] = now
         values = {"last_seen_at": timezone.now(), **({"name": name} if name else {})}
         try:
             SeenScope.objects.update_or_create(kind=kind, logto_id=logto_id, defaults=values)
         except IntegrityError:  # another worker inserted it first: it is seen
             pass
+        except DatabaseError:
+            # Only the admin's picker needs it: never a reason to fail a sent email.
+            logger.warning("could not note the %s a delivered email was for", kind, exc_info=True)
+            continue
+        if len(_seen) >= SEEN_KEPT:
+            _seen.clear()
+        _seen[key] = now
 
 
 def payload_in_scope(payload: dict, application_id: str, organization_id: str) -> dict:

@@ -43,10 +43,18 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from emails.content.drafts import draft_save, draft_values, with_draft
+from emails.content.scopes import layout_rescope_problem, layout_scope_problem
 from emails.content.validation import Problem, validate_layout, validate_template
 from emails.locales import normalize_locale
 from emails.logto import UsageType, is_logto_id
-from emails.models import LOGTO_ID, Layout, Template, scope_label, validate_sender
+from emails.models import (
+    LOGTO_ID,
+    Layout,
+    Template,
+    scope_label,
+    validate_from_domain,
+    validate_sender,
+)
 
 EXPORT_VERSION = 1
 EXPORT_META = "mailroom.json"
@@ -710,6 +718,9 @@ def _import_layout(
     else:
         new_content = _layout_content(layout, as_draft) != content
         action = "change" if new_content or rescoped else "unchanged"
+    if rescoped and (refused := layout_rescope_problem(layout, **scope)):
+        report.outcomes.append(Outcome("layout", key, "invalid", refused))
+        return
     for name, value in scope.items():
         setattr(layout, name, value)
     scope_detail = f"scope: {layout.scope_label}" if rescoped else ""
@@ -784,6 +795,13 @@ def _import_template(
     for name, value in values.items():
         setattr(template, name, value)
     template.layout = layouts.get(layout_name) if layout_name else None
+    scope_of = {
+        "application_id": template.application_id,
+        "organization_id": template.organization_id,
+    }
+    if template.layout and (problem := layout_scope_problem(template.layout, **scope_of)):
+        report.outcomes.append(Outcome("template", key, "invalid", problem))
+        return
     problems: list[Problem | str] = validate_template(
         usage_type=template.usage_type,
         subject=template.subject,
@@ -795,6 +813,8 @@ def _import_template(
         report.outcomes.append(Outcome("template", key, "invalid", "; ".join(map(str, problems))))
         return
     draft = None if as_draft or item.draft is None else _draft_from(item.draft, layouts)
+    if isinstance(draft, dict) and draft["layout"]:
+        draft = layout_scope_problem(draft["layout"], **scope_of) or draft
     if isinstance(draft, str):
         report.outcomes.append(Outcome("template", key, "invalid", f"its draft: {draft}"))
         return
@@ -909,6 +929,11 @@ def _sender_problems(template) -> list[str]:
                 validator(value)
             except ValidationError:
                 problems.append(f"{name} {value[:80]!r} is not an email address")
+    if template.from_email and not problems:
+        try:
+            validate_from_domain(template.from_email)
+        except ValidationError as refused:
+            problems.append(f"from_email: {refused.message}")
     return problems
 
 

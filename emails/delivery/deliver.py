@@ -165,13 +165,7 @@ def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
         # A template error or one over its budget: no retry makes it render.
         return _finish(message, MessageStatus.FAILED, error=f"template error: {rendered.errors[0]}")
 
-    from_email, reply_to = sender_for(
-        template.from_email if template else "",
-        template.reply_to if template else "",
-        message.payload,
-    )
-    if not message.is_test:
-        scopes_seen(message.payload)
+    from_email, reply_to = sender_for(template, message.payload)
 
     def email_for(provider: str) -> EmailMultiAlternatives:
         email = EmailMultiAlternatives(
@@ -187,7 +181,10 @@ def _deliver_claimed(message: Message, *, now) -> DeliveryOutcome:
             email.extra_headers["Message-ID"] = make_msgid(domain=_sender_domain(from_email))
         return email
 
-    return _send(message, email_for, now=now)
+    outcome = _send(message, email_for, now=now)
+    if not message.is_test:
+        scopes_seen(message.payload)  # after the outcome is recorded: it can delay nothing
+    return outcome
 
 
 def _send(message: Message, email_for, *, now) -> DeliveryOutcome:
