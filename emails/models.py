@@ -666,7 +666,8 @@ class ScopeBrand(Scoped, BrandFields):
 
 class SenderProfile(Scoped):
     """The sender of one application's or organization's emails, so that its templates need
-    not repeat it: a template's own from and reply-to still come first."""
+    not repeat it: only a template made for its scope that names its own comes first
+    (emails.content.scopes.sender_for)."""
 
     from_name = models.CharField(max_length=100, blank=True)
     from_address = models.EmailField(
