@@ -18,6 +18,12 @@ from emails.backoffice.forms import (
     TemplateForm,
     int_or_none,
 )
+from emails.backoffice.message_list import (
+    SEARCH_HELP,
+    BoundedCountPaginator,
+    ProviderFilter,
+    message_search,
+)
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
 from emails.content.brand import BRAND_FIELDS
 from emails.content.defaults import restore_default
@@ -667,12 +673,19 @@ class MessageAdmin(admin.ModelAdmin):
         "delivery_status",
         "usage_type",
         "used_fallback",
-        "provider",
+        ProviderFilter,
         "is_test",
         "created_at",
     )
-    search_fields = ("to", "provider_message_id")
-    date_hierarchy = "created_at"
+    # At millions of rows (emails/backoffice/message_list.py): a bounded count, no facet
+    # counts, exact searches, sorting only by the indexed time, and no date hierarchy (its
+    # year links are a DISTINCT over the table; the "created at" filter gives the ranges).
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a COUNT per filter choice
+    search_fields = ("to",)  # shows the search box; get_search_results does the search
+    search_help_text = SEARCH_HELP
+    sortable_by = ("created_at",)
     exclude = HIDDEN_MESSAGE_FIELDS
     readonly_fields = [
         field.name for field in Message._meta.fields if field.name not in HIDDEN_MESSAGE_FIELDS
@@ -692,6 +705,9 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="error")
     def short_error(self, message):
         return (message.error[:80] + "…") if len(message.error) > 80 else message.error
+
+    def get_search_results(self, request, queryset, search_term):
+        return message_search(queryset, search_term), False
 
     def has_add_permission(self, request):
         return False

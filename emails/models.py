@@ -12,7 +12,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from emails.locales import MAX_TAG_LENGTH, normalize_locale
-from emails.logto import UsageType
+from emails.logto import SECRET_PAYLOAD_KEYS, UsageType
 
 
 def validate_locale(value: str) -> None:
@@ -419,6 +419,36 @@ class Message(models.Model):
                 fields=["requested_by"],
                 name="emails_message_requester_idx",
                 condition=Q(requested_by__isnull=False),
+            ),
+            # The admin's message list at millions of rows (docs/benchmarks.md): its rare
+            # filters, newest first. No accepted email is in either (nor pays for them).
+            models.Index(
+                fields=["delivery_status", "created_at"],
+                name="emails_message_problem_idx",
+                condition=~Q(delivery_status__in=["", DeliveryStatus.DELIVERED]),
+            ),
+            models.Index(
+                fields=["created_at"], name="emails_message_test_idx", condition=Q(is_test=True)
+            ),
+            # Coverage's fallback counts, read from the index alone; only an email served by
+            # fallback pays for it when accepted.
+            models.Index(
+                fields=["created_at"],
+                include=[
+                    "usage_type",
+                    "requested_locale",
+                    "template_locale",
+                    "locale_distance",
+                    "is_test",
+                ],
+                name="emails_message_fallback_idx",
+                condition=Q(used_fallback=True),
+            ),
+            # The sweeper's wipe of failed messages' codes and links: the few that have one.
+            models.Index(
+                fields=["created_at"],
+                name="emails_message_secrets_idx",
+                condition=Q(status=MessageStatus.FAILED, payload__has_any_keys=SECRET_PAYLOAD_KEYS),
             ),
         ]
         constraints = [

@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from emails.migrations._locks import wait_for_locks_briefly
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -9,6 +11,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(wait_for_locks_briefly, migrations.RunPython.noop),
         migrations.AddField(
             model_name="message",
             name="locale_distance",

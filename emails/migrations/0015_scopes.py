@@ -4,13 +4,7 @@ import django.core.validators
 from django.db import migrations, models
 
 import emails.models
-
-
-def wait_for_locks_briefly(apps, schema_editor):
-    """Adding a column to emails_message takes its lock for a moment: never queue behind a
-    long query for it (and block Logto's requests meanwhile); fail, and run migrate again."""
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("SET LOCAL lock_timeout = '5s'")
+from emails.migrations._locks import wait_for_locks_briefly
 
 
 class Migration(migrations.Migration):

@@ -1,0 +1,253 @@
+"""The message log at millions of rows (emails/backoffice/message_list.py, issue 18): a count
+that gives up, exact searches through their index, filters that read no whole table, and
+migrations that never hold emails_message's lock for long (docs/benchmarks.md measures each
+at 10 million rows; these tests check the mechanisms on PostgreSQL)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
+
+from emails.backoffice import message_list
+from emails.models import Message, ProviderCircuit
+from tests.factories import MessageFactory
+from tests.settings import POSTGRES_AVAILABLE
+
+pytestmark = pytest.mark.django_db
+
+LIST = "/admin/emails/message/"
+on_postgres = pytest.mark.skipif(
+    not POSTGRES_AVAILABLE, reason="PostgreSQL's planner, time limits and locks"
+)
+
+
+def copies(message: Message, count: int) -> None:
+    """``count`` more rows like ``message`` (one INSERT ... SELECT), each a second older."""
+    columns = [
+        f.column for f in Message._meta.concrete_fields if f.column not in ("id", "created_at")
+    ]
+    quoted = ", ".join(connection.ops.quote_name(c) for c in columns)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO emails_message (id, created_at, {quoted}) "  # noqa: S608
+            f"SELECT gen_random_uuid(), created_at - g * interval '1 second', {quoted} "
+            "FROM emails_message, generate_series(1, %s) g WHERE id = %s",
+            [count, message.pk],
+        )
+
+
+@on_postgres
+@pytest.mark.parametrize("counted_up_to", [10_000, 10**9], ids=["estimate", "time-limit"])
+def test_a_long_count_gives_way_to_the_estimate(admin_client, monkeypatch, counted_up_to):
+    """Django's admin counts the whole list. Here a list the planner expects to be long is not
+    counted, and a count that takes too long is given up: the page says "about N"."""
+    # Given 200,001 messages, and a count allowed one millisecond
+    first = MessageFactory(to="many@example.com", dedup_key=None)
+    copies(first, 200_000)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE emails_message")
+    monkeypatch.setattr(message_list, "COUNT_TIME_LIMIT_MS", 1)
+    monkeypatch.setattr(message_list, "COUNT_EXACTLY_UP_TO", counted_up_to)
+
+    # When an operator opens the message log, then its last pages
+    page = admin_client.get(LIST)
+    far = admin_client.get(LIST + "?p=1999")
+
+    # Then it lists the newest 100 and says about how many there are
+    assert page.status_code == 200
+    assert len(page.context["cl"].result_list) == 100
+    counted = re.search(r"about (\d+) messages", page.content.decode())
+    assert counted, "the paginator should say 'about N messages'"
+    assert 150_000 < int(counted.group(1)) < 250_000  # the planner's estimate
+    assert far.status_code == 200 and len(far.context["cl"].result_list) == 100
+    # and the time limit was the count's alone: the connection is back to none
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0"
+
+
+def test_a_quick_count_is_exact(admin_client):
+    MessageFactory.create_batch(3)
+    if connection.vendor == "postgresql":  # the planner's statistics, whatever ran before
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE emails_message")
+    page = admin_client.get(LIST).content.decode()
+    assert "3 messages" in page
+    assert "about" not in re.search(r'<p class="paginator">(.*?)</p>', page, re.S).group(1)
+
+
+def test_search_finds_an_address_or_an_id_exactly(admin_client):
+    # Given messages to two people, one with the provider's id
+    ann = MessageFactory(to="Ann.Lee@Example.com", provider_message_id="pm-7f3a")
+    MessageFactory(to="ann@example.com")
+    bob = MessageFactory(to="bob@example.com")
+
+    def found(term):
+        page = admin_client.get(LIST, {"q": term})
+        assert page.status_code == 200
+        return {m.pk for m in page.context["cl"].result_list}
+
+    # Then an address is found whatever its case, and only whole
+    assert found("ann.lee@example.COM") == {ann.pk}
+    assert found("lee@example.com") == set()
+    assert found("  bob@example.com ") == {bob.pk}
+    # and the provider's message id or the message's own id finds that message
+    assert found("pm-7f3a") == {ann.pk}
+    assert found(str(bob.pk)) == {bob.pk}
+    assert found("pm-7f") == set()
+    assert "Exact: a full recipient address" in admin_client.get(LIST).content.decode()
+
+
+def test_provider_filter_lists_configured_providers_without_reading_messages(
+    admin_client, settings
+):
+    # Given two configured providers, a third that has a circuit, and messages of each
+    settings.EMAIL_PROVIDERS = {
+        "postmark": "anymail.backends.postmark.EmailBackend",
+        "sendgrid": "anymail.backends.sendgrid.EmailBackend",
+    }
+    ProviderCircuit.objects.create(provider="mailgun")
+    postmark = MessageFactory(provider="postmark")
+    MessageFactory(provider="sendgrid")
+
+    # When the log is opened, and filtered by one provider
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(LIST).content.decode()
+    filtered = admin_client.get(LIST, {"provider": "postmark"})
+
+    # Then the filter offers the three, and the log read no DISTINCT of emails_message
+    for name in ("postmark", "sendgrid", "mailgun"):
+        assert f"?provider={name}" in page
+    distinct = [
+        q["sql"] for q in queries if "DISTINCT" in q["sql"] and "emails_message" in q["sql"]
+    ]
+    assert distinct == []
+    assert [m.pk for m in filtered.context["cl"].result_list] == [postmark.pk]
+
+
+def test_the_log_sorts_only_by_time(admin_client):
+    MessageFactory()
+    page = admin_client.get(LIST)
+    sortable = [h for h in page.context["result_headers"] if h["sortable"]]
+    assert [h["text"] for h in sortable] == ["created at"]
+
+
+@on_postgres
+def test_every_list_query_has_an_index(admin_client):
+    """Each filter and the search are served by an index (with sequential scans priced out,
+    the plan names one), so their first page never reads the whole table."""
+    # Given more than a page of each (a page is LIMIT 100; one page is read whole)
+    copies(MessageFactory(to="ann@example.com", delivery_status="bounced", is_test=True), 100)
+    copies(MessageFactory(status="queued"), 100)
+    expected = {
+        "q=ann@example.com": "emails_message_to_recent_idx",
+        "delivery_status__exact=bounced": "emails_message_problem_idx",
+        "is_test__exact=1": "emails_message_test_idx",
+        "status__exact=queued": "emails_message_status_idx",
+        "": "emails_message_created_at",
+    }
+    for query, index in expected.items():
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(f"{LIST}?{query}").status_code == 200
+        [listing] = [
+            q["sql"] for q in queries if "LIMIT 100" in q["sql"] and "emails_message" in q["sql"]
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            cursor.execute(f"EXPLAIN {listing}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            cursor.execute("SET LOCAL enable_seqscan = on")
+        assert index in plan, (query, plan)
+
+
+@on_postgres
+def test_the_sweeper_and_coverage_read_their_partial_indexes():
+    from datetime import timedelta
+
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from emails.logto import SECRET_PAYLOAD_KEYS
+
+    since = timezone.now() - timedelta(days=7)
+    plans = {
+        "emails_message_fallback_idx": Message.objects.filter(
+            used_fallback=True, created_at__gte=since, is_test=False
+        )
+        .values("requested_locale", "template_locale", "locale_distance")
+        .annotate(count=Count("pk")),
+        "emails_message_secrets_idx": Message.objects.filter(
+            status="failed", payload__has_any_keys=SECRET_PAYLOAD_KEYS, created_at__lte=since
+        ),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    for index, queryset in plans.items():
+        assert index in queryset.explain(), index
+
+
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_wave_2_migrations_never_hold_the_message_table(caplog):
+    """From the end of wave 1 to now on PostgreSQL: every change to emails_message waits at
+    most a second for its lock, adds no CHECK that reads the table under it (NOT VALID, then
+    VALIDATE, which lets writes go on), and builds indexes CONCURRENTLY."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("emails", "0005_heartbeat")])
+    executor = MigrationExecutor(connection)
+    applied: list[tuple[str, list[str]]] = []
+
+    def progress(action, migration=None, fake=False):
+        if action == "apply_start":
+            applied.append((migration.name, []))
+
+    class Statements(logging.Handler):
+        def emit(self, record):
+            if applied:
+                applied[-1][1].append(str(record.args[0]))
+
+    handler = Statements(level=logging.DEBUG)
+    schema_log = logging.getLogger("django.db.backends.schema")
+    schema_log.addHandler(handler)
+    old_level = schema_log.level
+    schema_log.setLevel(logging.DEBUG)
+    try:
+        executor.progress_callback = progress
+        executor.migrate(executor.loader.graph.leaf_nodes("emails"))
+    finally:
+        schema_log.removeHandler(handler)
+        schema_log.setLevel(old_level)
+
+    touched = []
+    for name, statements in applied:
+        on_table = [s for s in statements if re.search(r'\bON "?emails_message"? ', s)]
+        altered = [s for s in statements if re.match(r'ALTER TABLE "?emails_message"? ', s)]
+        for statement in on_table:
+            if statement.startswith("CREATE"):
+                assert "CONCURRENTLY" in statement, (name, statement)
+        for statement in altered:
+            if "CHECK" in statement:
+                assert "NOT VALID" in statement, (name, statement)
+        if any("ADD COLUMN" in s for s in altered):
+            touched.append(name)
+            first = statements.index(next(s for s in altered))
+            assert any("lock_timeout = '1s'" in s for s in statements[:first]), name
+        if any(" VALIDATE CONSTRAINT" in s for s in altered):
+            touched.append(name)
+    assert touched == [
+        "0006_failover",
+        "0011_message_locale_match",
+        "0015_scopes",
+        "0016_message_list_indexes",
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_constraint "
+            "WHERE conrelid = 'emails_message'::regclass AND NOT convalidated"
+        )
+        assert cursor.fetchone()[0] == 0
