@@ -100,6 +100,8 @@ def test_search_finds_an_address_or_an_id_exactly(admin_client):
     assert found("pm-7f3a") == {ann.pk}
     assert found(str(bob.pk)) == {bob.pk}
     assert found("pm-7f") == set()
+    smtp = MessageFactory(to="carol@example.com", provider_message_id="<17.42@mail.example>")
+    assert found("<17.42@mail.example>") == {smtp.pk}
     assert "Exact: a full recipient address" in admin_client.get(LIST).content.decode()
 
 

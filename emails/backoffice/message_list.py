@@ -115,13 +115,15 @@ class ProviderFilter(admin.SimpleListFilter):
 
 
 def message_search(queryset, term: str):
-    """Messages to this address, or with this provider message id or message id."""
+    """Messages to this address, or with this provider message id (some, like SMTP's
+    Message-ID, hold an @ too) or message id."""
     term = term.strip()
     if not term:
         return queryset
-    if "@" in term:
-        return queryset.alias(to_lower=Lower("to")).filter(to_lower=term.lower())
     condition = Q(provider_message_id=term) & ~Q(provider_message_id="")
+    if "@" in term:
+        queryset = queryset.alias(to_lower=Lower("to"))
+        condition |= Q(to_lower=term.lower())
     try:
         condition |= Q(pk=uuid.UUID(term))
     except ValueError:
