@@ -21,7 +21,9 @@ from emails.backoffice.forms import (
 from emails.backoffice.message_list import (
     SEARCH_HELP,
     BoundedCountPaginator,
+    MessageChangeList,
     ProviderFilter,
+    UsageTypeFilter,
     message_search,
 )
 from emails.backoffice.preview_links import preview_link_create, preview_links_revoke
@@ -671,7 +673,7 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = (
         "status",
         "delivery_status",
-        "usage_type",
+        UsageTypeFilter,
         "used_fallback",
         ProviderFilter,
         "is_test",
@@ -681,6 +683,7 @@ class MessageAdmin(admin.ModelAdmin):
     # counts, exact searches, sorting only by the indexed time, and no date hierarchy (its
     # year links are a DISTINCT over the table; the "created at" filter gives the ranges).
     paginator = BoundedCountPaginator
+    list_max_show_all = 100  # "Show all" only for what one page shows anyway
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a COUNT per filter choice
     search_fields = ("to",)  # shows the search box; get_search_results does the search
@@ -708,6 +711,17 @@ class MessageAdmin(admin.ModelAdmin):
 
     def get_search_results(self, request, queryset, search_term):
         return message_search(queryset, search_term), False
+
+    def get_changelist(self, request, **kwargs):
+        return MessageChangeList
+
+    def get_actions(self, request):
+        # Deleting a selection loads every selected row and its events first: with "select
+        # all" at millions of messages, that is the process's memory. The retention purge
+        # deletes old messages in batches.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
     def has_add_permission(self, request):
         return False

@@ -6,9 +6,9 @@ grows"): every query it makes is bounded by an index or by a time limit.
   first (``EXPLAIN``, no rows read); over ``COUNT_EXACTLY_UP_TO`` it shows that, as "about
   N". Under it, it counts, for at most ``COUNT_TIME_LIMIT_MS`` (an estimate can be wrong),
   and falls back to the estimate past that.
-- **Provider filter.** Django's filter for a plain field lists ``SELECT DISTINCT`` over the
-  table; this one lists the configured providers (EMAIL_PROVIDER) and the ones the circuits
-  and the Delivery page's counts name.
+- **Provider and usage type filters.** Django's filter for a field without choices lists
+  ``SELECT DISTINCT`` over the table; these list the configured providers (EMAIL_PROVIDER)
+  with the ones the circuits and the Delivery page's counts name, and Logto's usage types.
 - **Search** finds a recipient's address, a provider's message id or a message id exactly,
   each through its index; a substring search would read every row.
 """
@@ -20,24 +20,30 @@ import uuid
 
 from django.conf import settings
 from django.contrib import admin
-from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.db import DatabaseError, connections, transaction
-from django.db.models import Q, QuerySet
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import EmptyResultSet
+from django.core.paginator import Paginator
+from django.db import OperationalError, connections, transaction
+from django.db.models import Q, QuerySet, Value
 from django.db.models.functions import Lower
 from django.utils.functional import cached_property
 
+from emails.logto import UsageType
 from emails.models import DeliveryStat, ProviderCircuit
 
 COUNT_EXACTLY_UP_TO = 10_000
 COUNT_TIME_LIMIT_MS = 100
+MAX_APPROXIMATE_PAGES = 100
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
 
 SEARCH_HELP = "Exact: a full recipient address, a provider message id or a message id."
 
 
 class BoundedCountPaginator(Paginator):
     """A paginator that counts on PostgreSQL only what the planner expects to be few rows,
-    for at most COUNT_TIME_LIMIT_MS; otherwise its count is the planner's estimate and
-    ``approximate`` is true."""
+    for at most COUNT_TIME_LIMIT_MS; otherwise its count is the planner's estimate,
+    ``approximate`` is true, and it pages through the newest MAX_APPROXIMATE_PAGES only
+    (a deeper page is an OFFSET that reads every row before it: the date filter gets there)."""
 
     approximate = False
 
@@ -49,8 +55,7 @@ class BoundedCountPaginator(Paginator):
             return queryset.count()
         estimate = _estimate(queryset)
         if estimate > COUNT_EXACTLY_UP_TO:
-            self.approximate = True
-            return estimate
+            return self._approximately(estimate)
         try:
             with transaction.atomic(using=queryset.db):
                 with connection.cursor() as cursor:
@@ -64,33 +69,47 @@ class BoundedCountPaginator(Paginator):
                 with connection.cursor() as cursor:  # the caller's transaction keeps its own
                     cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
                 return count
-        except DatabaseError:  # canceled at the time limit; the savepoint is rolled back
-            self.approximate = True
-            return estimate
+        except OperationalError as error:
+            if getattr(error.__cause__, "sqlstate", None) != QUERY_CANCELED:
+                raise
+            # Canceled at the time limit (the savepoint is rolled back): the estimate was
+            # wrong, so it is at least a page more than one page, whatever it said.
+            return self._approximately(max(estimate, self.per_page + 1))
 
-    def validate_number(self, number):
-        if not self.count or not self.approximate:
-            return super().validate_number(number)
-        # The estimate may fall short of the last page: any page is asked for.
-        try:
-            number = int(number)
-        except (TypeError, ValueError):
-            raise PageNotAnInteger("That page number is not an integer") from None
-        if number < 1:
-            raise EmptyPage("That page number is less than 1")
-        return number
+    def _approximately(self, estimate: int) -> int:
+        self.approximate = True
+        return estimate
+
+    @cached_property
+    def num_pages(self) -> int:
+        pages = super().num_pages
+        return min(pages, MAX_APPROXIMATE_PAGES) if self.approximate else pages
 
     def page(self, number):
         number = self.validate_number(number)
         if not self.approximate:
             return super().page(number)
+        # Not cut at the estimated last row, which may be short of the real one.
         bottom = (number - 1) * self.per_page
         return self._get_page(self.object_list[bottom : bottom + self.per_page], number, self)
 
 
 def _estimate(queryset) -> int:
-    plan = json.loads(queryset.order_by().explain(format="json"))
-    return int(plan[0]["Plan"]["Plan Rows"])
+    try:
+        plan = queryset.order_by().explain(format="json")
+    except EmptyResultSet:
+        return 0
+    return int(json.loads(plan)[0]["Plan"]["Plan Rows"]) if plan else 0
+
+
+class MessageChangeList(ChangeList):
+    """The admin's list, sorted only by the columns in ``sortable_by`` (Django hides the
+    other headers' links but still sorts by any ``?o=``: a sort of the whole table)."""
+
+    def get_ordering_field(self, field_name):
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
 
 
 class ProviderFilter(admin.SimpleListFilter):
@@ -114,6 +133,22 @@ class ProviderFilter(admin.SimpleListFilter):
         return queryset
 
 
+class UsageTypeFilter(admin.SimpleListFilter):
+    """By the usage type Logto sent: Logto's types (the field has no choices of its own, so
+    Django's filter would list a DISTINCT over the message table)."""
+
+    title = "usage type"
+    parameter_name = "usage_type"
+
+    def lookups(self, request, model_admin):
+        return UsageType.choices
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(usage_type=self.value())
+        return queryset
+
+
 def message_search(queryset, term: str):
     """Messages to this address, or with this provider message id (some, like SMTP's
     Message-ID, hold an @ too) or message id."""
@@ -123,7 +158,7 @@ def message_search(queryset, term: str):
     condition = Q(provider_message_id=term) & ~Q(provider_message_id="")
     if "@" in term:
         queryset = queryset.alias(to_lower=Lower("to"))
-        condition |= Q(to_lower=term.lower())
+        condition |= Q(to_lower=Lower(Value(term)))
     try:
         condition |= Q(pk=uuid.UUID(term))
     except ValueError:

@@ -81,6 +81,17 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.AddField(
+            model_name="messageevent",
+            name="provider",
+            field=models.CharField(
+                blank=True,
+                help_text="The provider tried, or that reported the event.",
+                max_length=32,
+            ),
+        ),
+        # The message table last: its lock is held from its first ALTER to the commit, so
+        # nothing after that waits for another table's lock meanwhile.
+        migrations.AddField(
             model_name="message",
             name="pinned_provider",
             field=models.CharField(
@@ -103,15 +114,6 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 help_text="The provider (EMAIL_PROVIDER name) that sent it, or that its last try used.",
-                max_length=32,
-            ),
-        ),
-        migrations.AddField(
-            model_name="messageevent",
-            name="provider",
-            field=models.CharField(
-                blank=True,
-                help_text="The provider tried, or that reported the event.",
                 max_length=32,
             ),
         ),

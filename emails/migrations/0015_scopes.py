@@ -301,17 +301,6 @@ class Migration(migrations.Migration):
             ),
         ),
         migrations.AddField(
-            model_name="message",
-            name="template_scope",
-            field=models.CharField(
-                blank=True,
-                db_default="",
-                default="",
-                help_text="The scope of the template that served it: application, organization, application+organization, or blank (any).",
-                max_length=32,
-            ),
-        ),
-        migrations.AddField(
             model_name="previewlink",
             name="application_id",
             field=models.CharField(
@@ -448,6 +437,19 @@ class Migration(migrations.Migration):
             constraint=models.CheckConstraint(
                 condition=models.Q(("application_id", ""), ("organization_id", ""), _negated=True),
                 name="emails_sender_scoped",
+            ),
+        ),
+        # Last: the message table's lock is held from here to the commit, so nothing
+        # after it waits for another table's lock meanwhile.
+        migrations.AddField(
+            model_name="message",
+            name="template_scope",
+            field=models.CharField(
+                blank=True,
+                db_default="",
+                default="",
+                help_text="The scope of the template that served it: application, organization, application+organization, or blank (any).",
+                max_length=32,
             ),
         ),
     ]

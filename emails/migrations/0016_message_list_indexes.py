@@ -12,6 +12,21 @@ class AddIndexWithoutLock(AddIndexConcurrently):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor == "postgresql":
+            # A concurrent build that failed (or was stopped) leaves an INVALID index of the
+            # name behind: drop it and build again, so that migrate can simply be re-run.
+            with schema_editor.connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "WHERE c.relname = %s",
+                    [self.index.name],
+                )
+                found = cursor.fetchone()
+            if found and found[0]:
+                return  # built by an earlier, interrupted run of this migration
+            if found:
+                schema_editor.execute(
+                    f"DROP INDEX CONCURRENTLY {schema_editor.quote_name(self.index.name)}"
+                )
             super().database_forwards(app_label, schema_editor, from_state, to_state)
         else:
             migrations.AddIndex.database_forwards(
