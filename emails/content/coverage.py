@@ -55,16 +55,22 @@ def coverage_matrix(*, days: int = 7, application_id: str = "", organization_id:
         )
     )
     since = timezone.now() - timedelta(days=days)
-    messages = Message.objects.filter(used_fallback=True, created_at__gte=since)
+    recent = Message.objects.filter(used_fallback=True, created_at__gte=since)
+    messages = recent
     if application_id:
         messages = messages.filter(payload__application__id=application_id)
     if organization_id:
         messages = messages.filter(payload__organization__id=organization_id)
-    fallbacks = {
-        (row["usage_type"], row["requested_locale"]): row["count"]
-        for row in messages.values("usage_type", "requested_locale").annotate(count=Count("pk"))
-    }
-    asked = _asked(since, {t.locale for t in unscoped})
+    # One read of the fallback index for both the cells and the languages asked for (two
+    # when scoped: the languages asked for are everyone's).
+    rows_in_scope = _fallback_rows(messages)
+    fallbacks: dict[tuple[str, str], int] = {}
+    for row in rows_in_scope:
+        key = (row["usage_type"], row["requested_locale"])
+        fallbacks[key] = fallbacks.get(key, 0) + row["count"]
+    asked = _asked(
+        _fallback_rows(recent) if scoped else rows_in_scope, {t.locale for t in unscoped}
+    )
     if scoped:
         scope = (application_id, organization_id)
         # The templates that may serve a message of this scope (scopes_for): every pairing
@@ -158,17 +164,24 @@ ASKED_COLUMNS = 20
 ASKED_LISTED = 50
 
 
-def _asked(since, with_template: set[str]) -> list[Asked]:
-    """Requested locales with no template of their own served by fallback since ``since``,
-    most asked first, each with the locales (and CLDR distances) that served them."""
-    served: dict[str, dict[tuple[str, int | None], int]] = {}
-    for row in (
-        Message.objects.filter(used_fallback=True, created_at__gte=since, is_test=False)
-        .exclude(requested_locale="")
-        .exclude(requested_locale__in=with_template)
-        .values("requested_locale", "template_locale", "locale_distance")
+def _fallback_rows(messages) -> list[dict]:
+    """Fallback messages counted by what the coverage needs, from the covering index."""
+    return list(
+        messages.order_by()
+        .values("usage_type", "requested_locale", "template_locale", "locale_distance", "is_test")
         .annotate(count=Count("pk"))
-    ):
+    )
+
+
+def _asked(rows: list[dict], with_template: set[str]) -> list[Asked]:
+    """Requested locales with no template of their own served by fallback (test sends left
+    out), most asked first, each with the locales (and CLDR distances) that served them."""
+    served: dict[str, dict[tuple[str, int | None], int]] = {}
+    for row in rows:
+        if row["is_test"] or not row["requested_locale"]:
+            continue
+        if row["requested_locale"] in with_template:
+            continue
         by = served.setdefault(row["requested_locale"], {})
         key = (row["template_locale"], row["locale_distance"])
         by[key] = by.get(key, 0) + row["count"]
