@@ -172,3 +172,25 @@ def test_sending_timeout_shorter_than_the_send_limit_is_refused():
     )
     assert result.returncode != 0
     assert "emails.E004" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [(None, min(32, 8 * (os.cpu_count() or 1))), ("3", 3)]
+)
+def test_a_celery_worker_runs_many_processes_for_waiting_on_providers(given, expected):
+    """`celery -A project worker` without --concurrency: eight processes per core (at most
+    32), since a send mostly waits on the provider; CELERY_WORKER_CONCURRENCY sets it."""
+    code = "from project.celery import app; print(app.conf.worker_concurrency)"
+    environment = {k: v for k, v in os.environ.items() if k != "CELERY_WORKER_CONCURRENCY"}
+    environment.update(DJANGO_SETTINGS_MODULE="project.settings", DJANGO_DEBUG="true")
+    if given is not None:
+        environment["CELERY_WORKER_CONCURRENCY"] = given
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip().splitlines()[-1] == str(expected)
