@@ -430,6 +430,13 @@ class Message(models.Model):
             models.Index(
                 fields=["created_at"], name="emails_message_test_idx", condition=Q(is_test=True)
             ),
+            # The provider filter: a provider of the failover list may have sent nothing for
+            # weeks. Set when a send is tried, so accepts do not pay for it.
+            models.Index(
+                fields=["provider", "created_at"],
+                name="emails_message_sent_by_idx",
+                condition=~Q(provider=""),
+            ),
             # Coverage's fallback counts, read from the index alone; only an email served by
             # fallback pays for it when accepted.
             models.Index(

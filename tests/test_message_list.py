@@ -166,6 +166,29 @@ def test_the_log_sorts_only_by_time(admin_client):
     assert '"to"' not in query.split("ORDER BY")[1], query
 
 
+@on_postgres
+def test_a_page_no_index_finds_quickly_says_so(admin_client, monkeypatch):
+    """A usage type few messages have, among many: no index serves it, so finding a page
+    reads the table. Past the time limit the page lists none and tells how to narrow it."""
+    # Given 200,001 sign-in messages, one MFA message long ago, and a 1 ms limit
+    old = MessageFactory(usage_type="MfaVerification")
+    Message.objects.filter(pk=old.pk).update(created_at=old.created_at - timedelta(days=20))
+    copies(MessageFactory(dedup_key=None), 200_000)
+    monkeypatch.setattr(message_list, "LIST_TIME_LIMIT_MS", 1)
+
+    # When the log is filtered by that type
+    page = admin_client.get(LIST, {"usage_type": "MfaVerification"}, follow=True)
+
+    # Then it answers, lists nothing, and says why and what to do
+    assert page.status_code == 200
+    assert page.context["cl"].timed_out and list(page.context["cl"].result_list) == []
+    assert "Narrow the list by date" in page.content.decode()
+    # and the connection is back to no limit
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0"
+
+
 def test_no_bulk_delete_of_a_selection(admin_client):
     MessageFactory()
     page = admin_client.get(LIST)
@@ -198,15 +221,20 @@ def test_every_list_query_has_an_index(admin_client):
     """Each filter and the search are served by an index (with sequential scans priced out,
     the plan names one), so their first page never reads the whole table."""
     # Given more than a page of each (a page is LIMIT 100; one page is read whole)
-    copies(MessageFactory(to="ann@example.com", delivery_status="bounced", is_test=True), 100)
+    copies(
+        MessageFactory(
+            to="ann@example.com", delivery_status="bounced", is_test=True, provider="postmark"
+        ),
+        100,
+    )
     copies(MessageFactory(status="queued"), 100)
     with connection.cursor() as cursor:  # the planner's statistics, whatever ran before
         cursor.execute("ANALYZE emails_message")
     expected = {
-        "q=ann@example.com": "emails_message_to_recent_idx",
         "delivery_status__exact=bounced": "emails_message_problem_idx",
         "is_test__exact=1": "emails_message_test_idx",
         "status__exact=queued": "emails_message_status_idx",
+        "provider=postmark": "emails_message_sent_by_idx",
         "": "emails_message_created_at",
     }
     for query, index in expected.items():
@@ -221,6 +249,12 @@ def test_every_list_query_has_an_index(admin_client):
             plan = "\n".join(row[0] for row in cursor.fetchall())
             cursor.execute("SET LOCAL enable_seqscan = on")
         assert index in plan, (query, plan)
+    # and the search's condition is served by the address and provider id indexes
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    searched = message_list.message_search(Message.objects.order_by(), "Ann@example.com")
+    plan = searched.explain()
+    assert "emails_message_to_recent_idx" in plan and "emails_message_provider_idx" in plan, plan
 
 
 @on_postgres

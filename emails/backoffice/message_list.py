@@ -11,15 +11,19 @@ grows"): every query it makes is bounded by an index or by a time limit.
   with the ones the circuits and the Delivery page's counts name, and Logto's usage types.
 - **Search** finds a recipient's address, a provider's message id or a message id exactly,
   each through its index; a substring search would read every row.
+- **Rare values.** A page of a filter no index serves (a usage type few messages have) may
+  read the whole table; it is read for at most LIST_TIME_LIMIT_MS, then the page says to
+  narrow it by date.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from contextlib import contextmanager
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
@@ -34,6 +38,11 @@ from emails.models import DeliveryStat, ProviderCircuit
 COUNT_EXACTLY_UP_TO = 10_000
 COUNT_TIME_LIMIT_MS = 100
 MAX_APPROXIMATE_PAGES = 100
+LIST_TIME_LIMIT_MS = 1000
+TOO_SLOW = (
+    "Finding these messages took too long, so none are listed: few of them match among "
+    "many. Narrow the list by date (“created at”) or search for an address."
+)
 QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement_timeout
 
 SEARCH_HELP = "Exact: a full recipient address, a provider message id or a message id."
@@ -57,23 +66,10 @@ class BoundedCountPaginator(Paginator):
         if estimate > COUNT_EXACTLY_UP_TO:
             return self._approximately(estimate)
         try:
-            with transaction.atomic(using=queryset.db):
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT current_setting('statement_timeout'), "
-                        "set_config('statement_timeout', %s, true)",
-                        [f"{COUNT_TIME_LIMIT_MS}ms"],
-                    )
-                    before = cursor.fetchone()[0]
-                count = queryset.count()
-                with connection.cursor() as cursor:  # the caller's transaction keeps its own
-                    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
-                return count
-        except OperationalError as error:
-            if getattr(error.__cause__, "sqlstate", None) != QUERY_CANCELED:
-                raise
-            # Canceled at the time limit (the savepoint is rolled back): the estimate was
-            # wrong, so it is at least a page more than one page, whatever it said.
+            with time_limited(connection, COUNT_TIME_LIMIT_MS):
+                return queryset.count()
+        except TimedOut:
+            # The estimate was wrong: at least a page more than one page, whatever it said.
             return self._approximately(max(estimate, self.per_page + 1))
 
     def _approximately(self, estimate: int) -> int:
@@ -102,9 +98,54 @@ def _estimate(queryset) -> int:
     return int(json.loads(plan)[0]["Plan"]["Plan Rows"]) if plan else 0
 
 
+class TimedOut(Exception):
+    """A statement ran past its time_limited() limit, and was canceled."""
+
+
+@contextmanager
+def time_limited(connection, milliseconds: int):
+    """Run the block's statements with a statement_timeout on PostgreSQL, in a savepoint:
+    past the limit, PostgreSQL cancels the statement and TimedOut is raised. The caller's
+    own limit (or none) applies again afterwards, in its transaction too."""
+    try:
+        with transaction.atomic(using=connection.alias):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('statement_timeout'), "
+                    "set_config('statement_timeout', %s, true)",
+                    [f"{milliseconds}ms"],
+                )
+                before = cursor.fetchone()[0]
+            yield
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [before])
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != QUERY_CANCELED:
+            raise
+        raise TimedOut from error  # the savepoint, and the limit with it, is rolled back
+
+
 class MessageChangeList(ChangeList):
-    """The admin's list, sorted only by the columns in ``sortable_by`` (Django hides the
-    other headers' links but still sorts by any ``?o=``: a sort of the whole table)."""
+    """The admin's list: sorted only by the columns in ``sortable_by`` (Django hides the
+    other headers' links but still sorts by any ``?o=``: a sort of the whole table), and its
+    page read for at most LIST_TIME_LIMIT_MS on PostgreSQL. A filter no index serves, on a
+    value few messages have (a provider that sent nothing lately), reads the whole table to
+    find a page; past the limit the page is empty and says so."""
+
+    timed_out = False
+
+    def get_results(self, request):
+        super().get_results(request)
+        connection = connections[self.queryset.db]
+        if connection.vendor != "postgresql":
+            return
+        try:
+            with time_limited(connection, LIST_TIME_LIMIT_MS):
+                self.result_list = list(self.result_list)
+        except TimedOut:
+            self.result_list = []
+            self.timed_out = True
+            messages.warning(request, TOO_SLOW)
 
     def get_ordering_field(self, field_name):
         if self.sortable_by is not None and field_name not in self.sortable_by:
