@@ -3,7 +3,8 @@
 
     python3 dev.py run     install into .venv, migrate, create an admin, serve on :8000
     python3 dev.py test    install into .venv, run the test suite (extra args go to pytest)
-    python3 dev.py bench   run the benchmarks, write docs/benchmarks.md (not part of the tests)
+    python3 dev.py bench   run the benchmarks (or some of: classic compare scale memory
+                           scaleout ceiling) and write docs/benchmarks.md (not part of the tests)
 
 The run command uses the embedded defaults: SQLite (db.sqlite3), console email (printed in
 this terminal) and no Redis (tasks run in-process right after commit).

@@ -1,4 +1,6 @@
-"""Run every benchmark and write docs/benchmarks.md and docs/benchmarks.png.
+"""Run the benchmarks and write docs/benchmarks.md and docs/benchmarks.png:
+``python -m benchmarks.run [classic] [compare] [scale] [memory] [scaleout] [ceiling]`` (all by
+default).
 
 Ratios against baselines measured in the same run on the same server are the results; the
 absolute numbers drift on a shared 2-core machine. Needs PostgreSQL and Redis on loopback and
@@ -8,6 +10,7 @@ wrk (`apt-get install wrk`); uses the database mailroom_bench and Redis db 14.
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -199,7 +202,25 @@ def percentile(values, q):
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def main():
+PARTS = ("classic", "compare", "scale", "memory", "scaleout", "ceiling")
+
+
+def main(parts: list[str]) -> None:
+    """Run the named parts (all by default), then write docs/benchmarks.md from every part's
+    latest results in docs/."""
+    for part in parts or PARTS:
+        if part not in PARTS:
+            raise SystemExit(f"unknown part {part!r}: choose from {', '.join(PARTS)}")
+    for part in parts or PARTS:
+        if part == "classic":
+            classic()
+        else:  # each of the others is a module of its own: benchmarks/<part>.py
+            importlib.import_module(f"benchmarks.{part}").main()
+    write(json.loads((DOCS / "benchmarks.json").read_text(encoding="utf-8")))
+
+
+def classic():
+    """Sections 1 to 4: accept, rendering, end to end, cost per email."""
     results: dict = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     results["machine"] = machine()
     psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
@@ -306,7 +327,7 @@ def main():
     psql("TRUNCATE emails_message CASCADE", DB_NAME)
     results["e2e"] = end_to_end(environment, logs)
 
-    write(results)
+    (DOCS / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))
 
 
@@ -434,4 +455,4 @@ def write(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
