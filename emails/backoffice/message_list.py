@@ -129,8 +129,8 @@ class MessageChangeList(ChangeList):
     """The admin's list: sorted only by the columns in ``sortable_by`` (Django hides the
     other headers' links but still sorts by any ``?o=``: a sort of the whole table), and its
     page read for at most LIST_TIME_LIMIT_MS on PostgreSQL. A filter no index serves, on a
-    value few messages have (a provider that sent nothing lately), reads the whole table to
-    find a page; past the limit the page is empty and says so."""
+    value few messages have (a usage type Logto seldom sends), reads the whole table to find
+    a page; past the limit the page is empty and says so."""
 
     timed_out = False
 
