@@ -52,6 +52,46 @@ def constant_rate(port, path, bodies, *, rate: float, authorization: str, connec
     return asyncio.run(run())
 
 
+def constant_rate_answers(
+    port,
+    path,
+    bodies,
+    *,
+    rate: float,
+    authorization: str,
+    connections: int = 512,
+    timeout: float = 60.0,
+):
+    """Send ``bodies`` at ``rate`` per second, at most ``connections`` at a time; for each, in
+    order, (scheduled, answered, status, body): monotonic times of its scheduled send and of
+    its answer, the HTTP status and the response body. A connection error or no answer within
+    ``timeout`` seconds of the send is status 0 (its body says what happened)."""
+
+    async def run():
+        start = time.monotonic() + 0.2
+        results = [None] * len(bodies)
+        semaphore = asyncio.Semaphore(connections)
+
+        async def one(index, body):
+            scheduled = start + index / rate
+            await asyncio.sleep(max(0.0, scheduled - time.monotonic()))
+            async with semaphore:
+                try:
+                    status, payload = await asyncio.wait_for(
+                        _post(port, path, body, authorization), timeout
+                    )
+                except TimeoutError:
+                    status, payload = 0, b"timeout"
+                except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+                    status, payload = 0, f"{type(exc).__name__}: {exc}".encode()
+            results[index] = (scheduled, time.monotonic(), status, payload)
+
+        await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
+        return results
+
+    return asyncio.run(run())
+
+
 def closed_loop(port, path, bodies, *, concurrency: int, authorization: str):
     """Send every body, ``concurrency`` at a time; [(sent, answered, status, json)] in order."""
 
