@@ -26,6 +26,7 @@ from benchmarks.run import (
     PG,
     PYTHON,
     body,
+    celery_worker,
     env,
     free_port,
     machine,
@@ -86,26 +87,7 @@ def main() -> None:
         {**environment, "MAILROOM_BIND": f"127.0.0.1:{port}"},
         log,
     )
-    worker = start(
-        [
-            PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "project",
-            "worker",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "WARNING",
-            "--queues",
-            queue,
-            "-n",
-            f"memory-{uuid.uuid4().hex[:6]}@%h",
-        ],
-        environment,
-        log,
-    )
+    worker = celery_worker(environment, log, queue=queue, name=f"memory-{uuid.uuid4().hex[:6]}@%h")
     samples = []
     try:
         wait_port(port)

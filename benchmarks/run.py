@@ -135,6 +135,15 @@ def gunicorn(port: int, environment, log, workers: int = 1):
     )
 
 
+def celery_worker(environment, log, *, queue: str, concurrency: int = 2, name=None, extra=()):
+    """`celery -A project worker` on ``queue``, in its own process group."""
+    command = [PYTHON, "-m", "celery", "-A", "project", "worker", "--concurrency", str(concurrency)]
+    command += ["--loglevel", "WARNING", "--queues", queue, *extra]
+    if name:
+        command += ["-n", name]
+    return start(command, environment, log)
+
+
 def wait_port(port: int, timeout=30):
     import socket
 
@@ -353,25 +362,11 @@ def end_to_end(environment, logs) -> dict:
         web = gunicorn(
             port, flow_env, open(logs / "gunicorn-e2e.log", "w"), workers=E2E_WEB_WORKERS
         )
-        worker = start(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "project",
-                "worker",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--queues",
-                flow_env["CELERY_TASK_DEFAULT_QUEUE"],
-            ],
+        worker = celery_worker(
             flow_env,
             open(logs / "worker.log", "w"),
+            queue=flow_env["CELERY_TASK_DEFAULT_QUEUE"],
+            extra=["--without-gossip", "--without-mingle"],
         )
         try:
             wait_port(port)

@@ -30,6 +30,7 @@ from benchmarks.run import (
     PG,
     PYTHON,
     body,
+    celery_worker,
     env,
     fetch,
     free_port,
@@ -69,25 +70,11 @@ def one_run(broker: str, nodes: int, urls: dict, logs: Path) -> dict:
         for port in ports
     ]
     workers = [
-        start(
-            [
-                PYTHON,
-                "-m",
-                "celery",
-                "-A",
-                "project",
-                "worker",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "WARNING",
-                "--queues",
-                queue,
-                "-n",
-                f"node{index}-{uuid.uuid4().hex[:4]}@%h",
-            ],
+        celery_worker(
             environment,
             open(logs / f"worker-{broker}-{nodes}-{index}.log", "w"),
+            queue=queue,
+            name=f"node{index}-{uuid.uuid4().hex[:4]}@%h",
         )
         for index in range(1, nodes + 1)
     ]
