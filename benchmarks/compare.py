@@ -70,10 +70,10 @@ SEED = 20261204
 CONNECTIONS = 1024  # the load generator's in-flight requests at most
 TIMEOUT = 60.0  # seconds one request may take before it counts as an error
 # Mailroom's default for `celery worker` without --concurrency (README's command;
-# CELERY_WORKER_CONCURRENCY in project/settings.py): 8 processes per core, at most 32. Both
+# CELERY_WORKER_CONCURRENCY in project/settings.py): 8 processes per core, at most 16. Both
 # worker systems get it.
 WORKER_CONCURRENCY = int(
-    os.environ.get("COMPARE_WORKER_CONCURRENCY") or min(32, 8 * (os.cpu_count() or 1))
+    os.environ.get("COMPARE_WORKER_CONCURRENCY") or min(16, 8 * len(os.sched_getaffinity(0)))
 )
 # Before each measured load: this many requests at this rate (every gunicorn worker and
 # thread has served some and holds its database connection), and their delivery.

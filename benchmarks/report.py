@@ -47,7 +47,7 @@ def _compare_before(before: dict | None) -> str:
 Celery's default concurrency ({before["worker_concurrency"]}, one process per core). A send
 waits ~150 ms on the provider, so two processes delivered about 13 emails a second, below
 even 20 requests/s, and every load built a queue. `celery worker` now runs 8 processes per
-core (`CELERY_WORKER_CONCURRENCY`), the run above. Mailroom then:
+core, at most 16 (`CELERY_WORKER_CONCURRENCY`): the run above. Mailroom then:
 
 | load (req/s) | call → provider p50 | p99 | provider accepted/s | still queued at the deadline |
 |---|---|---|---|---|

@@ -23,9 +23,9 @@ bind = os.environ.get("MAILROOM_BIND", "127.0.0.1:8000").split(",")
 # client sending its headers slowly holds no thread, so it cannot stall Logto's requests.
 worker_class = "project.gunicorn_worker.HeadBufferingWorker"
 # gunicorn's own WEB_CONCURRENCY, else its rule of thumb (2 x cores + 1) up to 8. Each thread
-# keeps one PostgreSQL connection open (DATABASE_CONN_MAX_AGE), so workers x threads (at most
-# 32 by default) stays well under PostgreSQL's default max_connections of 100, with room for
-# the Celery workers.
+# keeps one PostgreSQL connection open (DATABASE_CONN_MAX_AGE): workers x threads (at most
+# 32 by default) plus a Celery worker's processes (at most 16) and its relay stay under
+# PostgreSQL's default max_connections of 100 for one host; more hosts: PgBouncer (README).
 workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * _cores() + 1, 8))
 threads = int(os.environ.get("MAILROOM_THREADS") or 4)
 

@@ -213,10 +213,13 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Sending is waiting: a provider's API answers in 100-400 ms, during which a worker process
 # does nothing else. Celery's default (one process per core) sends at most ~13 emails a
 # second on 2 cores at 150 ms each, fewer than a busy Logto asks for (docs/benchmarks.md,
-# "Side by side"). Eight per core, at most 32; each is one more database connection.
-CELERY_WORKER_CONCURRENCY = env.int(
-    "CELERY_WORKER_CONCURRENCY", default=min(32, 8 * (os.cpu_count() or 1))
-)
+# "Side by side"). Eight per core (the cores this process may run on, as gunicorn counts
+# them), at most 16: each is one more database connection and ~60-80 MB of its own.
+try:
+    _cores = len(os.sched_getaffinity(0))
+except AttributeError:  # not Linux
+    _cores = os.cpu_count() or 1
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=min(16, 8 * _cores))
 # In JSON, the worker's lines (Celery's own included) go through LOGGING below, not Celery's.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = EMAILS_LOG_FORMAT != "json"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
