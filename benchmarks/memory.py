@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 import uuid
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from benchmarks.run import (
     celery_worker,
     env,
     free_port,
+    fresh_database,
     machine,
     psql,
     start,
@@ -65,8 +65,6 @@ def children(pid: int) -> list[int]:
 def main() -> None:
     from tests.stubs import ProviderStub
 
-    psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    psql(f"CREATE DATABASE {DB_NAME}")
     stub = ProviderStub().start()
     queue = f"bench-memory-{uuid.uuid4().hex[:8]}"
     environment = env(
@@ -74,12 +72,7 @@ def main() -> None:
         ANYMAIL_POSTMARK_API_URL=stub.url,
         CELERY_TASK_DEFAULT_QUEUE=queue,
     )
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--no-input"],
-        env=environment,
-        check=True,
-        capture_output=True,
-    )
+    fresh_database(DB_NAME, environment)
     port = free_port()
     log = open(os.devnull, "w")
     web = start(

@@ -96,6 +96,28 @@ def manage(*args, environment):
     )
 
 
+def fresh_database(name: str, environment) -> None:
+    """Drop and create the database ``name`` and migrate it (``environment`` points at it)."""
+    psql(f"DROP DATABASE IF EXISTS {name}")
+    psql(f"CREATE DATABASE {name}")
+    manage("migrate", "--no-input", environment=environment)
+
+
+def provider_stub(environment, logs: Path):
+    """benchmarks.stub_server in its own process: (the process, its {"api", "stats"} URLs)."""
+    port_file = logs / "stub.json"
+    stub = start(
+        [PYTHON, "-m", "benchmarks.stub_server", str(port_file)],
+        environment,
+        open(logs / "stub.log", "w"),
+    )
+    for _ in range(100):
+        if port_file.exists() and port_file.read_text():
+            break
+        time.sleep(0.1)
+    return stub, json.loads(port_file.read_text())
+
+
 def start(args, environment, log):
     return subprocess.Popen(
         args,
@@ -232,10 +254,8 @@ def classic():
     """Sections 1 to 4: accept, rendering, end to end, cost per email."""
     results: dict = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     results["machine"] = machine()
-    psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    psql(f"CREATE DATABASE {DB_NAME}")
     environment = env()
-    manage("migrate", "--no-input", environment=environment)
+    fresh_database(DB_NAME, environment)
     from benchmarks.views import CREATE_TABLE
 
     psql(CREATE_TABLE, DB_NAME)
@@ -341,18 +361,8 @@ def classic():
 
 
 def end_to_end(environment, logs) -> dict:
-    port_file = logs / "stub.json"
-    stub = start(
-        [PYTHON, "-m", "benchmarks.stub_server", str(port_file)],
-        environment,
-        open(logs / "stub.log", "w"),
-    )
+    stub, urls = provider_stub(environment, logs)
     try:
-        for _ in range(100):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.1)
-        urls = json.loads(port_file.read_text())
         flow_env = {
             **environment,
             "ANYMAIL_POSTMARK_API_URL": urls["api"],

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -34,7 +33,9 @@ from benchmarks.run import (
     env,
     fetch,
     free_port,
+    fresh_database,
     machine,
+    provider_stub,
     psql,
     start,
     stop,
@@ -128,28 +129,11 @@ def one_run(broker: str, nodes: int, urls: dict, logs: Path) -> dict:
 
 
 def main() -> None:
-    psql(f"DROP DATABASE IF EXISTS {DB_NAME}")
-    psql(f"CREATE DATABASE {DB_NAME}")
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--no-input"],
-        env=env(DATABASE_URL=PG + DB_NAME),
-        check=True,
-        capture_output=True,
-    )
+    fresh_database(DB_NAME, env(DATABASE_URL=PG + DB_NAME))
     logs = Path(tempfile.mkdtemp(prefix="mailroom-scaleout-"))
-    port_file = logs / "stub.json"
-    stub = start(
-        [PYTHON, "-m", "benchmarks.stub_server", str(port_file)],
-        env(),
-        open(logs / "stub.log", "w"),
-    )
+    stub, urls = provider_stub(env(), logs)
     runs = []
     try:
-        for _ in range(100):
-            if port_file.exists() and port_file.read_text():
-                break
-            time.sleep(0.1)
-        urls = json.loads(port_file.read_text())
         for broker in BROKERS:
             for nodes in (1, 2):
                 runs.append(one_run(broker, nodes, urls, logs))
